@@ -1,0 +1,181 @@
+import { parse as parseToml } from 'toml'
+import * as v from 'valibot'
+import { builtInPolicies, pickPolicies } from '../policies/index.ts'
+import { ConfigError, type ConfigProblem } from './errors.ts'
+import { configFileSchema, issueMessage, parseHostPort, type ConfigFile } from './schema.ts'
+import type { Config, ListenerConfig, RouteConfig, UpstreamConfig } from './types.ts'
+
+/** Parses, validates and normalizes a policy file; every problem in it is reported in one ConfigError. */
+export function loadConfigText(text: string, source: string): Config {
+  const document = parseDocument(text, source)
+  const result = v.safeParse(configFileSchema, document, { abortEarly: false, message: issueMessage })
+  const problems = [...(result.issues ?? []).map(issueToProblem), ...crossReferenceProblems(document)]
+  if (!result.success || problems.length > 0) throw new ConfigError(source, problems)
+  return normalize(result.output, source)
+}
+
+function parseDocument(text: string, source: string): unknown {
+  try {
+    return parseToml(text)
+  } catch (error) {
+    throw new ConfigError(source, [syntaxProblem(error)])
+  }
+}
+
+interface TomlParseError {
+  message?: string
+  location?: { start?: { line?: number; column?: number } }
+  line?: number
+  column?: number
+  found?: string | null
+  expected?: Array<{ type: string; text?: string }>
+}
+
+/** Peggy errors list every token the grammar could take; a reader needs the few that matter. */
+function syntaxProblem(error: unknown): ConfigProblem {
+  const details = (typeof error === 'object' && error !== null ? error : {}) as TomlParseError
+  const line = details.location?.start?.line ?? details.line
+  const column = details.location?.start?.column ?? details.column
+  const message = details.expected ? describeUnexpected(details) : sentence(String(details.message ?? error))
+  return { path: '', message: `TOML syntax error: ${message}`, line, column }
+}
+
+const CLOSING_TOKENS = new Set(['=', ',', ']', '}'])
+
+/** "Cannot redefine existing key 'a'." → "cannot redefine existing key 'a'", to sit after a colon. */
+function sentence(message: string): string {
+  return message.charAt(0).toLowerCase() + message.slice(1).replace(/\.$/, '')
+}
+
+function describeUnexpected({ found, expected = [] }: TomlParseError): string {
+  const lineEnded = found === null || found === undefined || /^[\r\n]/.test(found)
+  const foundText = found === null || found === undefined ? 'end of file' : lineEnded ? 'end of line' : JSON.stringify(found)
+  const literals = new Set(expected.flatMap((item) => (item.type === 'literal' && item.text !== undefined ? [item.text] : [])))
+  const valueExpected = literals.has('true')
+  if (lineEnded && !valueExpected && (literals.has('"') || literals.has("'"))) return 'unterminated string'
+  const wanted = [...literals].filter((literal) => CLOSING_TOKENS.has(literal)).map((literal) => JSON.stringify(literal))
+  if (valueExpected) wanted.push('a value')
+  return wanted.length > 0 ? `unexpected ${foundText}, expected ${wanted.join(' or ')}` : `unexpected ${foundText}`
+}
+
+function issueToProblem(issue: v.BaseIssue<unknown>): ConfigProblem {
+  return { path: formatPath(issue.path ?? []), message: issue.message }
+}
+
+const BARE_KEY = /^[a-z0-9_-]+$/i
+
+/** `routes[1].upstream`, `listeners."bad name"`: the path as TOML would spell it. */
+export function formatPath(path: ReadonlyArray<{ key: unknown }>): string {
+  let formatted = ''
+  for (const { key } of path) {
+    if (typeof key === 'number') formatted += `[${key}]`
+    else {
+      const name = String(key)
+      const part = BARE_KEY.test(name) ? name : JSON.stringify(name)
+      formatted += formatted === '' ? part : `.${part}`
+    }
+  }
+  return formatted
+}
+
+/**
+ * Checks across tables. They read the raw document, so a route with an unknown upstream is
+ * reported even when other keys of the file are broken.
+ */
+function crossReferenceProblems(document: unknown): ConfigProblem[] {
+  if (!isTable(document)) return []
+  const listeners = isTable(document.listeners) ? document.listeners : {}
+  const upstreams = isTable(document.upstreams) ? document.upstreams : {}
+  const routes = Array.isArray(document.routes) ? document.routes : []
+  return [
+    ...addressConflicts(document.gateway, listeners),
+    ...routeProblems(routes, Object.keys(listeners), Object.keys(upstreams)),
+  ]
+}
+
+/** Two sockets on one address cannot both bind; port 0 always gets a fresh port. */
+function addressConflicts(gateway: unknown, listeners: Record<string, unknown>): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const owners = new Map<string, string>()
+  const admin = isTable(gateway) && typeof gateway.admin === 'string' ? gateway.admin : '127.0.0.1:9901'
+  const claim = (address: unknown, owner: string): void => {
+    const parsed = typeof address === 'string' ? parseHostPort(address) : undefined
+    if (parsed === undefined || parsed.port === 0) return
+    const key = `${parsed.host}:${parsed.port}`
+    const previous = owners.get(key)
+    if (previous === undefined) owners.set(key, owner)
+    else problems.push({ path: owner, message: `address ${JSON.stringify(address)} is already used by ${previous}` })
+  }
+  claim(admin, 'gateway.admin')
+  for (const [name, listener] of Object.entries(listeners)) {
+    if (isTable(listener)) claim(listener.listen, `${formatPath([{ key: 'listeners' }, { key: name }])}.listen`)
+  }
+  return problems
+}
+
+function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames: string[]): ConfigProblem[] {
+  const problems: ConfigProblem[] = []
+  const namedAt = new Map<string, number>()
+  for (const [index, route] of routes.entries()) {
+    if (!isTable(route)) continue
+    const at = `routes[${index}]`
+    const missingListener = missingReference('listener', route.listener, listenerNames)
+    if (missingListener) problems.push({ path: `${at}.listener`, message: missingListener })
+    const missingUpstream = missingReference('upstream', route.upstream, upstreamNames)
+    if (missingUpstream) problems.push({ path: `${at}.upstream`, message: missingUpstream })
+    const name = route.name ?? defaultRouteName(index)
+    if (typeof name !== 'string') continue
+    const first = namedAt.get(name)
+    if (first === undefined) namedAt.set(name, index)
+    else problems.push({ path: `${at}.name`, message: `duplicate route name ${JSON.stringify(name)} (also routes[${first}])` })
+  }
+  return problems
+}
+
+function missingReference(kind: string, name: unknown, defined: string[]): string | undefined {
+  if (typeof name !== 'string' || name === '' || defined.includes(name)) return undefined
+  return `no ${kind} named ${JSON.stringify(name)} (defined: ${defined.length > 0 ? defined.join(', ') : 'none'})`
+}
+
+function defaultRouteName(index: number): string {
+  return `route-${index}`
+}
+
+function isTable(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)
+}
+
+function normalize(file: ConfigFile, source: string): Config {
+  const defaults = pickPolicies(file.defaults)
+  const inherited = { ...builtInPolicies(), ...defaults }
+  const listeners: Record<string, ListenerConfig> = {}
+  for (const [name, { listen, direction }] of Object.entries(file.listeners)) {
+    listeners[name] = { name, host: listen.host, port: listen.port, direction }
+  }
+  const upstreams: Record<string, UpstreamConfig> = {}
+  for (const [name, upstream] of Object.entries(file.upstreams)) {
+    upstreams[name] = {
+      name,
+      endpoints: upstream.endpoints.map((url, index) => ({ url, weight: upstream.weights?.[index] ?? 1 })),
+      balance: upstream.balance,
+      connectTimeoutMs: upstream.connect_timeout,
+    }
+  }
+  const routes = file.routes.map((route, index): RouteConfig => {
+    const normalized: RouteConfig = {
+      index,
+      name: route.name ?? defaultRouteName(index),
+      listener: route.listener,
+      path: route.path,
+      upstream: route.upstream,
+      policies: { ...inherited, ...pickPolicies(route) },
+    }
+    if (route.host !== undefined) normalized.host = route.host
+    if (route.methods !== undefined) normalized.methods = route.methods
+    if (route.headers !== undefined) normalized.headers = route.headers
+    if (route.strip_prefix !== undefined) normalized.stripPrefix = route.strip_prefix
+    return normalized
+  })
+  const { service, admin, shutdown_grace } = file.gateway
+  return { source, gateway: { service, admin, shutdownGraceMs: shutdown_grace }, listeners, upstreams, defaults, routes }
+}

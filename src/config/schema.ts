@@ -1,0 +1,245 @@
+import * as v from 'valibot'
+import { policyEntries } from '../policies/index.ts'
+import { describeValue, expectedGot } from './errors.ts'
+import type { HostPort } from './types.ts'
+import { convertedString, duration, type Conversion } from './units.ts'
+
+/** The policy file as written, validated; load.ts turns its output into the normalized Config. */
+
+const NAME = /^[a-z0-9][a-z0-9_-]*$/i
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i
+const PARAMETER = /^:[a-z_][a-z0-9_]*$/i
+const HOST_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
+const IPV6 = /^[0-9a-f:.]+$/i
+
+/** A table whose keys are all known: unknown keys and missing required keys are both reported. */
+function table<const Entries extends v.ObjectEntries>(entries: Entries) {
+  const allowed = Object.keys(entries).join(', ')
+  return v.strictObject(entries, (issue) => {
+    if (issue.path?.at(-1)?.origin !== 'key') return expectedGot('a table', issue.input)
+    if (issue.expected === 'never') return `unknown key ${describeValue(issue.input)} (allowed: ${allowed})`
+    return 'required key missing'
+  })
+}
+
+function oneOf<const Options extends readonly string[]>(options: Options) {
+  const expected = `one of ${options.map((option) => JSON.stringify(option)).join(', ')}`
+  return v.picklist(options, (issue) => expectedGot(expected, issue.input))
+}
+
+function text() {
+  return v.pipe(
+    v.string((issue) => expectedGot('a string', issue.input)),
+    v.regex(/\S/, 'expected a non-empty string'),
+  )
+}
+
+const NAME_RULE = 'a name of letters, digits, "_" and "-", starting with a letter or digit'
+
+function name() {
+  return v.pipe(
+    v.string((issue) => expectedGot('a string', issue.input)),
+    v.regex(NAME, (issue) => expectedGot(NAME_RULE, issue.input)),
+  )
+}
+
+/** Tables keyed by a name: [listeners.<name>], [upstreams.<name>]. */
+function namedTables<Item extends v.GenericSchema>(item: Item) {
+  return v.record(name(), item, (issue) => expectedGot('a table', issue.input))
+}
+
+function arrayOf<Item extends v.GenericSchema>(item: Item) {
+  return v.array(item, (issue) => expectedGot('an array', issue.input))
+}
+
+const HOST_PORT_EXAMPLE = '"host:port" with a port from 0 to 65535, like "0.0.0.0:8080" or "[::1]:8080"'
+
+/** "0.0.0.0:8080", "localhost:0", "[::1]:9901"; the IPv6 host comes back without brackets. */
+export function parseHostPort(address: string): HostPort | undefined {
+  const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(address)
+  if (!match) return undefined
+  const [, ipv6, hostName, portText] = match
+  const port = Number(portText)
+  if (port > 65_535) return undefined
+  if (ipv6 !== undefined) return IPV6.test(ipv6) && ipv6.includes(':') ? { host: ipv6, port } : undefined
+  const host = hostName!.toLowerCase()
+  return HOST_NAME.test(host) ? { host, port } : undefined
+}
+
+function hostPort() {
+  return convertedString(HOST_PORT_EXAMPLE, (address): Conversion<HostPort> => {
+    const parsed = parseHostPort(address)
+    if (parsed) return { value: parsed }
+    const hint = !address.startsWith('[') && address.split(':').length > 2 ? ' (put IPv6 addresses in brackets)' : ''
+    return { problem: expectedGot(HOST_PORT_EXAMPLE, address) + hint }
+  })
+}
+
+const ENDPOINT_EXAMPLE = 'an http:// or https:// URL like "http://127.0.0.1:3000"'
+
+/** Origin plus optional base path, without trailing slash. */
+function toEndpoint(text: string): Conversion<string> {
+  const url = /^https?:\/\//i.test(text) && URL.canParse(text) ? new URL(text) : undefined
+  if (url === undefined || url.hostname === '') return { problem: expectedGot(ENDPOINT_EXAMPLE, text) }
+  // The URL itself is not echoed: it holds a secret.
+  if (url.username !== '' || url.password !== '') return { problem: 'expected an endpoint URL without user name or password' }
+  if (/[?#]/.test(text)) return { problem: expectedGot('an endpoint URL without query or fragment', text) }
+  return { value: `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}` }
+}
+
+const PATH_EXAMPLE = 'a path like "/orders", "/api/*" or "/users/:id"'
+
+function toRoutePath(path: string): Conversion<string> {
+  const reject = (expected: string): Conversion<string> => ({ problem: expectedGot(expected, path) })
+  if (!path.startsWith('/')) return reject(`${PATH_EXAMPLE}, starting with "/"`)
+  if (/[?#\s]/.test(path)) return reject(`${PATH_EXAMPLE}, without query, fragment or spaces`)
+  const segments = path.slice(1).split('/')
+  for (const [index, segment] of segments.entries()) {
+    const last = index === segments.length - 1
+    if (segment.includes('*') && !(segment === '*' && last)) return reject(`${PATH_EXAMPLE}, with "*" only as the whole last segment`)
+    if (segment === '' && !last) return reject(`${PATH_EXAMPLE}, without empty segments`)
+    if (segment.startsWith(':') && !PARAMETER.test(segment)) return reject(`${PATH_EXAMPLE}, with parameters named by letters, digits and "_"`)
+  }
+  return { value: path }
+}
+
+const STRIP_PREFIX_EXAMPLE = 'a literal path prefix like "/payments"'
+
+function toStripPrefix(prefix: string): Conversion<string> {
+  if (!prefix.startsWith('/') || /[?#*:\s]/.test(prefix)) return { problem: expectedGot(STRIP_PREFIX_EXAMPLE, prefix) }
+  return { value: prefix.length > 1 ? prefix.replace(/\/+$/, '') : prefix }
+}
+
+/** Whether some path the route matches starts with `prefix`; otherwise strip_prefix could never apply. */
+function prefixCanMatch(path: string, prefix: string): boolean {
+  if (prefix === '/') return true
+  const pathSegments = path.slice(1).split('/')
+  const prefixSegments = prefix.slice(1).split('/')
+  for (const [index, prefixSegment] of prefixSegments.entries()) {
+    const pathSegment = pathSegments[index]
+    if (pathSegment === '*') return true
+    if (pathSegment === undefined) return false
+    if (!pathSegment.startsWith(':') && pathSegment !== prefixSegment) return false
+  }
+  return true
+}
+
+const HOST_EXAMPLE = 'a host name like "api.example.com"'
+
+/** Lower-case; IPv6 without brackets, as the router compares it. */
+function toRouteHost(text: string): Conversion<string> {
+  const host = text.toLowerCase()
+  if (host.includes('://')) return { problem: expectedGot(`${HOST_EXAMPLE} without a scheme`, text) }
+  const ipv6 = /^\[(.*)\]$/.exec(host)?.[1]
+  if (ipv6 !== undefined) return IPV6.test(ipv6) ? { value: ipv6 } : { problem: expectedGot(HOST_EXAMPLE, text) }
+  if (host.includes(':')) return { problem: expectedGot(`${HOST_EXAMPLE} without a port (routes match any port)`, text) }
+  return HOST_NAME.test(host) ? { value: host } : { problem: expectedGot(HOST_EXAMPLE, text) }
+}
+
+function methods() {
+  const method = v.pipe(
+    v.string((issue) => expectedGot('an HTTP method like "GET"', issue.input)),
+    v.regex(TOKEN, (issue) => expectedGot('an HTTP method like "GET"', issue.input)),
+    v.toUpperCase(),
+  )
+  return v.pipe(arrayOf(method), v.minLength(1, 'expected at least one method (leave the key out to match any)'))
+}
+
+function headerMatches() {
+  const headerName = v.pipe(
+    v.string(),
+    v.regex(TOKEN, (issue) => expectedGot('a header name like "x-tenant"', issue.input)),
+  )
+  const headerValue = v.string((issue) => expectedGot('a string', issue.input))
+  return v.pipe(
+    v.record(headerName, headerValue, (issue) => expectedGot('a table like { "x-tenant" = "acme" }', issue.input)),
+    v.transform((headers) =>
+      Object.entries(headers).map(([headerName, value]): [string, string] => [headerName.toLowerCase(), value]),
+    ),
+  )
+}
+
+const gatewaySchema = table({
+  service: text(),
+  admin: v.optional(hostPort(), '127.0.0.1:9901'),
+  shutdown_grace: v.optional(duration(), '10s'),
+})
+
+const listenerSchema = table({
+  listen: hostPort(),
+  direction: oneOf(['ingress', 'egress']),
+})
+
+const upstreamSchema = v.pipe(
+  table({
+    endpoints: v.pipe(
+      arrayOf(convertedString(ENDPOINT_EXAMPLE, toEndpoint)),
+      v.minLength(1, 'expected at least one endpoint, got none'),
+    ),
+    balance: v.optional(oneOf(['round_robin', 'least_request', 'random']), 'round_robin'),
+    weights: v.optional(
+      arrayOf(v.pipe(v.number(), v.check((weight) => Number.isSafeInteger(weight) && weight > 0, (issue) => expectedGot('a positive integer', issue.input)))),
+    ),
+    connect_timeout: v.optional(duration(), '1s'),
+  }),
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['weights']],
+      ({ endpoints, weights }) => weights === undefined || weights.length === endpoints.length,
+      (issue) => `expected ${issue.input.endpoints.length} weights, one per endpoint, got ${issue.input.weights?.length}`,
+    ),
+    ['weights'],
+  ),
+)
+
+const routeSchema = v.pipe(
+  table({
+    name: v.optional(name()),
+    listener: text(),
+    path: convertedString(PATH_EXAMPLE, toRoutePath),
+    methods: v.optional(methods()),
+    host: v.optional(convertedString(HOST_EXAMPLE, toRouteHost)),
+    strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
+    headers: v.optional(headerMatches()),
+    upstream: text(),
+    ...policyEntries(),
+  }),
+  v.forward(
+    v.partialCheck(
+      [['path'], ['strip_prefix']],
+      ({ path, strip_prefix }) => strip_prefix === undefined || prefixCanMatch(path, strip_prefix),
+      (issue) => `${describeValue(issue.input.strip_prefix)} can never be stripped: it is not a prefix of path ${describeValue(issue.input.path)}`,
+    ),
+    ['strip_prefix'],
+  ),
+)
+
+export const configFileSchema = table({
+  gateway: gatewaySchema,
+  listeners: v.pipe(
+    namedTables(listenerSchema),
+    v.check((listeners) => Object.keys(listeners).length > 0, 'expected at least one listener, got none'),
+  ),
+  upstreams: v.optional(namedTables(upstreamSchema), () => ({})),
+  defaults: v.optional(table(policyEntries()), () => ({})),
+  routes: v.optional(
+    v.array(routeSchema, (issue) => expectedGot('an array of tables, written [[routes]]', issue.input)),
+    () => [],
+  ),
+})
+
+export type ConfigFile = v.InferOutput<typeof configFileSchema>
+
+const EXPECTED_TYPE: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  boolean: 'a boolean',
+  Array: 'an array',
+  Object: 'a table',
+}
+
+/** Fallback for issues whose schema has no message of its own: valibot's wording, in the file's terms. */
+export function issueMessage(issue: v.BaseIssue<unknown>): string {
+  const expected = issue.expected ?? 'something else'
+  return expectedGot(EXPECTED_TYPE[expected] ?? expected, issue.input)
+}
