@@ -1,0 +1,132 @@
+import { ConfigError } from './config/errors.ts'
+import { loadConfigText } from './config/load.ts'
+import type { Config } from './config/types.ts'
+import { startGateway } from './gateway.ts'
+import { jsonLogger } from './log.ts'
+import type { Runtime } from './runtime/types.ts'
+import { VERSION } from './version.ts'
+
+const HELP = `pillion ${VERSION}: a microgateway sidecar configured by one TOML policy file
+
+Usage:
+  pillion run [-c FILE]     start the gateway (FILE defaults to $PILLION_CONFIG, then ./pillion.toml)
+  pillion check FILE        validate a policy file; exit 0, or 1 listing every problem
+  pillion health URL        exit 0 if URL answers 2xx (a probe for containers without curl)
+  pillion version           print the version and runtime
+  pillion --help            this text
+`
+
+export async function runCli(runtime: Runtime): Promise<number> {
+  const [command, ...rest] = runtime.args
+  switch (command) {
+    case 'run':
+      return run(runtime, rest)
+    case 'check':
+      return check(runtime, rest)
+    case 'health':
+      return health(runtime, rest)
+    case 'version':
+    case '--version':
+    case '-v':
+      runtime.writeOut(`pillion ${VERSION} (${runtime.name} ${runtime.version})`)
+      return 0
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      runtime.writeOut(HELP)
+      return 0
+    default:
+      runtime.writeErr(`pillion: unknown command "${command}"\n\n${HELP}`)
+      return 2
+  }
+}
+
+function configPath(runtime: Runtime, args: string[]): string | { error: string } {
+  let path: string | undefined
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === '-c' || arg === '--config') {
+      path = args[++i]
+      if (path === undefined) return { error: `${arg} needs a file name` }
+    } else if (arg.startsWith('--config=')) {
+      path = arg.slice('--config='.length)
+    } else {
+      return { error: `unexpected argument "${arg}"` }
+    }
+  }
+  return path ?? runtime.env('PILLION_CONFIG') ?? './pillion.toml'
+}
+
+async function loadConfig(runtime: Runtime, path: string): Promise<Config | undefined> {
+  let text: string
+  try {
+    text = await runtime.readTextFile(path)
+  } catch (error) {
+    runtime.writeErr(`pillion: cannot read ${path}: ${(error as Error).message}`)
+    return undefined
+  }
+  try {
+    return loadConfigText(text, path)
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error
+    runtime.writeErr(error.message)
+    return undefined
+  }
+}
+
+async function check(runtime: Runtime, args: string[]): Promise<number> {
+  const path = args.length === 1 && !args[0]!.startsWith('-') ? args[0]! : configPath(runtime, args)
+  if (typeof path !== 'string') {
+    runtime.writeErr(`pillion check: ${path.error}`)
+    return 2
+  }
+  const config = await loadConfig(runtime, path)
+  if (config === undefined) return 1
+  runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes)`)
+  return 0
+}
+
+async function run(runtime: Runtime, args: string[]): Promise<number> {
+  const path = configPath(runtime, args)
+  if (typeof path !== 'string') {
+    runtime.writeErr(`pillion run: ${path.error}`)
+    return 2
+  }
+  const config = await loadConfig(runtime, path)
+  if (config === undefined) return 1
+  const logger = jsonLogger(runtime.writeErr, config.gateway.service)
+  let gateway
+  try {
+    gateway = await startGateway(config, runtime, logger)
+  } catch (error) {
+    runtime.writeErr(`pillion: cannot start: ${(error as Error).message}`)
+    return 1
+  }
+  runtime.writeOut(`pillion: ${config.gateway.service} ready in ${Math.round(performance.now())}ms (${runtime.name} ${runtime.version})`)
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const stop = async () => {
+      if (stopping) return
+      stopping = true
+      runtime.writeOut('pillion: shutting down, draining in-flight requests')
+      const drained = await gateway.shutdown()
+      runtime.writeOut(drained ? 'pillion: stopped' : 'pillion: stopped after shutdown grace')
+      resolve(0)
+    }
+    runtime.onSignal('SIGTERM', stop)
+    runtime.onSignal('SIGINT', stop)
+  })
+}
+
+async function health(runtime: Runtime, args: string[]): Promise<number> {
+  const url = args[0] ?? 'http://127.0.0.1:9901/healthz'
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(2000) })
+    await response.body?.cancel()
+    return response.ok ? 0 : 1
+  } catch (error) {
+    runtime.writeErr(`pillion health: ${url}: ${(error as Error).message}`)
+    return 1
+  }
+}

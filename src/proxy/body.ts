@@ -1,0 +1,30 @@
+/** Passes a body through unchanged and reports once when it ends, fails or is cancelled by the client. */
+export function observeBody(body: ReadableStream<Uint8Array>, onEnd: (error?: unknown) => void): ReadableStream<Uint8Array> {
+  const reader = body.getReader()
+  let ended = false
+  const end = (error?: unknown) => {
+    if (ended) return
+    ended = true
+    onEnd(error)
+  }
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read()
+        if (done) {
+          controller.close()
+          end()
+        } else {
+          controller.enqueue(value)
+        }
+      } catch (error) {
+        controller.error(error)
+        end(error)
+      }
+    },
+    cancel(reason) {
+      end(reason)
+      return reader.cancel(reason)
+    },
+  })
+}

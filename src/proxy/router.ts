@@ -1,0 +1,74 @@
+import type { RouteConfig } from '../config/types.ts'
+
+export type PathMatcher = (path: string) => boolean
+
+/** "/x" exact, "/x/*" the prefix and everything below it, ":name" one segment; compiled once at load. */
+export function compilePath(pattern: string): PathMatcher {
+  if (pattern === '/*') return () => true
+  const wildcard = pattern.endsWith('/*')
+  const base = wildcard ? pattern.slice(0, -2) : pattern
+  if (!base.includes('/:')) {
+    if (!wildcard) return (path) => path === base
+    const below = `${base}/`
+    return (path) => path === base || path.startsWith(below)
+  }
+  const source = base
+    .split('/')
+    .map((segment) => (segment.startsWith(':') ? '[^/]+' : escapeRegExp(segment)))
+    .join('/')
+  const regex = new RegExp(`^${source}${wildcard ? '(?:/.*)?' : ''}$`)
+  return (path) => regex.test(path)
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+}
+
+export interface RequestFacts {
+  method: string
+  host: string | null // lower-case, port removed
+  path: string
+  headers: Headers
+}
+
+export interface CompiledRoute<T> {
+  matches(facts: RequestFacts): boolean
+  target: T
+}
+
+export function compileRoute<T>(route: RouteConfig, target: T): CompiledRoute<T> {
+  const matchPath = compilePath(route.path)
+  const methods = route.methods ? new Set(route.methods) : undefined
+  const host = route.host
+  const headers = route.headers
+  return {
+    target,
+    matches(facts) {
+      if (methods !== undefined && !methods.has(facts.method)) return false
+      if (host !== undefined && facts.host !== host) return false
+      if (!matchPath(facts.path)) return false
+      if (headers !== undefined) {
+        for (const [name, value] of headers) if (facts.headers.get(name) !== value) return false
+      }
+      return true
+    },
+  }
+}
+
+/** Routes are tried in file order; the first match wins. */
+export function firstMatch<T>(routes: readonly CompiledRoute<T>[], facts: RequestFacts): T | undefined {
+  for (const route of routes) if (route.matches(facts)) return route.target
+  return undefined
+}
+
+/** "Example.com:8080" -> "example.com"; "[::1]:80" -> "::1". */
+export function hostWithoutPort(authority: string | null): string | null {
+  if (authority === null || authority === '') return null
+  const lower = authority.toLowerCase()
+  if (lower.startsWith('[')) {
+    const end = lower.indexOf(']')
+    return end === -1 ? lower : lower.slice(1, end)
+  }
+  const colon = lower.indexOf(':')
+  return colon === -1 ? lower : lower.slice(0, colon)
+}

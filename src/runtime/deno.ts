@@ -1,0 +1,61 @@
+import { fetchUpstream } from './fetch-upstream.ts'
+import type { Runtime } from './types.ts'
+import { debounce } from './watch.ts'
+
+declare const Deno: {
+  version: { deno: string }
+  args: string[]
+  env: { get(name: string): string | undefined }
+  exit(code: number): never
+  stdout: { writeSync(bytes: Uint8Array): number }
+  stderr: { writeSync(bytes: Uint8Array): number }
+  readTextFile(path: string): Promise<string>
+  watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
+  addSignalListener(signal: string, listener: () => void): void
+  serve(
+    options: { hostname: string; port: number; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response },
+    handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
+  ): { addr: { port: number }; shutdown(): Promise<void> }
+}
+
+const encoder = new TextEncoder()
+
+function writeAll(stream: { writeSync(b: Uint8Array): number }, text: string): void {
+  let bytes = encoder.encode(`${text}\n`)
+  while (bytes.length > 0) bytes = bytes.subarray(stream.writeSync(bytes))
+}
+
+export function createDenoRuntime(): Runtime {
+  return {
+    name: 'deno',
+    version: Deno.version.deno,
+    upstream: fetchUpstream({
+      extraInit: {},
+      classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
+    }),
+    async serve(handler, options) {
+      const server = Deno.serve(
+        { hostname: options.host, port: options.port, onListen: () => {} },
+        (request, info) => handler(request, { remoteAddress: info.remoteAddr.hostname }),
+      )
+      return { host: options.host, port: server.addr.port, close: () => server.shutdown() }
+    },
+    readTextFile: (path) => Deno.readTextFile(path),
+    watchFile(path, onChange) {
+      const fire = debounce(onChange, 150)
+      const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) || '/' : '.'
+      const name = path.slice(path.lastIndexOf('/') + 1)
+      const watcher = Deno.watchFs(dir)
+      void (async () => {
+        for await (const event of watcher) if (event.paths.some((p) => p.endsWith(`/${name}`))) fire()
+      })().catch(() => {})
+      return () => watcher.close()
+    },
+    onSignal: (signal, listener) => Deno.addSignalListener(signal, listener),
+    env: (name) => Deno.env.get(name),
+    args: Deno.args,
+    writeOut: (line) => writeAll(Deno.stdout, line),
+    writeErr: (line) => writeAll(Deno.stderr, line),
+    exit: (code) => Deno.exit(code),
+  }
+}

@@ -1,0 +1,29 @@
+import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
+import type { UpstreamClient } from './types.ts'
+
+/** Runtime-specific fetch options (Bun's decompress:false, Deno's client) and error classification. */
+export interface FetchFlavour {
+  extraInit: Record<string, unknown>
+  classify(error: unknown): UpstreamFailure
+}
+
+/** An upstream client on the runtime's own fetch, for runtimes whose fetch is a good proxy client. */
+export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
+  return async (r) => {
+    const init = {
+      method: r.method,
+      headers: r.headers,
+      body: r.body,
+      signal: r.signal,
+      redirect: 'manual',
+      ...(r.body === null ? {} : { duplex: 'half' }),
+      ...flavour.extraInit,
+    } as RequestInit
+    try {
+      return await fetch(r.url, init)
+    } catch (error) {
+      if (r.signal.aborted) throw r.signal.reason
+      throw new UpstreamError(flavour.classify(error), String((error as Error)?.message ?? error), { cause: error })
+    }
+  }
+}

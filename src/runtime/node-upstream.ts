@@ -1,0 +1,127 @@
+import http from 'node:http'
+import https from 'node:https'
+import type { Socket } from 'node:net'
+import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
+import type { UpstreamClient, UpstreamRequest } from './types.ts'
+
+/**
+ * Node's upstream client, on node:http rather than fetch: undici's fetch decodes content-encoding,
+ * rejects Expect/Connection headers and costs several times more CPU per request (runtime.md §2.3, §9).
+ */
+const agents = {
+  'http:': new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
+  'https:': new https.Agent({ keepAlive: true, scheduling: 'lifo' }),
+}
+
+const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
+const BODYLESS_STATUS = new Set([204, 205, 304])
+
+function failureOf(error: NodeJS.ErrnoException): UpstreamFailure {
+  if (error.code !== undefined && CONNECT_FAILURES.has(error.code)) return 'connect-failure'
+  if (error.code === 'HPE_INVALID_CONSTANT' || error.code?.startsWith('HPE_')) return 'protocol-error'
+  return 'reset'
+}
+
+function outgoingHeaders(headers: Headers): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  for (const [name, value] of headers) {
+    const prior = out[name]
+    if (prior === undefined) out[name] = value
+    else if (Array.isArray(prior)) prior.push(value)
+    else out[name] = [prior, value]
+  }
+  return out
+}
+
+function incomingHeaders(raw: string[]): Headers {
+  const headers = new Headers()
+  for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!)
+  return headers
+}
+
+function responseBody(message: http.IncomingMessage): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      message.on('data', (chunk: Buffer) => {
+        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+        if ((controller.desiredSize ?? 0) <= 0) message.pause()
+      })
+      message.on('end', () => controller.close())
+      message.on('error', (error) => controller.error(error))
+      message.on('close', () => {
+        if (!message.complete) controller.error(new UpstreamError('reset', 'upstream closed the response early'))
+      })
+    },
+    pull() {
+      message.resume()
+    },
+    cancel() {
+      message.destroy()
+    },
+  })
+}
+
+async function pumpBody(body: ReadableStream<Uint8Array>, request: http.ClientRequest): Promise<void> {
+  const reader = body.getReader()
+  try {
+    for (;;) {
+      const { done, value } = await reader.read()
+      if (done) break
+      if (!request.write(value)) await new Promise((resolve) => request.once('drain', resolve))
+      if (request.destroyed) return
+    }
+    request.end()
+  } catch (error) {
+    request.destroy(error as Error)
+  }
+}
+
+export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
+  new Promise<Response>((resolve, reject) => {
+    if (r.signal.aborted) return reject(r.signal.reason)
+    const url = new URL(r.url)
+    const request = (url.protocol === 'https:' ? https : http).request({
+      protocol: url.protocol,
+      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port,
+      path: url.pathname + url.search,
+      method: r.method,
+      headers: outgoingHeaders(r.headers),
+      agent: agents[url.protocol as 'http:' | 'https:'],
+    })
+    const onAbort = () => request.destroy(r.signal.reason)
+    r.signal.addEventListener('abort', onAbort, { once: true })
+    request.on('close', () => r.signal.removeEventListener('abort', onAbort))
+    request.on('socket', (socket: Socket) => {
+      if (!socket.connecting) return
+      const timer = setTimeout(
+        () => request.destroy(new UpstreamError('connect-timeout', `no connection within ${r.connectTimeoutMs}ms`)),
+        r.connectTimeoutMs,
+      )
+      socket.once('connect', () => clearTimeout(timer))
+      socket.once('close', () => clearTimeout(timer))
+    })
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      if (r.signal.aborted) return reject(r.signal.reason)
+      if (error instanceof UpstreamError) return reject(error)
+      reject(new UpstreamError(failureOf(error), error.message, { cause: error }))
+    })
+    request.on('response', (message) => {
+      const status = message.statusCode ?? 502
+      const bodyless = r.method === 'HEAD' || BODYLESS_STATUS.has(status)
+      if (bodyless) message.resume()
+      if (status < 200 || status > 599) {
+        message.destroy()
+        return reject(new UpstreamError('protocol-error', `upstream answered with status ${status}`))
+      }
+      resolve(
+        new Response(bodyless ? null : responseBody(message), {
+          status,
+          statusText: message.statusMessage,
+          headers: incomingHeaders(message.rawHeaders),
+        }),
+      )
+    })
+    if (r.body === null) request.end()
+    else void pumpBody(r.body, request)
+  })

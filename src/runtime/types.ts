@@ -1,0 +1,52 @@
+/** The one seam between Pillion's web-standard core and the runtime that hosts it. */
+
+export interface ClientInfo {
+  remoteAddress: string
+}
+
+/** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
+export interface UpstreamRequest {
+  url: string
+  method: string
+  headers: Headers
+  body: ReadableStream<Uint8Array> | null
+  signal: AbortSignal
+  connectTimeoutMs: number
+}
+
+/** Sends one request upstream. Never follows redirects and never decodes content-encoding. */
+export type UpstreamClient = (request: UpstreamRequest) => Promise<Response>
+
+export type Handler = (request: Request, client: ClientInfo) => Response | Promise<Response>
+
+export interface ServeOptions {
+  host: string
+  port: number
+  /** Longest a request may take end to end, so the runtime's idle cut-off never fires first. */
+  requestTimeoutMs: number
+}
+
+export interface Server {
+  host: string
+  port: number
+  /** Stops accepting, waits for in-flight requests, then closes. */
+  close(): Promise<void>
+}
+
+export type SignalName = 'SIGTERM' | 'SIGINT' | 'SIGHUP'
+
+export interface Runtime {
+  name: 'node' | 'bun' | 'deno'
+  version: string
+  serve(handler: Handler, options: ServeOptions): Promise<Server>
+  upstream: UpstreamClient
+  readTextFile(path: string): Promise<string>
+  /** Calls back when the file changes, also across atomic replace (rename over it). Returns a stop function. */
+  watchFile(path: string, onChange: () => void): () => void
+  onSignal(signal: SignalName, listener: () => void): void
+  env(name: string): string | undefined
+  args: string[]
+  writeOut(line: string): void
+  writeErr(line: string): void
+  exit(code: number): never
+}
