@@ -32,7 +32,7 @@ RUN node scripts/build.mjs \
 FROM gcr.io/distroless/base-debian12:nonroot
 
 COPY --from=build /out/pillion /pillion
-COPY --from=build /src/policies/demo.toml /etc/pillion/pillion.toml
+COPY --from=build /src/policies/sidecar.toml /etc/pillion/pillion.toml
 
 USER nonroot
 ENV PILLION_CONFIG=/etc/pillion/pillion.toml

@@ -16,7 +16,7 @@ declare const Bun: {
 }
 
 /** Bun's idle timeout counts a request still waiting on its upstream; it tops out at 255 s (0 = off). */
-function idleTimeoutSeconds(requestTimeoutMs: number): number {
+export function idleTimeoutSeconds(requestTimeoutMs: number): number {
   const seconds = Math.ceil(requestTimeoutMs / 1000) + 5
   return requestTimeoutMs === 0 || seconds > 255 ? 0 : Math.max(seconds, 10)
 }
