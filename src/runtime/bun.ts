@@ -1,9 +1,6 @@
-import { readFile } from 'node:fs/promises'
-import { watch } from 'node:fs'
-import { basename, dirname } from 'node:path'
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { Runtime } from './types.ts'
-import { debounce } from './watch.ts'
+import { processHost } from './process-host.ts'
 
 declare const Bun: {
   version: string
@@ -43,20 +40,6 @@ export function createBunRuntime(): Runtime {
       })
       return { host: options.host, port: server.port, close: () => server.stop() }
     },
-    readTextFile: (path) => readFile(path, 'utf8'),
-    watchFile(path, onChange) {
-      const name = basename(path)
-      const fire = debounce(onChange, 150)
-      const watcher = watch(dirname(path), (_event, file) => {
-        if (file === null || file === name) fire()
-      })
-      return () => watcher.close()
-    },
-    onSignal: (signal, listener) => void process.on(signal, listener),
-    env: (name) => process.env[name],
-    args: process.argv.slice(2),
-    writeOut: (line) => void process.stdout.write(`${line}\n`),
-    writeErr: (line) => void process.stderr.write(`${line}\n`),
-    exit: (code) => process.exit(code),
+    ...processHost(),
   }
 }

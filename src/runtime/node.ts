@@ -1,11 +1,8 @@
 import { serve } from '@hono/node-server'
-import { watch } from 'node:fs'
-import { readFile } from 'node:fs/promises'
 import type { AddressInfo } from 'node:net'
-import { basename, dirname } from 'node:path'
 import { nodeUpstream } from './node-upstream.ts'
 import type { Runtime, Server } from './types.ts'
-import { debounce } from './watch.ts'
+import { processHost } from './process-host.ts'
 
 export function createNodeRuntime(): Runtime {
   return {
@@ -35,21 +32,6 @@ export function createNodeRuntime(): Runtime {
         server.once('error', reject)
       })
     },
-    readTextFile: (path) => readFile(path, 'utf8'),
-    watchFile(path, onChange) {
-      // Watch the directory: a file watcher goes deaf after an atomic replace (runtime.md §3.4).
-      const name = basename(path)
-      const fire = debounce(onChange, 150)
-      const watcher = watch(dirname(path), (_event, file) => {
-        if (file === null || file === name) fire()
-      })
-      return () => watcher.close()
-    },
-    onSignal: (signal, listener) => void process.on(signal, listener),
-    env: (name) => process.env[name],
-    args: process.argv.slice(2),
-    writeOut: (line) => void process.stdout.write(`${line}\n`),
-    writeErr: (line) => void process.stderr.write(`${line}\n`),
-    exit: (code) => process.exit(code),
+    ...processHost(),
   }
 }

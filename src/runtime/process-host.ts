@@ -1,0 +1,29 @@
+import { watch } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
+import type { Runtime } from './types.ts'
+import { debounce } from './watch.ts'
+
+/** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
+export type ProcessHost = Pick<Runtime, 'readTextFile' | 'watchFile' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'exit'>
+
+export function processHost(): ProcessHost {
+  return {
+    readTextFile: (path) => readFile(path, 'utf8'),
+    watchFile(path, onChange) {
+      // Watch the directory: a file watcher goes deaf after an atomic replace (runtime.md §3.4).
+      const name = basename(path)
+      const fire = debounce(onChange, 150)
+      const watcher = watch(dirname(path), (_event, file) => {
+        if (file === null || file === name) fire()
+      })
+      return () => watcher.close()
+    },
+    onSignal: (signal, listener) => void process.on(signal, listener),
+    env: (name) => process.env[name],
+    args: process.argv.slice(2),
+    writeOut: (line) => void process.stdout.write(`${line}\n`),
+    writeErr: (line) => void process.stderr.write(`${line}\n`),
+    exit: (code) => process.exit(code),
+  }
+}
