@@ -3,7 +3,11 @@ import { requestId } from 'hono/request-id'
 import type { Config, ListenerConfig } from './config/types.ts'
 import { GatewayError, errorResponse } from './errors.ts'
 import type { Logger } from './log.ts'
-import { buildRouteChain, createBalancers } from './pipeline.ts'
+import { EventBus } from './events.ts'
+import { buildRouteChain, createUpstreams } from './pipeline.ts'
+import type { BreakerSnapshot } from './policies/context.ts'
+import type { UpstreamRuntime } from './proxy/upstream.ts'
+import { observeBody } from './proxy/body.ts'
 import { Exchange, type Step } from './proxy/exchange.ts'
 import { compileRoute, firstMatch, hostWithoutPort, type CompiledRoute } from './proxy/router.ts'
 import type { ClientInfo, UpstreamClient } from './runtime/types.ts'
@@ -17,20 +21,23 @@ export interface RouteRuntime {
 
 export interface GatewayApps {
   listeners: Array<{ listener: ListenerConfig; app: Hono<GatewayEnv> }>
+  events: EventBus
+  upstreams: ReadonlyMap<string, UpstreamRuntime>
+  breakers: ReadonlyMap<string, () => BreakerSnapshot>
 }
 
 /** Builds every listener's app from one config; all per-config work happens here, once. */
-export function createGateway(config: Config, send: UpstreamClient, logger: Logger): GatewayApps {
-  const balancers = createBalancers(config)
+export function createGateway(config: Config, send: UpstreamClient, logger: Logger, events = new EventBus()): GatewayApps {
+  const upstreams = createUpstreams(config, send, events)
+  const breakers = new Map<string, () => BreakerSnapshot>()
+  const deps = { send, events, upstreams, breakers }
   const listeners = Object.values(config.listeners).map((listener) => {
     const routes = config.routes
       .filter((route) => route.listener === listener.name)
-      .map((route) =>
-        compileRoute<RouteRuntime>(route, { name: route.name, chain: buildRouteChain(config, route, { send, balancers }) }),
-      )
+      .map((route) => compileRoute<RouteRuntime>(route, { name: route.name, chain: buildRouteChain(route, deps) }))
     return { listener, app: createListenerApp(routes, logger) }
   })
-  return { listeners }
+  return { listeners, events, upstreams, breakers }
 }
 
 function createListenerApp(routes: CompiledRoute<RouteRuntime>[], logger: Logger): Hono<GatewayEnv> {
@@ -70,8 +77,12 @@ async function handle(
   exchange.onFinish(() => clientSignal.removeEventListener('abort', onClientGone))
   try {
     const response = await route.chain(exchange)
-    if (!exchange.finishesWithBody) exchange.finish()
-    return response
+    if (response.body === null) {
+      exchange.finish()
+      return response
+    }
+    const body = observeBody(response.body, () => exchange.finish())
+    return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers })
   } catch (error) {
     exchange.finish()
     if (!(error instanceof GatewayError)) throw error
@@ -85,6 +96,6 @@ async function handle(
       request_id: id,
       duration_ms: Math.round(performance.now() - exchange.startedAt),
     })
-    return errorResponse(error.code, error.message, id)
+    return errorResponse(error.code, error.message, id, error.headers)
   }
 }

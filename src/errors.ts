@@ -3,25 +3,34 @@ export const ERROR_STATUS = {
   no_route: 404,
   upstream_unavailable: 502,
   upstream_timeout: 504,
+  circuit_open: 503,
+  bulkhead_full: 503,
   client_closed: 499,
   internal_error: 500,
 } as const
 
 export type ErrorCode = keyof typeof ERROR_STATUS
 
+/** How an upstream call failed below HTTP, for retry and breaker conditions. */
+export type TransportFailure = 'connect-failure' | 'reset' | 'timeout' | 'protocol-error'
+
 export class GatewayError extends Error {
   readonly code: ErrorCode
   readonly status: number
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+  readonly failure: TransportFailure | undefined
+  /** Extra response headers, such as Retry-After on circuit_open. */
+  headers: Record<string, string> | undefined
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; failure?: TransportFailure }) {
     super(message, options)
     this.name = 'GatewayError'
     this.code = code
     this.status = ERROR_STATUS[code]
+    this.failure = options?.failure ?? (code === 'upstream_timeout' ? 'timeout' : undefined)
   }
 }
 
 /** A gateway-made answer: JSON body with code and request id, never a stack trace. */
-export function errorResponse(code: ErrorCode, message: string, requestId: string, headers?: HeadersInit): Response {
+export function errorResponse(code: ErrorCode, message: string, requestId: string, headers?: Record<string, string>): Response {
   const responseHeaders = new Headers(headers)
   responseHeaders.set('content-type', 'application/json')
   responseHeaders.set('x-request-id', requestId)

@@ -1,6 +1,7 @@
 import { createAdminApp, type AdminState } from './admin/app.ts'
 import { createGateway } from './app.ts'
 import type { Config, HostPort } from './config/types.ts'
+import type { EventBus } from './events.ts'
 import type { Logger } from './log.ts'
 import type { Runtime, Server } from './runtime/types.ts'
 
@@ -22,11 +23,20 @@ export function formatAddress({ host, port }: HostPort): string {
 }
 
 export async function startGateway(config: Config, runtime: Runtime, logger: Logger): Promise<RunningGateway> {
-  const { listeners } = createGateway(config, runtime.upstream, logger)
-  const state: AdminState = { config, ready: false, draining: false }
+  const { listeners, upstreams, breakers, events } = createGateway(config, runtime.upstream, logger)
+  subscribeLog(events, logger)
+  const state: AdminState = { config, ready: false, draining: false, upstreams, breakers }
   const requestTimeoutMs = longestRequestMs(config)
   const servers: RunningGateway['servers'] = []
-  const closeAll = () => Promise.all(servers.map(({ server }) => server.close()))
+  const stopUpstreams = () => {
+    for (const upstream of upstreams.values()) upstream.stop()
+  }
+  // Listeners first: the admin listener keeps answering /readyz (503, draining) while they drain.
+  const closeAll = async () => {
+    await Promise.all(servers.filter((s) => s.name !== 'admin').map(({ server }) => server.close()))
+    stopUpstreams()
+    await Promise.all(servers.filter((s) => s.name === 'admin').map(({ server }) => server.close()))
+  }
   try {
     for (const { listener, app } of listeners) {
       const server = await runtime.serve(app.fetch, { host: listener.host, port: listener.port, requestTimeoutMs })
@@ -41,6 +51,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     await closeAll()
     throw error
   }
+  for (const upstream of upstreams.values()) upstream.start()
   state.ready = true
   return {
     servers,
@@ -56,4 +67,16 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       return drained
     },
   }
+}
+
+/** State changes an operator wants in the log; per-request events are left to metrics. */
+function subscribeLog(events: EventBus, logger: Logger): void {
+  events.on('breaker_transition', (e) => logger.log(e.to === 'open' ? 'warn' : 'info', 'circuit breaker changed state', e))
+  events.on('endpoint_ejected', (e) => logger.log('warn', 'endpoint ejected', e))
+  events.on('endpoint_returned', (e) => logger.log('info', 'endpoint returned', e))
+  events.on('health_check', (e) => {
+    if (e.changed) logger.log(e.healthy ? 'info' : 'warn', e.healthy ? 'endpoint healthy' : 'endpoint unhealthy', e)
+  })
+  events.on('discovery_updated', (e) => logger.log('info', 'endpoints discovered', e))
+  events.on('discovery_failed', (e) => logger.log('warn', 'discovery failed; keeping the last good endpoints', e))
 }

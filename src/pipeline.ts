@@ -1,34 +1,59 @@
 import type { Config, RouteConfig } from './config/types.ts'
-import { createBalancer, type Balancer } from './proxy/balancer.ts'
+import type { EventBus } from './events.ts'
 import type { Layer, Step } from './proxy/exchange.ts'
 import { createForwarder } from './proxy/forward.ts'
+import { createUpstream, type UpstreamRuntime } from './proxy/upstream.ts'
+import { bulkheadLayer } from './policies/bulkhead.ts'
+import { circuitBreakerLayer } from './policies/circuit-breaker.ts'
+import type { BreakerSnapshot, RouteContext } from './policies/context.ts'
+import { fallbackLayer } from './policies/fallback.ts'
+import { retryLayer } from './policies/retry.ts'
 import { timeoutLayer } from './policies/timeout.ts'
 import type { UpstreamClient } from './runtime/types.ts'
 
 export interface PipelineDeps {
   send: UpstreamClient
-  balancers: Map<string, Balancer>
+  events: EventBus
+  upstreams: ReadonlyMap<string, UpstreamRuntime>
+  breakers: Map<string, () => BreakerSnapshot>
 }
 
-export function createBalancers(config: Config): Map<string, Balancer> {
-  const balancers = new Map<string, Balancer>()
-  for (const upstream of Object.values(config.upstreams)) {
-    balancers.set(upstream.name, createBalancer(upstream.balance, upstream.endpoints))
-  }
-  return balancers
+export function createUpstreams(config: Config, send: UpstreamClient, events: EventBus): Map<string, UpstreamRuntime> {
+  const upstreams = new Map<string, UpstreamRuntime>()
+  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, createUpstream(upstream, { send, events }))
+  return upstreams
 }
 
 /**
- * A route's chain, outermost first. The order is the contract: read it here, top to bottom.
- *   timeout (whole request) -> forward (one call to one endpoint)
+ * A route's chain, outermost first. The order is the contract; read it here, top to bottom:
+ *
+ *   fallback         answers when everything below failed or the breaker is open
+ *   timeout          the whole request's deadline, queueing and retries included
+ *   bulkhead         caps concurrent requests on the route, with a bounded queue
+ *   retry            tries again, elsewhere, within budget and deadline; per-try timeouts
+ *   circuit breaker  counts each try; open means fail fast without calling the upstream
+ *   forward          one try to one endpoint
  */
-export function buildRouteChain(config: Config, route: RouteConfig, deps: PipelineDeps): Step {
-  const upstream = config.upstreams[route.upstream]!
-  const forward = createForwarder(
-    { upstream, balancer: deps.balancers.get(upstream.name)!, stripPrefix: route.stripPrefix, proto: 'http' },
-    deps.send,
-  )
+export function buildRouteChain(route: RouteConfig, deps: PipelineDeps): Step {
+  const upstream = deps.upstreams.get(route.upstream)!
+  const forwardTo = (target: UpstreamRuntime) =>
+    createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto: 'http' }, deps.send)
+  const context: RouteContext = {
+    route,
+    upstream,
+    upstreams: deps.upstreams,
+    events: deps.events,
+    breakers: deps.breakers,
+    forwardTo,
+    now: () => performance.now(),
+    random: Math.random,
+  }
+  const { fallback, timeoutMs, bulkhead, retry, circuitBreaker } = route.policies
   const layers: Layer[] = []
-  if (route.policies.timeoutMs > 0) layers.push(timeoutLayer(route.policies.timeoutMs))
-  return layers.reduceRight<Step>((next, layer) => layer(next), forward)
+  if (fallback) layers.push(fallbackLayer(fallback, context))
+  if (timeoutMs > 0) layers.push(timeoutLayer(timeoutMs))
+  if (bulkhead) layers.push(bulkheadLayer(bulkhead, context))
+  if (retry) layers.push(retryLayer(retry, context))
+  if (circuitBreaker) layers.push(circuitBreakerLayer(circuitBreaker, context))
+  return layers.reduceRight<Step>((next, layer) => layer(next), forwardTo(upstream))
 }

@@ -123,6 +123,9 @@ function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames
     if (missingListener) problems.push({ path: `${at}.listener`, message: missingListener })
     const missingUpstream = missingReference('upstream', route.upstream, upstreamNames)
     if (missingUpstream) problems.push({ path: `${at}.upstream`, message: missingUpstream })
+    const fallback = isTable(route.fallback) ? route.fallback : undefined
+    const missingFallback = missingReference('upstream', fallback?.upstream, upstreamNames)
+    if (missingFallback) problems.push({ path: `${at}.fallback.upstream`, message: missingFallback })
     const name = route.name ?? defaultRouteName(index)
     if (typeof name !== 'string') continue
     const first = namedAt.get(name)

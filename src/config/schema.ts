@@ -3,54 +3,14 @@ import { policyEntries } from '../policies/index.ts'
 import { describeValue, expectedGot } from './errors.ts'
 import type { HostPort } from './types.ts'
 import { convertedString, duration, type Conversion } from './units.ts'
+import { arrayOf, name, namedTables, oneOf, table, text } from './schema-kit.ts'
 
 /** The policy file as written, validated; load.ts turns its output into the normalized Config. */
 
-const NAME = /^[a-z0-9][a-z0-9_-]*$/i
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i
 const PARAMETER = /^:[a-z_][a-z0-9_]*$/i
 const HOST_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
 const IPV6 = /^[0-9a-f:.]+$/i
-
-/** A table whose keys are all known: unknown keys and missing required keys are both reported. */
-function table<const Entries extends v.ObjectEntries>(entries: Entries) {
-  const allowed = Object.keys(entries).join(', ')
-  return v.strictObject(entries, (issue) => {
-    if (issue.path?.at(-1)?.origin !== 'key') return expectedGot('a table', issue.input)
-    if (issue.expected === 'never') return `unknown key ${describeValue(issue.input)} (allowed: ${allowed})`
-    return 'required key missing'
-  })
-}
-
-function oneOf<const Options extends readonly string[]>(options: Options) {
-  const expected = `one of ${options.map((option) => JSON.stringify(option)).join(', ')}`
-  return v.picklist(options, (issue) => expectedGot(expected, issue.input))
-}
-
-function text() {
-  return v.pipe(
-    v.string((issue) => expectedGot('a string', issue.input)),
-    v.regex(/\S/, 'expected a non-empty string'),
-  )
-}
-
-const NAME_RULE = 'a name of letters, digits, "_" and "-", starting with a letter or digit'
-
-function name() {
-  return v.pipe(
-    v.string((issue) => expectedGot('a string', issue.input)),
-    v.regex(NAME, (issue) => expectedGot(NAME_RULE, issue.input)),
-  )
-}
-
-/** Tables keyed by a name: [listeners.<name>], [upstreams.<name>]. */
-function namedTables<Item extends v.GenericSchema>(item: Item) {
-  return v.record(name(), item, (issue) => expectedGot('a table', issue.input))
-}
-
-function arrayOf<Item extends v.GenericSchema>(item: Item) {
-  return v.array(item, (issue) => expectedGot('an array', issue.input))
-}
 
 const HOST_PORT_EXAMPLE = '"host:port" with a port from 0 to 65535, like "0.0.0.0:8080" or "[::1]:8080"'
 

@@ -1,5 +1,9 @@
 import * as v from 'valibot'
 import type { RoutePolicies } from '../config/types.ts'
+import { bulkheadPolicy } from './bulkhead.ts'
+import { circuitBreakerPolicy } from './circuit-breaker.ts'
+import { fallbackPolicy } from './fallback.ts'
+import { retryPolicy } from './retry.ts'
 import { timeoutPolicy } from './timeout.ts'
 
 export type PolicyField = keyof RoutePolicies
@@ -21,6 +25,10 @@ export interface PolicyModule<Field extends PolicyField> {
  */
 export const policyRegistry: { readonly [Field in PolicyField]-?: PolicyModule<Field> } = {
   timeoutMs: timeoutPolicy,
+  retry: retryPolicy,
+  circuitBreaker: circuitBreakerPolicy,
+  fallback: fallbackPolicy,
+  bulkhead: bulkheadPolicy,
 }
 
 const policyFields = Object.keys(policyRegistry) as PolicyField[]

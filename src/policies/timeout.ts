@@ -16,6 +16,7 @@ export function timeoutLayer(timeoutMs: number): Layer {
   const message = `no complete response within ${timeoutMs}ms`
   return (next) =>
     function timeout(exchange) {
+      exchange.deadline = exchange.startedAt + timeoutMs
       const timer = setTimeout(() => exchange.controller.abort(new GatewayError('upstream_timeout', message)), timeoutMs)
       exchange.onFinish(() => clearTimeout(timer))
       return next(exchange)

@@ -1,4 +1,7 @@
 import type { ClientInfo } from '../runtime/types.ts'
+import type { Endpoint } from './balancer.ts'
+
+export type RequestBody = ReadableStream<Uint8Array> | Uint8Array | null
 
 /** One request's journey through a route's chain: what every layer reads, and how it is cancelled. */
 export class Exchange {
@@ -11,8 +14,16 @@ export class Exchange {
   /** Aborted with a GatewayError saying why: the client left, or a deadline passed. */
   readonly controller = new AbortController()
   endpoint: string | undefined
-  /** Set when the response body is still streaming; its end will call finish(). */
-  finishesWithBody = false
+  /** performance.now() by which the whole exchange must be done; Infinity when the route has no timeout. */
+  deadline = Number.POSITIVE_INFINITY
+  /** Tries sent upstream so far. */
+  attempts = 0
+  /** The current try's signal; a per-try timeout aborts it without aborting the exchange. */
+  attemptSignal: AbortSignal
+  /** Endpoints already tried, so a retry can go elsewhere; undefined until a second try. */
+  tried: Endpoint[] | undefined
+  /** The request body as buffered for replay, when a retry layer buffered it. */
+  replayableBody: Uint8Array | undefined
   #cleanups: Array<() => void> | undefined
   #finished = false
 
@@ -23,6 +34,12 @@ export class Exchange {
     this.path = path
     this.search = search
     this.startedAt = startedAt
+    this.attemptSignal = this.controller.signal
+  }
+
+  /** What to send upstream: the buffered copy when there is one, else the client's stream (once). */
+  get body(): RequestBody {
+    return this.replayableBody ?? this.request.body
   }
 
   get signal(): AbortSignal {

@@ -1,28 +1,31 @@
-import type { UpstreamConfig } from '../config/types.ts'
 import { GatewayError } from '../errors.ts'
 import type { UpstreamClient } from '../runtime/types.ts'
-import type { Balancer } from './balancer.ts'
-import { observeBody } from './body.ts'
 import type { Exchange, Step } from './exchange.ts'
 import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import type { UpstreamRuntime } from './upstream.ts'
 import { UpstreamError } from './upstream-error.ts'
 
 export interface ForwardTarget {
-  upstream: UpstreamConfig
-  balancer: Balancer
+  upstream: UpstreamRuntime
   stripPrefix: string | undefined
   /** "http" or "https": what the client used to reach this listener. */
   proto: string
 }
 
-/** The innermost step: one call to one endpoint, bodies streamed both ways. */
+/**
+ * The innermost step: one try against one endpoint, bodies streamed both ways. The body comes back
+ * raw, so a layer may still discard it (a retry); only the final response is watched to its end.
+ */
 export function createForwarder(target: ForwardTarget, send: UpstreamClient): Step {
-  const { balancer, stripPrefix, proto } = target
-  const connectTimeoutMs = target.upstream.connectTimeoutMs
+  const { upstream, stripPrefix, proto } = target
+  const connectTimeoutMs = upstream.config.connectTimeoutMs
+  const noEndpoints = `upstream ${upstream.config.name} has no endpoints`
   return async function forward(exchange: Exchange): Promise<Response> {
     const request = exchange.request
-    const endpoint = balancer.pick()
+    const endpoint = upstream.pick(exchange.tried)
+    if (endpoint === undefined) throw new GatewayError('upstream_unavailable', noEndpoints, { failure: 'connect-failure' })
     exchange.endpoint = endpoint.url
+    exchange.attempts++
     const headers = upstreamRequestHeaders(request.headers, {
       clientAddress: exchange.client.remoteAddress,
       proto,
@@ -31,25 +34,25 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     })
     const url = endpoint.url + upstreamPath(exchange.path, stripPrefix) + exchange.search
     const method = request.method
+    const signal = exchange.attemptSignal
     let response: Response
     endpoint.active++
     try {
-      response = await send({ url, method, headers, body: request.body, signal: exchange.signal, connectTimeoutMs })
+      response = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs })
     } catch (error) {
-      throw asGatewayError(error, exchange, endpoint.url)
+      const failure = asGatewayError(error, signal, endpoint.url)
+      if (failure.code !== 'client_closed') upstream.report(endpoint, false)
+      throw failure
     } finally {
       endpoint.active--
     }
-    const responseHeaders = downstreamResponseHeaders(response.headers, exchange.requestId)
     const status = response.status
-    let body: ReadableStream<Uint8Array> | null = null
-    if (response.body !== null) {
-      if (method === 'HEAD' || status === 204 || status === 304) {
-        response.body.cancel().catch(() => {})
-      } else {
-        body = observeBody(response.body, () => exchange.finish())
-        exchange.finishesWithBody = true
-      }
+    upstream.report(endpoint, status < 500)
+    const responseHeaders = downstreamResponseHeaders(response.headers, exchange.requestId)
+    let body = response.body
+    if (body !== null && (method === 'HEAD' || status === 204 || status === 304)) {
+      body.cancel().catch(() => {})
+      body = null
     }
     return new Response(body, { status, statusText: response.statusText, headers: responseHeaders })
   }
@@ -62,12 +65,12 @@ function upstreamPath(path: string, stripPrefix: string | undefined): string {
   return rest.startsWith('/') ? rest : `/${rest}`
 }
 
-function asGatewayError(error: unknown, exchange: Exchange, endpoint: string): GatewayError {
-  const signal = exchange.signal
+function asGatewayError(error: unknown, signal: AbortSignal, endpoint: string): GatewayError {
   if (signal.aborted && signal.reason instanceof GatewayError) return signal.reason
   if (error instanceof GatewayError) return error
   if (error instanceof UpstreamError) {
-    return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed: ${error.failure}`, { cause: error })
+    const failure = error.failure === 'connect-timeout' ? 'connect-failure' : error.failure
+    return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed: ${error.failure}`, { cause: error, failure })
   }
-  return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed`, { cause: error })
+  return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed`, { cause: error, failure: 'reset' })
 }

@@ -16,7 +16,7 @@ export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
       body: r.body,
       signal: r.signal,
       redirect: 'manual',
-      ...(r.body === null ? {} : { duplex: 'half' }),
+      ...(r.body instanceof ReadableStream ? { duplex: 'half' } : {}),
       ...flavour.extraInit,
     } as RequestInit
     try {

@@ -123,5 +123,6 @@ export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
       )
     })
     if (r.body === null) request.end()
+    else if (r.body instanceof Uint8Array) request.end(r.body)
     else void pumpBody(r.body, request)
   })

@@ -9,7 +9,8 @@ export interface UpstreamRequest {
   url: string
   method: string
   headers: Headers
-  body: ReadableStream<Uint8Array> | null
+  /** A stream is sent once; bytes (a retry's buffered copy) can be sent again. */
+  body: ReadableStream<Uint8Array> | Uint8Array | null
   signal: AbortSignal
   connectTimeoutMs: number
 }

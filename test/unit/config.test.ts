@@ -168,19 +168,21 @@ describe('reported problems', () => {
   test('the error lists one line per problem, with file and key path', () => {
     const error = loadError(fixture('three-problems.toml'), 'three-problems.toml')
     assert.equal(error.source, 'three-problems.toml')
-    assert.deepEqual(error.problems, [
-      { path: 'upstreams.app.connect_timeout', message: 'expected a duration like "250ms", "2s" or "1m", got "fast"' },
-      {
-        path: 'routes[1].retries',
-        message: 'unknown key "retries" (allowed: name, listener, path, methods, host, strip_prefix, headers, upstream, timeout)',
-      },
-      { path: 'routes[1].upstream', message: 'no upstream named "payments" (defined: app)' },
-    ])
+    const unknownKey = (message: string) => message.replace(/\(allowed: [^)]*\)/, '(allowed: …)')
+    assert.deepEqual(
+      error.problems.map((problem) => ({ ...problem, message: unknownKey(problem.message) })),
+      [
+        { path: 'upstreams.app.connect_timeout', message: 'expected a duration like "250ms", "2s" or "1m", got "fast"' },
+        { path: 'routes[1].retries', message: 'unknown key "retries" (allowed: …)' },
+        { path: 'routes[1].upstream', message: 'no upstream named "payments" (defined: app)' },
+      ],
+    )
+    assert.match(error.problems[1]!.message, /\(allowed: name, listener, path, .*upstream, timeout, retry/)
     assert.equal(
-      error.message,
+      unknownKey(error.message),
       [
         'three-problems.toml: upstreams.app.connect_timeout: expected a duration like "250ms", "2s" or "1m", got "fast"',
-        'three-problems.toml: routes[1].retries: unknown key "retries" (allowed: name, listener, path, methods, host, strip_prefix, headers, upstream, timeout)',
+        'three-problems.toml: routes[1].retries: unknown key "retries" (allowed: …)',
         'three-problems.toml: routes[1].upstream: no upstream named "payments" (defined: app)',
       ].join('\n'),
     )

@@ -1,0 +1,31 @@
+import type { RouteConfig } from '../config/types.ts'
+import type { BreakerState, EventBus } from '../events.ts'
+import type { Step } from '../proxy/exchange.ts'
+import type { UpstreamRuntime } from '../proxy/upstream.ts'
+
+/** A circuit breaker as the admin API shows it. */
+export interface BreakerSnapshot {
+  route: string
+  upstream: string
+  state: BreakerState
+  /** Calls and failures in the current window. */
+  calls: number
+  failures: number
+  slowCalls: number
+  /** Milliseconds until an open breaker lets probes through; 0 otherwise. */
+  retryInMs: number
+}
+
+/** What a policy's layer factory may use besides its own config; built once per config load. */
+export interface RouteContext {
+  route: RouteConfig
+  upstream: UpstreamRuntime
+  upstreams: ReadonlyMap<string, UpstreamRuntime>
+  events: EventBus
+  /** Where breakers register so GET /breakers can list them. */
+  breakers: Map<string, () => BreakerSnapshot>
+  /** Builds the one-try forwarding step to any upstream (for fallback = { upstream = ... }). */
+  forwardTo(upstream: UpstreamRuntime): Step
+  now(): number
+  random(): number
+}
