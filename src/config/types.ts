@@ -70,7 +70,7 @@ export interface RetryPolicy {
   on: FailureCondition[]
   methods: string[] // upper-case
   idempotencyKey: boolean // also retry any method when the request carries Idempotency-Key
-  budget: { ratio: number; minPerSecond: number }
+  budget: { ratio: number; minPerSecond: number; ttlMs: number }
   maxBodyBytes: number // larger request bodies are streamed once and never retried
 }
 

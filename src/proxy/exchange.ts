@@ -24,6 +24,8 @@ export class Exchange {
   tried: Endpoint[] | undefined
   /** The request body as buffered for replay, when a retry layer buffered it. */
   replayableBody: Uint8Array | undefined
+  /** The client's stream with its first bytes put back, after a look that found it too large to replay. */
+  resumedBody: ReadableStream<Uint8Array> | undefined
   #cleanups: Array<() => void> | undefined
   #finished = false
 
@@ -39,7 +41,7 @@ export class Exchange {
 
   /** What to send upstream: the buffered copy when there is one, else the client's stream (once). */
   get body(): RequestBody {
-    return this.replayableBody ?? this.request.body
+    return this.replayableBody ?? this.resumedBody ?? this.request.body
   }
 
   get signal(): AbortSignal {

@@ -25,6 +25,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     const endpoint = upstream.pick(exchange.tried)
     if (endpoint === undefined) throw new GatewayError('upstream_unavailable', noEndpoints, { failure: 'connect-failure' })
     exchange.endpoint = endpoint.url
+    exchange.tried?.push(endpoint)
     exchange.attempts++
     const headers = upstreamRequestHeaders(request.headers, {
       clientAddress: exchange.client.remoteAddress,
