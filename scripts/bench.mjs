@@ -36,7 +36,7 @@ if (!has('wrk')) {
 
 const work = mkdtempSync(join(tmpdir(), 'pillion-bench-'))
 const children = []
-process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')))
+process.on('exit', () => children.forEach((child) => child.kill('SIGTERM'))) // SIGTERM: nginx's master then stops its workers
 
 function freePort() {
   return new Promise((resolve) => {
