@@ -10,7 +10,10 @@ import type { UpstreamRuntime } from './proxy/upstream.ts'
 import { observeBody } from './proxy/body.ts'
 import { Exchange, type Step } from './proxy/exchange.ts'
 import { compileRoute, firstMatch, hostWithoutPort, type CompiledRoute } from './proxy/router.ts'
-import type { ClientInfo, UpstreamClient } from './runtime/types.ts'
+import type { ClientInfo, DiscoveryHost, UpstreamClient } from './runtime/types.ts'
+
+/** What the gateway needs from its runtime: the upstream client, and name resolution and files for discovery. */
+export type GatewayRuntime = DiscoveryHost & { upstream: UpstreamClient }
 
 type GatewayEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
 
@@ -27,8 +30,9 @@ export interface GatewayApps {
 }
 
 /** Builds every listener's app from one config; all per-config work happens here, once. */
-export function createGateway(config: Config, send: UpstreamClient, logger: Logger, events = new EventBus()): GatewayApps {
-  const upstreams = createUpstreams(config, send, events)
+export function createGateway(config: Config, runtime: GatewayRuntime, logger: Logger, events = new EventBus()): GatewayApps {
+  const send = runtime.upstream
+  const upstreams = createUpstreams(config, { send, events, host: runtime })
   const breakers = new Map<string, () => BreakerSnapshot>()
   const deps = { send, events, upstreams, breakers }
   const listeners = Object.values(config.listeners).map((listener) => {

@@ -23,7 +23,7 @@ export function formatAddress({ host, port }: HostPort): string {
 }
 
 export async function startGateway(config: Config, runtime: Runtime, logger: Logger): Promise<RunningGateway> {
-  const { listeners, upstreams, breakers, events } = createGateway(config, runtime.upstream, logger)
+  const { listeners, upstreams, breakers, events } = createGateway(config, runtime, logger)
   subscribeLog(events, logger)
   const state: AdminState = { config, ready: false, draining: false, upstreams, breakers }
   const requestTimeoutMs = longestRequestMs(config)

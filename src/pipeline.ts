@@ -2,7 +2,7 @@ import type { Config, RouteConfig } from './config/types.ts'
 import type { EventBus } from './events.ts'
 import type { Layer, Step } from './proxy/exchange.ts'
 import { createForwarder } from './proxy/forward.ts'
-import { createUpstream, type UpstreamRuntime } from './proxy/upstream.ts'
+import { createUpstream, type UpstreamDeps, type UpstreamRuntime } from './proxy/upstream.ts'
 import { bulkheadLayer } from './policies/bulkhead.ts'
 import { circuitBreakerLayer } from './policies/circuit-breaker.ts'
 import type { BreakerSnapshot, RouteContext } from './policies/context.ts'
@@ -18,9 +18,9 @@ export interface PipelineDeps {
   breakers: Map<string, () => BreakerSnapshot>
 }
 
-export function createUpstreams(config: Config, send: UpstreamClient, events: EventBus): Map<string, UpstreamRuntime> {
+export function createUpstreams(config: Config, deps: UpstreamDeps): Map<string, UpstreamRuntime> {
   const upstreams = new Map<string, UpstreamRuntime>()
-  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, createUpstream(upstream, { send, events }))
+  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, createUpstream(upstream, deps))
   return upstreams
 }
 

@@ -148,6 +148,54 @@ function isTable(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)
 }
 
+type UpstreamFile = ConfigFile['upstreams'][string]
+
+function normalizeUpstream(name: string, upstream: UpstreamFile, source: string): UpstreamConfig {
+  const { endpoints = [], weights, outlier, health_check, discovery } = upstream
+  const normalized: UpstreamConfig = {
+    name,
+    endpoints: endpoints.map((url, index) => ({ url, weight: weights?.[index] ?? 1 })),
+    balance: upstream.balance,
+    connectTimeoutMs: upstream.connect_timeout,
+  }
+  if (outlier !== undefined) {
+    normalized.outlier = {
+      consecutiveFailures: outlier.consecutive_failures,
+      baseEjectionMs: outlier.base_ejection,
+      maxEjectionMs: outlier.max_ejection,
+      maxEjectedPercent: outlier.max_ejected_percent,
+    }
+  }
+  if (health_check !== undefined) {
+    normalized.healthCheck = {
+      path: health_check.path,
+      intervalMs: health_check.interval,
+      timeoutMs: health_check.timeout,
+      unhealthyThreshold: health_check.unhealthy_threshold,
+      healthyThreshold: health_check.healthy_threshold,
+    }
+  }
+  if (discovery?.dns !== undefined) {
+    const { host, port } = discovery.dns
+    normalized.discovery = { dns: { host, port, scheme: discovery.scheme ?? 'http', refreshMs: discovery.refresh } }
+  } else if (discovery?.file !== undefined) {
+    normalized.discovery = { file: { path: besidePolicyFile(discovery.file, source), refreshMs: discovery.refresh } }
+  }
+  return normalized
+}
+
+/**
+ * A relative path in the policy file means relative to that file, as nginx's include and Envoy's
+ * path-based configs do, not to wherever the gateway was started. The result is relative to the
+ * same place `source` is (absolute if it is); the file itself is read only when the upstream starts,
+ * so `pillion check` passes before it exists.
+ */
+export function besidePolicyFile(path: string, source: string): string {
+  if (path.startsWith('/') || /^[a-z]:[\\/]/i.test(path) || path.startsWith('\\\\')) return path
+  const slash = Math.max(source.lastIndexOf('/'), source.lastIndexOf('\\'))
+  return slash === -1 ? path : `${source.slice(0, slash + 1)}${path}`
+}
+
 function normalize(file: ConfigFile, source: string): Config {
   const defaults = pickPolicies(file.defaults)
   const inherited = { ...builtInPolicies(), ...defaults }
@@ -156,14 +204,7 @@ function normalize(file: ConfigFile, source: string): Config {
     listeners[name] = { name, host: listen.host, port: listen.port, direction }
   }
   const upstreams: Record<string, UpstreamConfig> = {}
-  for (const [name, upstream] of Object.entries(file.upstreams)) {
-    upstreams[name] = {
-      name,
-      endpoints: upstream.endpoints.map((url, index) => ({ url, weight: upstream.weights?.[index] ?? 1 })),
-      balance: upstream.balance,
-      connectTimeoutMs: upstream.connect_timeout,
-    }
-  }
+  for (const [name, upstream] of Object.entries(file.upstreams)) upstreams[name] = normalizeUpstream(name, upstream, source)
   const routes = file.routes.map((route, index): RouteConfig => {
     const normalized: RouteConfig = {
       index,

@@ -3,7 +3,8 @@ import { policyEntries } from '../policies/index.ts'
 import { describeValue, expectedGot } from './errors.ts'
 import type { HostPort } from './types.ts'
 import { convertedString, duration, type Conversion } from './units.ts'
-import { arrayOf, name, namedTables, oneOf, table, text } from './schema-kit.ts'
+import { arrayOf, integer, name, namedTables, oneOf, table, text } from './schema-kit.ts'
+import { ENDPOINT_EXAMPLE, normalizeEndpointUrl } from '../proxy/endpoint-url.ts'
 
 /** The policy file as written, validated; load.ts turns its output into the normalized Config. */
 
@@ -33,18 +34,6 @@ function hostPort() {
     const hint = !address.startsWith('[') && address.split(':').length > 2 ? ' (put IPv6 addresses in brackets)' : ''
     return { problem: expectedGot(HOST_PORT_EXAMPLE, address) + hint }
   })
-}
-
-const ENDPOINT_EXAMPLE = 'an http:// or https:// URL like "http://127.0.0.1:3000"'
-
-/** Origin plus optional base path, without trailing slash. */
-function toEndpoint(text: string): Conversion<string> {
-  const url = /^https?:\/\//i.test(text) && URL.canParse(text) ? new URL(text) : undefined
-  if (url === undefined || url.hostname === '') return { problem: expectedGot(ENDPOINT_EXAMPLE, text) }
-  // The URL itself is not echoed: it holds a secret.
-  if (url.username !== '' || url.password !== '') return { problem: 'expected an endpoint URL without user name or password' }
-  if (/[?#]/.test(text)) return { problem: expectedGot('an endpoint URL without query or fragment', text) }
-  return { value: `${url.protocol}//${url.host}${url.pathname.replace(/\/+$/, '')}` }
 }
 
 const PATH_EXAMPLE = 'a path like "/orders", "/api/*" or "/users/:id"'
@@ -130,23 +119,110 @@ const listenerSchema = table({
   direction: oneOf(['ingress', 'egress']),
 })
 
+/** Intervals and ejection times, where "0s" would mean a busy loop or nothing at all. */
+function positiveDuration() {
+  return v.pipe(duration(), v.check((ms) => ms > 0, 'expected a duration of at least "1ms", got "0s"'))
+}
+
+/** Envoy's outlier detection defaults: consecutive_5xx 5, base_ejection_time 30s, max_ejection_time 300s, 10%. */
+const outlierSchema = v.pipe(
+  table({
+    consecutive_failures: v.optional(integer(1), 5),
+    base_ejection: v.optional(positiveDuration(), '30s'),
+    max_ejection: v.optional(positiveDuration(), '300s'),
+    max_ejected_percent: v.optional(integer(1, 100), 10),
+  }),
+  v.forward(
+    v.partialCheck(
+      [['base_ejection'], ['max_ejection']],
+      ({ base_ejection, max_ejection }) => max_ejection >= base_ejection,
+      'expected a duration no shorter than base_ejection',
+    ),
+    ['max_ejection'],
+  ),
+)
+
+const HEALTH_PATH_EXAMPLE = 'a path like "/healthz"'
+
+const healthCheckSchema = table({
+  path: convertedString(HEALTH_PATH_EXAMPLE, (path): Conversion<string> =>
+    path.startsWith('/') && !/[#\s]/.test(path) ? { value: path } : { problem: expectedGot(HEALTH_PATH_EXAMPLE, path) },
+  ),
+  interval: v.optional(positiveDuration(), '5s'),
+  timeout: v.optional(positiveDuration(), '1s'),
+  unhealthy_threshold: v.optional(integer(1), 3),
+  healthy_threshold: v.optional(integer(1), 2),
+})
+
+const DNS_EXAMPLE = '"host:port" like "payments.internal:8080"'
+
+/** A port is required and cannot be 0: it is where the resolved addresses are called. */
+function dnsTarget() {
+  return convertedString(DNS_EXAMPLE, (address): Conversion<HostPort> => {
+    const parsed = parseHostPort(address)
+    return parsed !== undefined && parsed.port > 0 ? { value: parsed } : { problem: expectedGot(DNS_EXAMPLE, address) }
+  })
+}
+
+const discoverySchema = v.pipe(
+  table({
+    dns: v.optional(dnsTarget()),
+    file: v.optional(text()),
+    refresh: v.optional(positiveDuration(), '10s'),
+    scheme: v.optional(oneOf(['http', 'https'])),
+  }),
+  v.check(
+    ({ dns, file }) => (dns === undefined) !== (file === undefined),
+    'expected exactly one of dns or file, like { dns = "payments.internal:8080" } or { file = "endpoints.json" }',
+  ),
+  v.forward(
+    v.partialCheck([['file'], ['scheme']], ({ file, scheme }) => file === undefined || scheme === undefined, 'applies to dns only (file lists whole URLs)'),
+    ['scheme'],
+  ),
+)
+
 const upstreamSchema = v.pipe(
   table({
-    endpoints: v.pipe(
-      arrayOf(convertedString(ENDPOINT_EXAMPLE, toEndpoint)),
-      v.minLength(1, 'expected at least one endpoint, got none'),
+    endpoints: v.optional(
+      v.pipe(
+        arrayOf(convertedString(ENDPOINT_EXAMPLE, normalizeEndpointUrl)),
+        v.minLength(1, 'expected at least one endpoint, got none'),
+      ),
     ),
     balance: v.optional(oneOf(['round_robin', 'least_request', 'random']), 'round_robin'),
     weights: v.optional(
       arrayOf(v.pipe(v.number(), v.check((weight) => Number.isSafeInteger(weight) && weight > 0, (issue) => expectedGot('a positive integer', issue.input)))),
     ),
     connect_timeout: v.optional(duration(), '1s'),
+    outlier: v.optional(outlierSchema),
+    health_check: v.optional(healthCheckSchema),
+    discovery: v.optional(discoverySchema),
   }),
+  // One source of endpoints: a static seed that discovery silently replaces would be a surprise.
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['discovery']],
+      ({ endpoints, discovery }) => endpoints !== undefined || discovery !== undefined,
+      'required key missing (or set discovery)',
+    ),
+    ['endpoints'],
+  ),
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['discovery']],
+      ({ endpoints, discovery }) => endpoints === undefined || discovery === undefined,
+      'expected endpoints or discovery, not both',
+    ),
+    ['discovery'],
+  ),
   v.forward(
     v.partialCheck(
       [['endpoints'], ['weights']],
-      ({ endpoints, weights }) => weights === undefined || weights.length === endpoints.length,
-      (issue) => `expected ${issue.input.endpoints.length} weights, one per endpoint, got ${issue.input.weights?.length}`,
+      ({ endpoints, weights }) => weights === undefined || weights.length === endpoints?.length,
+      (issue) =>
+        issue.input.endpoints === undefined
+          ? 'applies to endpoints only (a discovery file gives each endpoint its own weight)'
+          : `expected ${issue.input.endpoints.length} weights, one per endpoint, got ${issue.input.weights?.length}`,
     ),
     ['weights'],
   ),

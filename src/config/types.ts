@@ -28,7 +28,8 @@ export interface EndpointConfig {
 /** Passive health: an endpoint that keeps failing is ejected for a while (Envoy's outlier detection). */
 export interface OutlierPolicy {
   consecutiveFailures: number // default 5 (Envoy consecutive_5xx)
-  baseEjectionMs: number // default 30s, multiplied by the times ejected, capped at 300s
+  baseEjectionMs: number // default 30s, multiplied by the times ejected, capped at maxEjectionMs
+  maxEjectionMs: number // default 300s (Envoy max_ejection_time)
   maxEjectedPercent: number // default 10 (Envoy), but at least one endpoint may always be ejected
 }
 
@@ -41,9 +42,13 @@ export interface HealthCheckPolicy {
   healthyThreshold: number // default 2
 }
 
+/**
+ * Where endpoints come from when not listed. A file path is already resolved against the policy
+ * file's directory; its refreshMs is a re-read that backs up watching.
+ */
 export type DiscoveryConfig =
   | { dns: { host: string; port: number; scheme: 'http' | 'https'; refreshMs: number } }
-  | { file: { path: string } }
+  | { file: { path: string; refreshMs: number } }
 
 export interface UpstreamConfig {
   name: string

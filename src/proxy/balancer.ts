@@ -1,4 +1,4 @@
-import type { BalanceMode, EndpointConfig } from '../config/types.ts'
+import type { BalanceMode } from '../config/types.ts'
 
 export interface Endpoint {
   readonly url: string
@@ -7,13 +7,16 @@ export interface Endpoint {
   active: number
 }
 
-export interface Balancer {
-  readonly endpoints: readonly Endpoint[]
-  pick(): Endpoint
+export interface Balancer<E extends Endpoint = Endpoint> {
+  readonly endpoints: readonly E[]
+  pick(): E
 }
 
-export function createBalancer(mode: BalanceMode, configs: EndpointConfig[], random = Math.random): Balancer {
-  const endpoints: Endpoint[] = configs.map((c) => ({ url: c.url, weight: c.weight, active: 0 }))
+/**
+ * A balancer over the given endpoints, which it keeps (not copies): their `active` counts stay the
+ * ones the forwarder updates. Built once per change of the set; the list must not be empty.
+ */
+export function createBalancer<E extends Endpoint>(mode: BalanceMode, endpoints: readonly E[], random = Math.random): Balancer<E> {
   if (endpoints.length === 1) {
     const only = endpoints[0]!
     return { endpoints, pick: () => only }
@@ -29,7 +32,7 @@ export function createBalancer(mode: BalanceMode, configs: EndpointConfig[], ran
 }
 
 /** nginx's smooth weighted round robin: weights 5,1,1 give a,a,b,a,c,a,a rather than a burst of five a's. */
-function roundRobin(endpoints: Endpoint[]): Balancer {
+function roundRobin<E extends Endpoint>(endpoints: readonly E[]): Balancer<E> {
   const current = new Float64Array(endpoints.length)
   let total = 0
   for (const e of endpoints) total += e.weight
@@ -47,7 +50,7 @@ function roundRobin(endpoints: Endpoint[]): Balancer {
   }
 }
 
-function weightedRandom(endpoints: Endpoint[], random: () => number): () => Endpoint {
+function weightedRandom<E extends Endpoint>(endpoints: readonly E[], random: () => number): () => E {
   const cumulative: number[] = []
   let total = 0
   for (const e of endpoints) cumulative.push((total += e.weight))
@@ -60,7 +63,7 @@ function weightedRandom(endpoints: Endpoint[], random: () => number): () => Endp
 }
 
 /** Power of two choices (Envoy's least_request default): two weighted random picks, the less busy wins. */
-function leastRequest(endpoints: Endpoint[], random: () => number): Balancer {
+function leastRequest<E extends Endpoint>(endpoints: readonly E[], random: () => number): Balancer<E> {
   const draw = weightedRandom(endpoints, random)
   return {
     endpoints,

@@ -10,6 +10,8 @@ declare const Deno: {
   stdout: { writeSync(bytes: Uint8Array): number }
   stderr: { writeSync(bytes: Uint8Array): number }
   readTextFile(path: string): Promise<string>
+  resolveDns(host: string, type: 'A' | 'AAAA'): Promise<string[]>
+  errors: { NotFound: new (...args: never[]) => Error }
   watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
   addSignalListener(signal: string, listener: () => void): void
   serve(
@@ -51,6 +53,7 @@ export function createDenoRuntime(): Runtime {
       })().catch(() => {})
       return () => watcher.close()
     },
+    resolveDns: resolveBothFamilies,
     onSignal: (signal, listener) => Deno.addSignalListener(signal, listener),
     env: (name) => Deno.env.get(name),
     args: Deno.args,
@@ -58,4 +61,14 @@ export function createDenoRuntime(): Runtime {
     writeErr: (line) => writeAll(Deno.stderr, line),
     exit: (code) => Deno.exit(code),
   }
+}
+
+/** A and AAAA together, as getaddrinfo gives them on Node and Bun; a name with only one family is fine. */
+async function resolveBothFamilies(host: string): Promise<string[]> {
+  const results = await Promise.allSettled([Deno.resolveDns(host, 'A'), Deno.resolveDns(host, 'AAAA')])
+  const addresses = results.flatMap((result) => (result.status === 'fulfilled' ? result.value : []))
+  if (addresses.length > 0) return addresses
+  const failure = results.find((result) => result.status === 'rejected' && !(result.reason instanceof Deno.errors.NotFound))
+  if (failure?.status === 'rejected') throw failure.reason
+  throw new Error(`no A or AAAA records for ${host}`)
 }

@@ -1,3 +1,4 @@
+import { lookup } from 'node:dns/promises'
 import { watch } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
@@ -5,7 +6,10 @@ import type { Runtime } from './types.ts'
 import { debounce } from './watch.ts'
 
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
-export type ProcessHost = Pick<Runtime, 'readTextFile' | 'watchFile' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'exit'>
+export type ProcessHost = Pick<
+  Runtime,
+  'readTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'exit'
+>
 
 export function processHost(): ProcessHost {
   return {
@@ -17,8 +21,12 @@ export function processHost(): ProcessHost {
       const watcher = watch(dirname(path), (_event, file) => {
         if (file === null || file === name) fire()
       })
+      // An unhandled 'error' (the directory removed) would crash the process; the caller's re-read notices instead.
+      watcher.on('error', () => {})
       return () => watcher.close()
     },
+    // getaddrinfo, as the upstream client itself connects: /etc/hosts and search domains apply.
+    resolveDns: async (host) => (await lookup(host, { all: true })).map((entry) => entry.address),
     onSignal: (signal, listener) => void process.on(signal, listener),
     env: (name) => process.env[name],
     args: process.argv.slice(2),

@@ -44,6 +44,8 @@ export interface Runtime {
   readTextFile(path: string): Promise<string>
   /** Calls back when the file changes, also across atomic replace (rename over it). Returns a stop function. */
   watchFile(path: string, onChange: () => void): () => void
+  /** Every A and AAAA address of a host name, IPv6 without brackets; rejects when it has none. */
+  resolveDns(host: string): Promise<string[]>
   onSignal(signal: SignalName, listener: () => void): void
   env(name: string): string | undefined
   args: string[]
@@ -51,3 +53,6 @@ export interface Runtime {
   writeErr(line: string): void
   exit(code: number): never
 }
+
+/** What upstream discovery needs from the host: names to resolve and files to read and watch. */
+export type DiscoveryHost = Pick<Runtime, 'resolveDns' | 'readTextFile' | 'watchFile'>
