@@ -90,7 +90,15 @@ function crossReferenceProblems(document: unknown): ConfigProblem[] {
   return [
     ...addressConflicts(document.gateway, listeners),
     ...routeProblems(routes, Object.keys(listeners), Object.keys(upstreams)),
+    ...fallbackUpstreamProblem(document.defaults, 'defaults', Object.keys(upstreams)),
   ]
+}
+
+/** `fallback.upstream` names an upstream, in [defaults] as in a route. */
+function fallbackUpstreamProblem(table: unknown, at: string, upstreamNames: string[]): ConfigProblem[] {
+  const fallback = isTable(table) && isTable(table.fallback) ? table.fallback : undefined
+  const missing = missingReference('upstream', fallback?.upstream, upstreamNames)
+  return missing ? [{ path: `${at}.fallback.upstream`, message: missing }] : []
 }
 
 /** Two sockets on one address cannot both bind; port 0 always gets a fresh port. */
@@ -123,9 +131,7 @@ function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames
     if (missingListener) problems.push({ path: `${at}.listener`, message: missingListener })
     const missingUpstream = missingReference('upstream', route.upstream, upstreamNames)
     if (missingUpstream) problems.push({ path: `${at}.upstream`, message: missingUpstream })
-    const fallback = isTable(route.fallback) ? route.fallback : undefined
-    const missingFallback = missingReference('upstream', fallback?.upstream, upstreamNames)
-    if (missingFallback) problems.push({ path: `${at}.fallback.upstream`, message: missingFallback })
+    problems.push(...fallbackUpstreamProblem(route, at, upstreamNames))
     const name = route.name ?? defaultRouteName(index)
     if (typeof name !== 'string') continue
     const first = namedAt.get(name)

@@ -101,7 +101,9 @@ class Upstream implements UpstreamRuntime {
     let endpoint = balancer.pick()
     if (tried === undefined || tried.length === 0) return endpoint
     for (let i = 0; i < RESELECT_ATTEMPTS && tried.includes(endpoint); i++) endpoint = balancer.pick()
-    return endpoint
+    if (!tried.includes(endpoint)) return endpoint
+    // The draws kept landing on tried endpoints (random, or a heavy weight): take any untried one.
+    return balancer.endpoints.find((candidate) => !tried.includes(candidate)) ?? endpoint
   }
 
   report(endpoint: Endpoint, ok: boolean): void {

@@ -376,3 +376,23 @@ describe('reported problems', () => {
     )
   })
 })
+
+describe('fallback upstreams', () => {
+  const base = `
+[gateway]
+service = "t"
+[listeners.in]
+listen = "127.0.0.1:0"
+direction = "ingress"
+[upstreams.u]
+endpoints = ["http://127.0.0.1:1"]
+`
+  test('must exist, in [defaults] as in a route', () => {
+    const text = `${base}[defaults]\nfallback = { upstream = "ghost" }\n[[routes]]\nlistener = "in"\npath = "/*"\nupstream = "u"\nfallback = { upstream = "phantom" }\n`
+    const error = loadError(text, 'p.toml')
+    assert.deepEqual(
+      error.problems.map((p) => p.path),
+      ['routes[0].fallback.upstream', 'defaults.fallback.upstream'],
+    )
+  })
+})

@@ -280,3 +280,15 @@ describe('active health checks', () => {
     upstream.stop()
   })
 })
+
+describe('picking for a retry', () => {
+  it('takes an endpoint not tried yet even when every draw lands on the tried one', () => {
+    const { upstream } = testUpstream({ balance: 'random', endpoints: endpoints(A, B) })
+    const first = upstream.pick()!
+    assert.equal(upstream.pick(), first, 'every draw lands on the same endpoint')
+    const tried = [first]
+    const second = upstream.pick(tried)
+    assert.notEqual(second, first)
+    assert.equal(upstream.pick([first, second!]), first, 'with every endpoint tried, any will do')
+  })
+})
