@@ -34,6 +34,14 @@ async function behaviour(req: import('node:http').IncomingMessage, res: import('
     case '/hop':
       res.writeHead(200, { connection: 'x-private', 'x-private': 'secret', 'keep-alive': 'timeout=5', 'x-public': 'yes' })
       return res.end('hop')
+    case '/stall': {
+      const events = held.get('stall')!
+      req.socket.once('close', events.closed)
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.write('partial')
+      events.arrived()
+      return // the rest of the body never comes
+    }
     case '/redirect':
       res.writeHead(302, { location: '/elsewhere' })
       return res.end()
@@ -108,6 +116,13 @@ endpoints = ["http://127.0.0.1:${refusedPort}"]
 name = "slow"
 listener = "ingress"
 path = "/api/hold"
+upstream = "local"
+timeout = "300ms"
+
+[[routes]]
+name = "stall"
+listener = "ingress"
+path = "/api/stall"
 upstream = "local"
 timeout = "300ms"
 
@@ -281,6 +296,26 @@ for (const target of targets()) {
       const reply = await request(`${ingress}/api/hold?key=timeout`)
       assert.equal(reply.status, 504)
       assert.equal(reply.json().code, 'upstream_timeout')
+      await events.arrived
+      await events.closed
+    })
+
+    it('cuts a response whose body stalls at the route timeout, and closes the upstream call', async () => {
+      const events = holdEvents('stall')
+      // Headers were due in time, so the status cannot change any more; the client must see the body cut.
+      // Bun may not have flushed the headers yet when the cut comes: then the connection is reset.
+      const outcome = await new Promise<{ status?: number; complete: boolean; error?: string }>((resolve) => {
+        httpRequest(`${ingress}/api/stall`, { agent: false }, (res) => {
+          res.on('data', () => {})
+          res.on('error', () => {})
+          res.on('close', () => resolve({ status: res.statusCode!, complete: res.complete }))
+        })
+          .on('error', (error) => resolve({ complete: false, error: String(error) }))
+          .end()
+      })
+      assert.equal(outcome.complete, false, 'the body was cut, not ended')
+      if (outcome.error === undefined) assert.equal(outcome.status, 200)
+      else assert.match(outcome.error, /ECONNRESET|socket hang up/)
       await events.arrived
       await events.closed
     })
