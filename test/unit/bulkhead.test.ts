@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { ConfigError, type ConfigProblem } from '../../src/config/errors.ts'
 import { loadConfigText } from '../../src/config/load.ts'
 import type { BulkheadPolicy } from '../../src/config/types.ts'
 import { GatewayError } from '../../src/errors.ts'
@@ -8,41 +7,21 @@ import { EventBus, type GatewayEventMap } from '../../src/events.ts'
 import { bulkheadLayer, type QueueTimers } from '../../src/policies/bulkhead.ts'
 import type { RouteContext } from '../../src/policies/context.ts'
 import { Exchange, type Step } from '../../src/proxy/exchange.ts'
+import { ONE_ROUTE, rejection } from './policy-text.ts'
 
-const BASE = `
-[gateway]
-service = "orders"
-
-[listeners.ingress]
-listen = "127.0.0.1:8080"
-direction = "ingress"
-
-[upstreams.local]
-endpoints = ["http://127.0.0.1:3000"]
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-`
 
 function loadBulkhead(table: string): BulkheadPolicy | undefined {
-  return loadConfigText(`${BASE}\n[routes.bulkhead]\n${table}\n`, 'x.toml').routes[0]!.policies.bulkhead
+  return loadConfigText(`${ONE_ROUTE}\n[routes.bulkhead]\n${table}\n`, 'x.toml').routes[0]!.policies.bulkhead
 }
 
-function problems(table: string): ConfigProblem[] {
-  try {
-    loadBulkhead(table)
-  } catch (error) {
-    assert.ok(error instanceof ConfigError, String(error))
-    return error.problems
-  }
-  assert.fail('expected the config to be rejected')
-}
+const problems = (table: string) => rejection(`${ONE_ROUTE}
+[routes.bulkhead]
+${table}
+`)
 
 describe('bulkhead config', () => {
   test('off unless a route or [defaults] sets it', () => {
-    assert.equal(loadConfigText(BASE, 'x.toml').routes[0]!.policies.bulkhead, undefined)
+    assert.equal(loadConfigText(ONE_ROUTE, 'x.toml').routes[0]!.policies.bulkhead, undefined)
   })
 
   test('max_queue defaults to 0: refuse at once, no queue timeout', () => {
@@ -62,7 +41,7 @@ describe('bulkhead config', () => {
   })
 
   test('[defaults] applies to routes that set none', () => {
-    const config = loadConfigText(`${BASE}\n[defaults.bulkhead]\nmax_concurrent = 8\n`, 'x.toml')
+    const config = loadConfigText(`${ONE_ROUTE}\n[defaults.bulkhead]\nmax_concurrent = 8\n`, 'x.toml')
     assert.deepEqual(config.routes[0]!.policies.bulkhead, { maxConcurrent: 8, maxQueue: 0, queueTimeoutMs: 0 })
   })
 

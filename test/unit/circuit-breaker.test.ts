@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import * as v from 'valibot'
-import { ConfigError } from '../../src/config/errors.ts'
 import { loadConfigText } from '../../src/config/load.ts'
 import type { CircuitBreakerPolicy, RouteConfig } from '../../src/config/types.ts'
 import { GatewayError } from '../../src/errors.ts'
@@ -11,6 +10,7 @@ import { circuitBreakerLayer, circuitBreakerPolicy } from '../../src/policies/ci
 import type { BreakerSnapshot, RouteContext } from '../../src/policies/context.ts'
 import { Exchange } from '../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../src/proxy/upstream.ts'
+import { ONE_ROUTE, problemLines } from './policy-text.ts'
 
 /** The policy as the schema makes it from a TOML table, defaults included. */
 function policyOf(table: Record<string, unknown>): CircuitBreakerPolicy {
@@ -301,36 +301,11 @@ describe('circuit breaker: open, half-open, closed', () => {
   })
 })
 
-const BASE = `
-[gateway]
-service = "orders"
 
-[listeners.ingress]
-listen = "127.0.0.1:8080"
-direction = "ingress"
-
-[upstreams.local]
-endpoints = ["http://127.0.0.1:3000"]
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-`
-
-function problems(text: string): string[] {
-  try {
-    loadConfigText(text, 'pillion.toml')
-  } catch (error) {
-    assert.ok(error instanceof ConfigError)
-    return error.problems.map((problem) => `${problem.path}: ${problem.message}`)
-  }
-  return assert.fail('expected the config to be rejected')
-}
 
 describe('circuit_breaker schema', () => {
   it('applies the defaults', () => {
-    const config = loadConfigText(`${BASE}[routes.circuit_breaker]\n`, 'pillion.toml')
+    const config = loadConfigText(`${ONE_ROUTE}[routes.circuit_breaker]\n`, 'pillion.toml')
     assert.deepEqual(config.routes[0]!.policies.circuitBreaker, {
       windowMs: 10_000,
       minRequests: 20,
@@ -363,7 +338,7 @@ describe('circuit_breaker schema', () => {
   })
 
   it('reports every bad key with its path', () => {
-    const found = problems(`${BASE}[routes.circuit_breaker]
+    const found = problemLines(`${ONE_ROUTE}[routes.circuit_breaker]
 window = "0s"
 min_requests = 0
 failure_rate = 1.5
@@ -387,22 +362,22 @@ retries = 3
   })
 
   it('refuses both windows, and a min_requests the count window can never reach', () => {
-    assert.deepEqual(problems(`${BASE}[routes.circuit_breaker]\nwindow = "5s"\nwindow_requests = 50\n`), [
+    assert.deepEqual(problemLines(`${ONE_ROUTE}[routes.circuit_breaker]\nwindow = "5s"\nwindow_requests = 50\n`), [
       'routes[0].circuit_breaker.window_requests: set either window (a time window) or window_requests (a count window), not both',
     ])
-    assert.deepEqual(problems(`${BASE}[routes.circuit_breaker]\nwindow_requests = 5\nmin_requests = 9\n`), [
+    assert.deepEqual(problemLines(`${ONE_ROUTE}[routes.circuit_breaker]\nwindow_requests = 5\nmin_requests = 9\n`), [
       'routes[0].circuit_breaker.min_requests: expected at most window_requests (5), got 9: the window never holds more calls',
     ])
   })
 
   it('works in [defaults]; a route table replaces the default whole', () => {
-    const text = BASE.replace('[[routes]]', '[defaults.circuit_breaker]\nfailure_rate = 0.9\n\n[[routes]]') +
+    const text = ONE_ROUTE.replace('[[routes]]', '[defaults.circuit_breaker]\nfailure_rate = 0.9\n\n[[routes]]') +
       '\n[[routes]]\nlistener = "ingress"\npath = "/own"\nupstream = "local"\ncircuit_breaker = { window_requests = 5 }\n'
     const config = loadConfigText(text, 'pillion.toml')
     assert.equal(config.routes[0]!.policies.circuitBreaker?.failureRate, 0.9)
     assert.equal(config.routes[1]!.policies.circuitBreaker?.failureRate, 0.5)
     assert.equal(config.routes[1]!.policies.circuitBreaker?.windowRequests, 5)
-    assert.deepEqual(problems(BASE.replace('[[routes]]', '[defaults]\ncircuit_breaker = { window = "1x" }\n\n[[routes]]')), [
+    assert.deepEqual(problemLines(ONE_ROUTE.replace('[[routes]]', '[defaults]\ncircuit_breaker = { window = "1x" }\n\n[[routes]]')), [
       'defaults.circuit_breaker.window: expected a duration like "250ms", "2s" or "1m", got "1x"',
     ])
   })

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import * as v from 'valibot'
-import { ConfigError } from '../../src/config/errors.ts'
 import { loadConfigText } from '../../src/config/load.ts'
 import type { FallbackPolicy, RouteConfig } from '../../src/config/types.ts'
 import { GatewayError } from '../../src/errors.ts'
@@ -11,6 +10,7 @@ import { fallbackLayer, fallbackPolicy } from '../../src/policies/fallback.ts'
 import { StaleCache, type StaleEntry } from '../../src/policies/stale-cache.ts'
 import { Exchange, type Step } from '../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../src/proxy/upstream.ts'
+import { ONE_ROUTE, problemLines } from './policy-text.ts'
 
 function policyOf(table: Record<string, unknown>): FallbackPolicy {
   return v.parse(fallbackPolicy.schema, table)
@@ -384,36 +384,11 @@ describe('fallback: upstream', () => {
   })
 })
 
-const BASE = `
-[gateway]
-service = "orders"
 
-[listeners.ingress]
-listen = "127.0.0.1:8080"
-direction = "ingress"
-
-[upstreams.local]
-endpoints = ["http://127.0.0.1:3000"]
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-`
-
-function problems(toml: string): string[] {
-  try {
-    loadConfigText(toml, 'pillion.toml')
-  } catch (error) {
-    assert.ok(error instanceof ConfigError)
-    return error.problems.map((problem) => `${problem.path}: ${problem.message}`)
-  }
-  return assert.fail('expected the config to be rejected')
-}
 
 describe('fallback schema', () => {
   it('normalizes stale, upstream and the static answer, with defaults', () => {
-    const config = loadConfigText(`${BASE}[routes.fallback]\nstale = "5m"\nupstream = "local"\nbody = '{"degraded":true}'\n`, 'p.toml')
+    const config = loadConfigText(`${ONE_ROUTE}[routes.fallback]\nstale = "5m"\nupstream = "local"\nbody = '{"degraded":true}'\n`, 'p.toml')
     assert.deepEqual(config.routes[0]!.policies.fallback, {
       staleMs: 300_000,
       upstream: 'local',
@@ -424,15 +399,15 @@ describe('fallback schema', () => {
   })
 
   it('needs something to answer with', () => {
-    assert.deepEqual(problems(`${BASE}[routes.fallback]\n`), ['routes[0].fallback: expected at least one of stale, upstream, status or body'])
-    assert.deepEqual(problems(`${BASE}[routes.fallback]\nstale = "1m"\ncontent_type = "text/html"\n`), [
+    assert.deepEqual(problemLines(`${ONE_ROUTE}[routes.fallback]\n`), ['routes[0].fallback: expected at least one of stale, upstream, status or body'])
+    assert.deepEqual(problemLines(`${ONE_ROUTE}[routes.fallback]\nstale = "1m"\ncontent_type = "text/html"\n`), [
       'routes[0].fallback.content_type: content_type only applies to a static answer: set status or body too',
     ])
   })
 
   it('reports bad keys with their paths', () => {
     assert.deepEqual(
-      problems(`${BASE}[routes.fallback]\nstale = "0s"\nstatus = 99\nbody = 5\nheaders = {}\nupstream = "nowhere"\n`),
+      problemLines(`${ONE_ROUTE}[routes.fallback]\nstale = "0s"\nstatus = 99\nbody = 5\nheaders = {}\nupstream = "nowhere"\n`),
       [
         'routes[0].fallback.stale: expected a duration above zero, like "200ms" or "10s", got "0s"',
         'routes[0].fallback.status: expected a whole number from 200 to 599, got 99',
@@ -441,6 +416,6 @@ describe('fallback schema', () => {
         'routes[0].fallback.upstream: no upstream named "nowhere" (defined: local)',
       ],
     )
-    assert.deepEqual(problems(`${BASE}[routes.fallback]\nstatus = 204\nbody = "x"\n`), ['routes[0].fallback.body: a 204 answer has no body, got "x"'])
+    assert.deepEqual(problemLines(`${ONE_ROUTE}[routes.fallback]\nstatus = 204\nbody = "x"\n`), ['routes[0].fallback.body: a 204 answer has no body, got "x"'])
   })
 })
