@@ -1,11 +1,18 @@
-/** Passes a body through unchanged and reports once when it ends, fails or is cancelled by the client. */
-export function observeBody(body: ReadableStream<Uint8Array>, onEnd: (error?: unknown) => void): ReadableStream<Uint8Array> {
+/**
+ * Passes a body through unchanged, counting bytes, and reports once when it ends, fails or is
+ * cancelled by the client.
+ */
+export function observeBody(
+  body: ReadableStream<Uint8Array>,
+  onEnd: (bytes: number, error?: unknown) => void,
+): ReadableStream<Uint8Array> {
   const reader = body.getReader()
+  let bytes = 0
   let ended = false
   const end = (error?: unknown) => {
     if (ended) return
     ended = true
-    onEnd(error)
+    onEnd(bytes, error)
   }
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
@@ -15,6 +22,7 @@ export function observeBody(body: ReadableStream<Uint8Array>, onEnd: (error?: un
           controller.close()
           end()
         } else {
+          bytes += value.byteLength
           controller.enqueue(value)
         }
       } catch (error) {

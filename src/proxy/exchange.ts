@@ -1,5 +1,6 @@
 import type { ClientInfo } from '../runtime/types.ts'
 import type { Endpoint } from './balancer.ts'
+import type { UpstreamRuntime } from './upstream.ts'
 
 export type RequestBody = ReadableStream<Uint8Array> | Uint8Array | null
 
@@ -8,12 +9,25 @@ export class Exchange {
   readonly request: Request
   readonly client: ClientInfo
   readonly requestId: string
+  /** The matched route's name. */
+  route = ''
   readonly path: string
   readonly search: string
   readonly startedAt: number
   /** Aborted with a GatewayError saying why: the client left, or a deadline passed. */
   readonly controller = new AbortController()
+  /** The upstream this request goes to when a layer chose one (a weighted split); else the route's. */
+  target: UpstreamRuntime | undefined
+  /** Name of the upstream and URL of the endpoint the last try went to. */
+  upstream: string | undefined
   endpoint: string | undefined
+  /** Time from sending the last try to its response headers, ms. */
+  upstreamMs: number | undefined
+  /** Which fallback answered, or which fault was injected, for logs and metrics. */
+  fallback: string | undefined
+  fault: string | undefined
+  /** Changes to the headers sent upstream, applied after the proxy's own: a null value removes. */
+  upstreamHeaderEdits: Array<[name: string, value: string | null]> | undefined
   /** performance.now() by which the whole exchange must be done; Infinity when the route has no timeout. */
   deadline = Number.POSITIVE_INFINITY
   /** Tries sent upstream so far. */
@@ -42,6 +56,11 @@ export class Exchange {
   /** What to send upstream: the buffered copy when there is one, else the client's stream (once). */
   get body(): RequestBody {
     return this.replayableBody ?? this.resumedBody ?? this.request.body
+  }
+
+  /** Sets a header on what goes upstream (auth claims, trace context), overriding the client's. */
+  setUpstreamHeader(name: string, value: string | null): void {
+    ;(this.upstreamHeaderEdits ??= []).push([name, value])
   }
 
   get signal(): AbortSignal {

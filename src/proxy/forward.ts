@@ -22,6 +22,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
   const noEndpoints = `upstream ${upstream.config.name} has no endpoints`
   return async function forward(exchange: Exchange): Promise<Response> {
     const request = exchange.request
+    exchange.upstream = upstream.config.name
     const endpoint = upstream.pick(exchange.tried)
     if (endpoint === undefined) throw new GatewayError('upstream_unavailable', noEndpoints, { failure: 'connect-failure' })
     exchange.endpoint = endpoint.url
@@ -33,10 +34,17 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
       host: request.headers.get('host'),
       requestId: exchange.requestId,
     })
+    if (exchange.upstreamHeaderEdits !== undefined) {
+      for (const [name, value] of exchange.upstreamHeaderEdits) {
+        if (value === null) headers.delete(name)
+        else headers.set(name, value)
+      }
+    }
     const url = endpoint.url + upstreamPath(exchange.path, stripPrefix) + exchange.search
     const method = request.method
     const signal = exchange.attemptSignal
     let response: Response
+    const sentAt = performance.now()
     endpoint.active++
     try {
       response = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs })
@@ -47,6 +55,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     } finally {
       endpoint.active--
     }
+    exchange.upstreamMs = performance.now() - sentAt
     const status = response.status
     upstream.report(endpoint, status < 500)
     const responseHeaders = downstreamResponseHeaders(response.headers, exchange.requestId)
