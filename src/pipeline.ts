@@ -27,11 +27,19 @@ export function createUpstreams(config: Config, deps: UpstreamDeps): Map<string,
 /**
  * A route's chain, outermost first. The order is the contract; read it here, top to bottom:
  *
+ *   cors             answers preflights; adds CORS headers to every answer
+ *   ip               allow/deny by client address
+ *   limits           methods, body size (while streaming), header and URL sizes
+ *   jwt, api_key     who is calling; forwards claims / consumer upstream
+ *   rate_limit       local and global (Redis) quotas, keyed by client, header, claim or route
+ *   split            picks the upstream version (weights, sticky hashing)
+ *   mirror           a shadow copy to another upstream, never waited on
  *   fallback         answers when everything below failed or the breaker is open
  *   timeout          the whole request's deadline, queueing and retries included
  *   bulkhead         caps concurrent requests on the route, with a bounded queue
  *   retry            tries again, elsewhere, within budget and deadline; per-try timeouts
  *   circuit breaker  counts each try; open means fail fast without calling the upstream
+ *   fault            injected delays and aborts, seen by retries and breakers like real ones
  *   forward          one try to one endpoint
  */
 export function buildRouteChain(route: RouteConfig, deps: PipelineDeps): Step {
