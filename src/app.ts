@@ -8,6 +8,7 @@ import type { UpstreamRuntime } from './proxy/upstream.ts'
 import { createListenerApp, type ListenerEnv, type RouteRuntime } from './listener.ts'
 import type { RequestObserver } from './observability/observer.ts'
 import { compileRoute } from './proxy/router.ts'
+import { StateCarrier } from './state-carrier.ts'
 import type { DiscoveryHost, UpstreamClient } from './runtime/types.ts'
 
 /** What the gateway needs from its runtime: the upstream client, and name resolution and files for discovery. */
@@ -27,11 +28,12 @@ export function createGateway(
   logger: Logger,
   observers: readonly RequestObserver[] = [],
   events = new EventBus(),
+  carrier = new StateCarrier(),
 ): GatewayApps {
   const send = runtime.upstream
-  const upstreams = createUpstreams(config, { send, events, host: runtime })
+  const upstreams = createUpstreams(config, { send, events, host: runtime }, carrier)
   const breakers = new Map<string, () => BreakerSnapshot>()
-  const deps = { send, events, upstreams, breakers }
+  const deps = { carrier, send, events, upstreams, breakers }
   const listeners = Object.values(config.listeners).map((listener) => {
     const routes = config.routes
       .filter((route) => route.listener === listener.name)

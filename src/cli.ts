@@ -1,7 +1,8 @@
 import { ConfigError } from './config/errors.ts'
 import { loadConfigText } from './config/load.ts'
 import type { Config } from './config/types.ts'
-import { startGateway } from './gateway.ts'
+import { createReloader, type Reloader } from './control/reloader.ts'
+import { startGateway, type RunningGateway } from './gateway.ts'
 import { jsonLogger } from './log.ts'
 import type { Runtime } from './runtime/types.ts'
 import { VERSION } from './version.ts'
@@ -58,7 +59,7 @@ function configPath(runtime: Runtime, args: string[]): string | { error: string 
   return path ?? runtime.env('PILLION_CONFIG') ?? './pillion.toml'
 }
 
-async function loadConfig(runtime: Runtime, path: string): Promise<Config | undefined> {
+async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Config; text: string } | undefined> {
   let text: string
   try {
     text = await runtime.readTextFile(path)
@@ -67,7 +68,7 @@ async function loadConfig(runtime: Runtime, path: string): Promise<Config | unde
     return undefined
   }
   try {
-    return loadConfigText(text, path)
+    return { config: loadConfigText(text, path), text }
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     runtime.writeErr(error.message)
@@ -81,8 +82,9 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
     runtime.writeErr(`pillion check: ${path.error}`)
     return 2
   }
-  const config = await loadConfig(runtime, path)
-  if (config === undefined) return 1
+  const loaded = await loadConfig(runtime, path)
+  if (loaded === undefined) return 1
+  const { config } = loaded
   runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes)`)
   return 0
 }
@@ -93,22 +95,39 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
     runtime.writeErr(`pillion run: ${path.error}`)
     return 2
   }
-  const config = await loadConfig(runtime, path)
-  if (config === undefined) return 1
+  const loaded = await loadConfig(runtime, path)
+  if (loaded === undefined) return 1
+  const { config, text } = loaded
   const logger = jsonLogger(runtime.writeErr, config.gateway.service)
-  let gateway
+  let reloader: Reloader | undefined
+  let gateway: RunningGateway
   try {
-    gateway = await startGateway(config, runtime, logger)
+    gateway = await startGateway(config, runtime, logger, {
+      admin: {
+        status: () => reloader?.status() ?? { version: '' },
+        reload: () => reloader!.reload('admin'),
+      },
+    })
   } catch (error) {
     runtime.writeErr(`pillion: cannot start: ${(error as Error).message}`)
     return 1
   }
+  reloader = await createReloader({
+    source: path,
+    initialText: text,
+    read: () => runtime.readTextFile(path),
+    apply: (next) => gateway.apply(next),
+    logger,
+  })
+  const watching = runtime.watchFile(path, () => void reloader!.reload('file'))
+  runtime.onSignal('SIGHUP', () => void reloader!.reload('signal'))
   runtime.writeOut(`pillion: ${config.gateway.service} ready in ${Math.round(performance.now())}ms (${runtime.name} ${runtime.version})`)
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = async () => {
       if (stopping) return
       stopping = true
+      watching()
       runtime.writeOut('pillion: shutting down, draining in-flight requests')
       const drained = await gateway.shutdown()
       runtime.writeOut(drained ? 'pillion: stopped' : 'pillion: stopped after shutdown grace')

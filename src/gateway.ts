@@ -1,14 +1,25 @@
 import { createAdminApp, type AdminState } from './admin/app.ts'
-import { createGateway } from './app.ts'
+import { createGateway, type GatewayApps } from './app.ts'
 import type { Config, HostPort } from './config/types.ts'
-import type { EventBus } from './events.ts'
+import { EventBus } from './events.ts'
 import type { Logger } from './log.ts'
-import type { Runtime, Server } from './runtime/types.ts'
+import type { RequestObserver } from './observability/observer.ts'
+import type { UpstreamRuntime } from './proxy/upstream.ts'
+import type { ClientInfo, Handler, Runtime, Server } from './runtime/types.ts'
+import { StateCarrier, type Part } from './state-carrier.ts'
 
 export interface RunningGateway {
-  servers: Array<{ name: string; server: Server }>
+  readonly config: Config
+  /** Puts a new config in service: new requests see it, in-flight ones finish on the old one. */
+  apply(config: Config): Promise<void>
   /** Stops accepting, lets in-flight requests finish up to the grace period. Resolves true if all drained. */
   shutdown(): Promise<boolean>
+}
+
+export interface GatewayOptions {
+  observers?: readonly RequestObserver[]
+  /** What /config/status shows and POST /reload calls; the reloader fills them in. */
+  admin?: Pick<AdminState, 'status' | 'reload'>
 }
 
 /** Longest any route may run, so a runtime's own idle cut-off never ends a request we still allow. */
@@ -22,51 +33,157 @@ export function formatAddress({ host, port }: HostPort): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
-export async function startGateway(config: Config, runtime: Runtime, logger: Logger): Promise<RunningGateway> {
-  const { listeners, upstreams, breakers, events } = createGateway(config, runtime, logger)
+interface Bound {
+  address: string
+  server: Server
+}
+
+const NOT_SERVING = () =>
+  new Response(JSON.stringify({ code: 'no_route', message: 'this listener is being removed' }), {
+    status: 404,
+    headers: { 'content-type': 'application/json' },
+  })
+
+/**
+ * The gateway across config generations. Each listener's server dispatches to the app of the
+ * generation in service; a reload builds the next generation beside it (keeping unchanged state
+ * through the carrier), binds any new listener addresses, then swaps. Requests already inside an old
+ * generation's chain finish there.
+ */
+export async function startGateway(config: Config, runtime: Runtime, logger: Logger, options: GatewayOptions = {}): Promise<RunningGateway> {
+  const events = new EventBus()
   subscribeLog(events, logger)
-  const state: AdminState = { config, ready: false, draining: false, upstreams, breakers }
-  const requestTimeoutMs = longestRequestMs(config)
-  const servers: RunningGateway['servers'] = []
-  const stopUpstreams = () => {
-    for (const upstream of upstreams.values()) upstream.stop()
+  const carrier = new StateCarrier()
+  const observers = options.observers ?? []
+  const build = (next: Config): GatewayApps => createGateway(next, runtime, logger, observers, events, carrier)
+
+  carrier.begin()
+  let generation = build(config)
+  const apps = new Map(generation.listeners.map(({ listener, app }) => [listener.name, app]))
+  const state: AdminState = {
+    config,
+    ready: false,
+    draining: false,
+    upstreams: generation.upstreams,
+    breakers: generation.breakers,
+    status: options.admin?.status ?? (() => ({ version: '' })),
+    reload: options.admin?.reload,
   }
-  // Listeners first: the admin listener keeps answering /readyz (503, draining) while they drain.
-  const closeAll = async () => {
-    await Promise.all(servers.filter((s) => s.name !== 'admin').map(({ server }) => server.close()))
-    stopUpstreams()
-    await Promise.all(servers.filter((s) => s.name === 'admin').map(({ server }) => server.close()))
-  }
-  try {
-    for (const { listener, app } of listeners) {
-      const server = await runtime.serve(app.fetch, { host: listener.host, port: listener.port, requestTimeoutMs })
-      servers.push({ name: listener.name, server })
-      runtime.writeOut(`pillion: listener ${listener.name} (${listener.direction}) on http://${formatAddress(server)}`)
+  const admin = createAdminApp(state)
+  const bound = new Map<string, Bound>()
+  const dispatchers = new Map<string, Handler>()
+  const dispatcherFor = (name: string): Handler => {
+    let dispatch = dispatchers.get(name)
+    if (dispatch === undefined) {
+      dispatch = (request: Request, client: ClientInfo) => (apps.get(name)?.fetch(request, client) ?? NOT_SERVING()) as Promise<Response>
+      dispatchers.set(name, dispatch)
     }
-    const admin = createAdminApp(state)
-    const adminServer = await runtime.serve((request) => admin.fetch(request), { ...config.gateway.admin, requestTimeoutMs: 0 })
-    servers.push({ name: 'admin', server: adminServer })
-    runtime.writeOut(`pillion: admin on http://${formatAddress(adminServer)}`)
+    return dispatch
+  }
+
+  async function bind(name: string, address: HostPort, label: string, handler: Handler, requestTimeoutMs: number): Promise<Bound> {
+    const server = await runtime.serve(handler, { host: address.host, port: address.port, requestTimeoutMs })
+    runtime.writeOut(`pillion: ${label} on http://${formatAddress(server)}`)
+    return { address: formatAddress(address), server }
+  }
+
+  /** Binds what the config asks for and is not bound yet; returns the servers it replaced or no longer needs. */
+  async function reconcile(next: Config): Promise<Server[]> {
+    const requestTimeoutMs = longestRequestMs(next)
+    const wanted = new Map<string, { address: HostPort; label: string; handler: Handler; timeout: number }>()
+    for (const listener of Object.values(next.listeners)) {
+      wanted.set(listener.name, {
+        address: listener,
+        label: `listener ${listener.name} (${listener.direction})`,
+        handler: dispatcherFor(listener.name),
+        timeout: requestTimeoutMs,
+      })
+    }
+    wanted.set(' admin', { address: next.gateway.admin, label: 'admin', handler: (request) => admin.fetch(request), timeout: 0 })
+    const fresh = new Map<string, Bound>()
+    try {
+      for (const [name, want] of wanted) {
+        const current = bound.get(name)
+        if (current !== undefined && current.address === formatAddress(want.address)) continue
+        fresh.set(name, await bind(name, want.address, want.label, want.handler, want.timeout))
+      }
+    } catch (error) {
+      await Promise.all([...fresh.values()].map(({ server }) => server.close()))
+      throw error
+    }
+    const retired: Server[] = []
+    for (const [name, { server }] of bound) if (!wanted.has(name) || fresh.has(name)) retired.push(server)
+    for (const name of [...bound.keys()]) if (!wanted.has(name)) bound.delete(name)
+    for (const [name, entry] of fresh) bound.set(name, entry)
+    return retired
+  }
+
+  try {
+    await reconcile(config)
   } catch (error) {
-    await closeAll()
+    stopParts(carrier.abort())
+    await Promise.all([...bound.values()].map(({ server }) => server.close()))
     throw error
   }
-  for (const upstream of upstreams.values()) upstream.start()
+  startParts(carrier.commit().created)
   state.ready = true
-  return {
-    servers,
+
+  const running: RunningGateway = {
+    get config() {
+      return state.config
+    },
+    async apply(next) {
+      carrier.begin()
+      let nextGeneration: GatewayApps
+      let retired: Server[]
+      try {
+        nextGeneration = build(next)
+        retired = await reconcile(next)
+      } catch (error) {
+        stopParts(carrier.abort())
+        throw error
+      }
+      generation = nextGeneration
+      apps.clear()
+      for (const { listener, app } of generation.listeners) apps.set(listener.name, app)
+      state.config = next
+      state.upstreams = generation.upstreams
+      state.breakers = generation.breakers
+      const { created, dropped } = carrier.commit()
+      startParts(created)
+      stopParts(dropped)
+      // Old servers stop accepting now and finish their in-flight requests in the background.
+      for (const server of retired) void server.close()
+    },
     async shutdown() {
       state.draining = true
       let timer: ReturnType<typeof setTimeout> | undefined
       const graceOver = new Promise<false>((resolve) => {
-        timer = setTimeout(() => resolve(false), config.gateway.shutdownGraceMs)
+        timer = setTimeout(() => resolve(false), state.config.gateway.shutdownGraceMs)
       })
+      // Listeners first: the admin listener keeps answering /readyz (503, draining) while they drain.
+      const closeAll = async () => {
+        await Promise.all([...bound].filter(([name]) => name !== ' admin').map(([, { server }]) => server.close()))
+        for (const upstream of generation.upstreams.values()) upstream.stop()
+        await bound.get(' admin')?.server.close()
+      }
       const drained = await Promise.race([closeAll().then(() => true as const), graceOver])
       clearTimeout(timer)
       if (!drained) logger.log('warn', 'shutdown grace ran out with requests still in flight')
       return drained
     },
   }
+  return running
+}
+
+/** Upstreams run timers (health checks, discovery): they start when they enter service... */
+function startParts(parts: Part[]): void {
+  for (const [key, part] of parts) if (key.startsWith('upstream:')) (part as UpstreamRuntime).start()
+}
+
+/** ...and stop when no config uses them any more. */
+function stopParts(parts: Part[]): void {
+  for (const [key, part] of parts) if (key.startsWith('upstream:')) (part as UpstreamRuntime).stop()
 }
 
 /** State changes an operator wants in the log; per-request events are left to metrics. */

@@ -10,17 +10,23 @@ import { fallbackLayer } from './policies/fallback.ts'
 import { retryLayer } from './policies/retry.ts'
 import { timeoutLayer } from './policies/timeout.ts'
 import type { UpstreamClient } from './runtime/types.ts'
+import type { StateCarrier } from './state-carrier.ts'
 
 export interface PipelineDeps {
+  /** Keeps stateful parts across reloads when their config is unchanged. */
+  carrier: StateCarrier
   send: UpstreamClient
   events: EventBus
   upstreams: ReadonlyMap<string, UpstreamRuntime>
   breakers: Map<string, () => BreakerSnapshot>
 }
 
-export function createUpstreams(config: Config, deps: UpstreamDeps): Map<string, UpstreamRuntime> {
+/** Upstreams whose config did not change keep their endpoints' health, ejections and in-flight counts. */
+export function createUpstreams(config: Config, deps: UpstreamDeps, carrier: StateCarrier): Map<string, UpstreamRuntime> {
   const upstreams = new Map<string, UpstreamRuntime>()
-  for (const upstream of Object.values(config.upstreams)) upstreams.set(upstream.name, createUpstream(upstream, deps))
+  for (const upstream of Object.values(config.upstreams)) {
+    upstreams.set(upstream.name, carrier.keep(`upstream:${upstream.name}`, upstream, () => createUpstream(upstream, deps)))
+  }
   return upstreams
 }
 
@@ -53,6 +59,7 @@ export function buildRouteChain(route: RouteConfig, deps: PipelineDeps): Step {
     events: deps.events,
     breakers: deps.breakers,
     forwardTo,
+    keep: (kind, policy, create) => deps.carrier.keep(`${kind}:${route.name}`, policy, create),
     now: () => performance.now(),
     random: Math.random,
   }

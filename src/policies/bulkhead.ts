@@ -90,7 +90,7 @@ export type BulkheadLayer = Layer & { snapshot(): BulkheadSnapshot }
  * @example bulkheadLayer({ maxConcurrent: 50, maxQueue: 100, queueTimeoutMs: 100 }, context)
  */
 export function bulkheadLayer(policy: BulkheadPolicy, context: RouteContext, timers = systemTimers): BulkheadLayer {
-  const slots = new Bulkhead(policy, context.route.name, context.events, timers)
+  const slots = context.keep('bulkhead', policy, () => new Bulkhead(policy, context.route.name, context.events, timers))
   const layer = (next: Step): Step =>
     async function bulkhead(exchange: Exchange): Promise<Response> {
       if (!slots.tryAcquire()) await slots.waitForSlot(exchange.signal)

@@ -89,7 +89,7 @@ export const circuitBreakerPolicy: PolicyModule<'circuitBreaker'> = {
 export function circuitBreakerLayer(policy: CircuitBreakerPolicy, context: RouteContext): Layer {
   const route = context.route.name
   const upstream = context.upstream.config.name
-  const breaker = new CircuitBreaker(policy, { route, upstream, events: context.events })
+  const breaker = context.keep('breaker', { policy, upstream }, () => new CircuitBreaker(policy, { route, upstream, events: context.events }))
   context.breakers.set(`${route}/${upstream}`, () => breaker.snapshot(context.now()))
   const isFailure = compileConditions(policy.failures)
   const slowMs = policy.slowCall?.durationMs ?? Number.POSITIVE_INFINITY

@@ -26,6 +26,12 @@ export interface RouteContext {
   breakers: Map<string, () => BreakerSnapshot>
   /** Builds the one-try forwarding step to any upstream (for fallback = { upstream = ... }). */
   forwardTo(upstream: UpstreamRuntime): Step
+  /**
+   * State that should survive a config reload while the policy is unchanged (breaker windows,
+   * buckets, budgets): made by create() the first time, handed back on later builds whose policy
+   * config is equal. Keyed by kind and route.
+   */
+  keep<T>(kind: string, policy: unknown, create: () => T): T
   now(): number
   random(): number
 }

@@ -77,7 +77,8 @@ export function fallbackLayer(policy: FallbackPolicy, context: RouteContext): La
   const route = context.route.name
   const events = context.events
   const now = context.now
-  const cache = policy.staleMs === undefined ? undefined : new StaleCache(policy.staleMs)
+  const staleMs = policy.staleMs
+  const cache = staleMs === undefined ? undefined : context.keep('stale', staleMs, () => new StaleCache(staleMs))
   const alternate = policy.upstream === undefined ? undefined : otherUpstream(context, policy.upstream)
   const fixed = policy.static === undefined ? undefined : staticAnswer(policy.static)
 

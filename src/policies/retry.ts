@@ -82,7 +82,7 @@ export function retryLayer(policy: RetryPolicy, context: RouteContext): Layer {
   const retriable = compileConditions(policy.on)
   const methods = new Set(policy.methods)
   const { ratio, minPerSecond, ttlMs } = policy.budget
-  const budget = new RetryBudget(ratio, minPerSecond, ttlMs, context.now())
+  const budget = context.keep('retry-budget', policy.budget, () => new RetryBudget(ratio, minPerSecond, ttlMs, context.now()))
   const routeName = context.route.name
   const events = context.events
   const perTryMessage = `no response within per_try_timeout ${perTryTimeoutMs}ms`

@@ -39,6 +39,8 @@ export function tempDir(): string {
 
 export interface Gateway {
   process: ChildProcess
+  /** The policy file it runs on. */
+  policyFile: string
   listeners: Record<string, string> // name -> base URL
   admin: string
   stdout: string[]
@@ -97,6 +99,7 @@ export async function startGateway(target: Target, policy: string, env: Record<s
   }
   return {
     process: child,
+    policyFile: file,
     listeners,
     admin,
     stdout,

@@ -119,7 +119,7 @@ function setup(policy: BulkheadPolicy) {
   const events = new EventBus()
   const rejects: Array<GatewayEventMap['bulkhead_reject']> = []
   events.on('bulkhead_reject', (event) => rejects.push(event))
-  const context = { route: { name: 'orders' }, events } as unknown as RouteContext
+  const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create() } as unknown as RouteContext
   const clock = manualTimers()
   const upstream = heldUpstream()
   const layer = bulkheadLayer(policy, context, clock.timers)
@@ -292,7 +292,7 @@ describe('bulkhead layer', () => {
 
   test('the real timers expire a queued request too', async () => {
     const events = new EventBus()
-    const context = { route: { name: 'orders' }, events } as unknown as RouteContext
+    const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create() } as unknown as RouteContext
     const layer = bulkheadLayer({ maxConcurrent: 1, maxQueue: 1, queueTimeoutMs: 5 }, context)
     const chain = layer(() => new Promise<Response>(() => {}))
     void chain(exchange('a'))

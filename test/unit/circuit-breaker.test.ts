@@ -35,6 +35,7 @@ function harness(table: Record<string, unknown>) {
     events,
     breakers,
     forwardTo: () => assert.fail('the breaker never forwards itself'),
+    keep: (_kind, _policy, create) => create(),
     now: () => clock.now,
     random: Math.random,
   } satisfies RouteContext

@@ -48,6 +48,7 @@ function harness(table: Record<string, unknown>, options: { timeoutMs?: number }
         return alternate(exchange)
       }
     },
+    keep: (_kind, _policy, create) => create(),
     now: () => clock.now,
     random: Math.random,
   } satisfies RouteContext

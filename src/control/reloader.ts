@@ -1,0 +1,111 @@
+import type { ConfigStatus, ReloadOutcome } from '../admin/app.ts'
+import { ConfigError } from '../config/errors.ts'
+import { loadConfigText } from '../config/load.ts'
+import type { Config } from '../config/types.ts'
+import type { Logger } from '../log.ts'
+
+export interface ReloaderOptions {
+  /** The policy file's name, as errors and /config/status show it. */
+  source: string
+  /** The text that is running now. */
+  initialText: string
+  /** Reads the policy text again. */
+  read: () => Promise<string>
+  /** Puts a validated config in service; throws if it cannot (a listener address that will not bind). */
+  apply: (config: Config) => Promise<void>
+  logger: Logger
+  /** Told of each outcome, for metrics. */
+  onOutcome?: (outcome: ReloadOutcome, version: string) => void
+}
+
+export interface Reloader {
+  reload(trigger: string): Promise<ReloadOutcome>
+  status(): ConfigStatus
+  /** The hash of the running text. */
+  readonly version: string
+}
+
+/** Hex SHA-256 of the policy text, shortened: the config's version in status, logs and metrics. */
+export async function policyVersion(text: string): Promise<string> {
+  const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(text))
+  return [...new Uint8Array(digest).subarray(0, 8)].map((byte) => byte.toString(16).padStart(2, '0')).join('')
+}
+
+/**
+ * Re-reads, validates and applies the policy, one reload at a time: a request for a reload while one
+ * runs is served by one more run after it. An invalid or unappliable policy never replaces the running
+ * one; why is logged and kept for /config/status.
+ */
+export async function createReloader(options: ReloaderOptions): Promise<Reloader> {
+  let version = await policyVersion(options.initialText)
+  let loadedAt = new Date().toISOString()
+  let lastReload: ReloadOutcome | undefined
+  const counts = { succeeded: 0, failed: 0, unchanged: 0 }
+  let running: Promise<ReloadOutcome> | undefined
+  let queued: Promise<ReloadOutcome> | undefined
+
+  async function attempt(trigger: string): Promise<ReloadOutcome> {
+    const at = new Date().toISOString()
+    let text: string
+    try {
+      text = await options.read()
+    } catch (error) {
+      return failed({ ok: false, trigger, at, error: `cannot read ${options.source}: ${(error as Error).message}` })
+    }
+    const nextVersion = await policyVersion(text)
+    if (nextVersion === version) {
+      counts.unchanged++
+      return (lastReload = { ok: true, trigger, at, version, changed: false })
+    }
+    let config: Config
+    try {
+      config = loadConfigText(text, options.source)
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error
+      return failed({ ok: false, trigger, at, version: nextVersion, error: 'invalid policy', problems: error.problems })
+    }
+    try {
+      await options.apply(config)
+    } catch (error) {
+      return failed({ ok: false, trigger, at, version: nextVersion, error: `cannot apply: ${(error as Error).message}` })
+    }
+    version = nextVersion
+    loadedAt = at
+    counts.succeeded++
+    const outcome: ReloadOutcome = { ok: true, trigger, at, version, changed: true }
+    options.logger.log('info', 'config reloaded', { version, trigger })
+    options.onOutcome?.(outcome, version)
+    return (lastReload = outcome)
+  }
+
+  function failed(outcome: ReloadOutcome): ReloadOutcome {
+    counts.failed++
+    options.logger.log('error', 'config reload rejected; the running config stays', {
+      trigger: outcome.trigger,
+      error: outcome.error,
+      problems: outcome.problems?.map((problem) => `${problem.path}: ${problem.message}`),
+    })
+    options.onOutcome?.(outcome, version)
+    return (lastReload = outcome)
+  }
+
+  function reload(trigger: string): Promise<ReloadOutcome> {
+    if (running === undefined) {
+      running = attempt(trigger).finally(() => (running = undefined))
+      return running
+    }
+    queued ??= running.then(() => {
+      queued = undefined
+      return reload(trigger)
+    })
+    return queued
+  }
+
+  return {
+    reload,
+    get version() {
+      return version
+    },
+    status: () => ({ version, source: options.source, loadedAt, reloads: { ...counts }, lastReload }),
+  }
+}
