@@ -1,6 +1,7 @@
 import { ConfigError } from './config/errors.ts'
 import { loadConfigText } from './config/load.ts'
 import type { Config } from './config/types.ts'
+import { openPolicyFeed } from './control/policy-feed.ts'
 import { createReloader, type Reloader } from './control/reloader.ts'
 import { startGateway, type RunningGateway } from './gateway.ts'
 import { jsonLogger } from './log.ts'
@@ -97,8 +98,9 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
   }
   const loaded = await loadConfig(runtime, path)
   if (loaded === undefined) return 1
-  const { config, text } = loaded
-  const logger = jsonLogger(runtime.writeErr, config.gateway.service)
+  const logger = jsonLogger(runtime.writeErr, loaded.config.gateway.service)
+  const feed = await openPolicyFeed(path, loaded, runtime, logger)
+  const { config, text } = feed.initial
   let reloader: Reloader | undefined
   let gateway: RunningGateway
   try {
@@ -113,13 +115,15 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
     return 1
   }
   reloader = await createReloader({
-    source: path,
+    source: feed.name,
     initialText: text,
-    read: () => runtime.readTextFile(path),
+    read: () => feed.read(),
+    load: (next) => feed.load(next),
+    applied: (next) => feed.applied(next),
     apply: (next) => gateway.apply(next),
     logger,
   })
-  const watching = runtime.watchFile(path, () => void reloader!.reload('file'))
+  const watching = feed.watch((trigger) => void reloader!.reload(trigger))
   runtime.onSignal('SIGHUP', () => void reloader!.reload('signal'))
   runtime.writeOut(`pillion: ${config.gateway.service} ready in ${Math.round(performance.now())}ms (${runtime.name} ${runtime.version})`)
   return new Promise<number>((resolve) => {

@@ -227,5 +227,7 @@ function normalize(file: ConfigFile, source: string): Config {
     return normalized
   })
   const { service, admin, shutdown_grace } = file.gateway
-  return { source, gateway: { service, admin, shutdownGraceMs: shutdown_grace }, listeners, upstreams, defaults, routes }
+  const config: Config = { source, gateway: { service, admin, shutdownGraceMs: shutdown_grace }, listeners, upstreams, defaults, routes }
+  if (file.control !== undefined) config.control = { ...file.control, cache: file.control.cache && besidePolicyFile(file.control.cache, source) }
+  return config
 }

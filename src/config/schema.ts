@@ -1,4 +1,5 @@
 import * as v from 'valibot'
+import { controlSchema } from '../control/settings.ts'
 import { policyEntries } from '../policies/index.ts'
 import { describeValue, expectedGot } from './errors.ts'
 import type { HostPort } from './types.ts'
@@ -262,6 +263,7 @@ export const configFileSchema = table({
     v.array(routeSchema, (issue) => expectedGot('an array of tables, written [[routes]]', issue.input)),
     () => [],
   ),
+  control: v.optional(controlSchema),
 })
 
 export type ConfigFile = v.InferOutput<typeof configFileSchema>

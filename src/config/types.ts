@@ -1,3 +1,5 @@
+import type { ControlConfig } from '../control/settings.ts'
+
 /** The normalized, validated policy: every duration is milliseconds, every size bytes, every rate per second. */
 
 export type Direction = 'ingress' | 'egress'
@@ -136,4 +138,5 @@ export interface Config {
   upstreams: Record<string, UpstreamConfig>
   defaults: Partial<RoutePolicies>
   routes: RouteConfig[]
+  control?: ControlConfig
 }

@@ -11,6 +11,10 @@ export interface ReloaderOptions {
   initialText: string
   /** Reads the policy text again. */
   read: () => Promise<string>
+  /** Validates and normalizes a text (loadConfigText by default). */
+  load?: (text: string) => Config
+  /** A text went into service. */
+  applied?: (text: string) => void
   /** Puts a validated config in service; throws if it cannot (a listener address that will not bind). */
   apply: (config: Config) => Promise<void>
   logger: Logger
@@ -43,6 +47,7 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
   const counts = { succeeded: 0, failed: 0, unchanged: 0 }
   let running: Promise<ReloadOutcome> | undefined
   let queued: Promise<ReloadOutcome> | undefined
+  let lastFailure: string | undefined
 
   async function attempt(trigger: string): Promise<ReloadOutcome> {
     const at = new Date().toISOString()
@@ -55,11 +60,12 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
     const nextVersion = await policyVersion(text)
     if (nextVersion === version) {
       counts.unchanged++
+      lastFailure = undefined
       return (lastReload = { ok: true, trigger, at, version, changed: false })
     }
     let config: Config
     try {
-      config = loadConfigText(text, options.source)
+      config = (options.load ?? ((t: string) => loadConfigText(t, options.source)))(text)
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error
       return failed({ ok: false, trigger, at, version: nextVersion, error: 'invalid policy', problems: error.problems })
@@ -71,6 +77,8 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
     }
     version = nextVersion
     loadedAt = at
+    lastFailure = undefined
+    options.applied?.(text)
     counts.succeeded++
     const outcome: ReloadOutcome = { ok: true, trigger, at, version, changed: true }
     options.logger.log('info', 'config reloaded', { version, trigger })
@@ -80,11 +88,13 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
 
   function failed(outcome: ReloadOutcome): ReloadOutcome {
     counts.failed++
-    options.logger.log('error', 'config reload rejected; the running config stays', {
-      trigger: outcome.trigger,
-      error: outcome.error,
-      problems: outcome.problems?.map((problem) => `${problem.path}: ${problem.message}`),
-    })
+    const problems = outcome.problems?.map((problem) => `${problem.path}: ${problem.message}`)
+    // A source that stays down, or a bad policy that stays, is said once, not at every poll.
+    const reason = JSON.stringify([outcome.error, problems])
+    if (reason !== lastFailure) {
+      lastFailure = reason
+      options.logger.log('error', 'config reload rejected; the running config stays', { trigger: outcome.trigger, error: outcome.error, problems })
+    }
     options.onOutcome?.(outcome, version)
     return (lastReload = outcome)
   }

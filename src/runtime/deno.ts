@@ -10,6 +10,9 @@ declare const Deno: {
   stdout: { writeSync(bytes: Uint8Array): number }
   stderr: { writeSync(bytes: Uint8Array): number }
   readTextFile(path: string): Promise<string>
+  writeTextFile(path: string, text: string): Promise<void>
+  rename(from: string, to: string): Promise<void>
+  pid: number
   resolveDns(host: string, type: 'A' | 'AAAA'): Promise<string[]>
   errors: { NotFound: new (...args: never[]) => Error }
   watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
@@ -43,6 +46,11 @@ export function createDenoRuntime(): Runtime {
       return { host: options.host, port: server.addr.port, close: () => server.shutdown() }
     },
     readTextFile: (path) => Deno.readTextFile(path),
+    async writeTextFile(path, text) {
+      const temporary = `${path}.${Deno.pid}.tmp`
+      await Deno.writeTextFile(temporary, text)
+      await Deno.rename(temporary, path)
+    },
     watchFile(path, onChange) {
       const fire = debounce(onChange, 150)
       const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) || '/' : '.'

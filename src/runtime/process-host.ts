@@ -1,6 +1,6 @@
 import { lookup } from 'node:dns/promises'
 import { watch } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import type { Runtime } from './types.ts'
 import { debounce } from './watch.ts'
@@ -8,12 +8,17 @@ import { debounce } from './watch.ts'
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
 export type ProcessHost = Pick<
   Runtime,
-  'readTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'exit'
+  'readTextFile' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'exit'
 >
 
 export function processHost(): ProcessHost {
   return {
     readTextFile: (path) => readFile(path, 'utf8'),
+    async writeTextFile(path, text) {
+      const temporary = `${path}.${process.pid}.tmp`
+      await writeFile(temporary, text)
+      await rename(temporary, path)
+    },
     watchFile(path, onChange) {
       // Watch the directory: a file watcher goes deaf after an atomic replace (runtime.md §3.4).
       const name = basename(path)

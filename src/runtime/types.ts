@@ -42,6 +42,8 @@ export interface Runtime {
   serve(handler: Handler, options: ServeOptions): Promise<Server>
   upstream: UpstreamClient
   readTextFile(path: string): Promise<string>
+  /** Writes the whole file at once (a temporary file renamed over it), so a reader never sees half. */
+  writeTextFile(path: string, text: string): Promise<void>
   /** Calls back when the file changes, also across atomic replace (rename over it). Returns a stop function. */
   watchFile(path: string, onChange: () => void): () => void
   /** Every A and AAAA address of a host name, IPv6 without brackets; rejects when it has none. */
