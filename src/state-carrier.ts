@@ -6,7 +6,8 @@
  */
 export class StateCarrier {
   #current = new Map<string, Entry>()
-  #next: Map<string, Entry> | undefined
+  /** A new carrier is collecting its first generation at once. */
+  #next: Map<string, Entry> | undefined = new Map()
 
   /** Starts collecting the parts of a new generation. */
   begin(): void {
