@@ -5,8 +5,19 @@ export const ERROR_STATUS = {
   upstream_timeout: 504,
   circuit_open: 503,
   bulkhead_full: 503,
+  rate_limited: 429,
   client_closed: 499,
   internal_error: 500,
+  bad_request: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  method_not_allowed: 405,
+  request_timeout: 408,
+  body_too_large: 413,
+  uri_too_long: 414,
+  header_too_large: 431,
+  /** An abort injected by [routes.fault]; it answers with the configured status, 503 the usual one. */
+  fault_injected: 503,
 } as const
 
 export type ErrorCode = keyof typeof ERROR_STATUS

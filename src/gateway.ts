@@ -3,10 +3,17 @@ import { createGateway, type GatewayApps } from './app.ts'
 import type { Config, HostPort } from './config/types.ts'
 import { EventBus } from './events.ts'
 import type { Logger } from './log.ts'
+import type { AuditLog } from './observability/audit.ts'
+import { createObservability } from './observability/observability.ts'
 import type { RequestObserver } from './observability/observer.ts'
+import { dryRunReporter } from './policies/rate-limit.ts'
+import type { GlobalLimitStore } from './policies/rate-limit-store.ts'
 import type { UpstreamRuntime } from './proxy/upstream.ts'
-import type { ClientInfo, Handler, Runtime, Server } from './runtime/types.ts'
+import type { ClientInfo, Handler, Runtime, ServeOptions, Server } from './runtime/types.ts'
 import { StateCarrier, type Part } from './state-carrier.ts'
+import { adminToken } from './security/admin.ts'
+import { checkUpstreamCaFiles, listenerServing, readTls, type Serving } from './security/listener.ts'
+import { VERSION } from './version.ts'
 
 export interface RunningGateway {
   readonly config: Config
@@ -27,6 +34,11 @@ function longestRequestMs(config: Config): number {
   let longest = 0
   for (const route of config.routes) longest = Math.max(longest, route.policies.timeoutMs)
   return longest
+}
+
+/** What a bound server is compared by on reload: a listener is rebound when its address, TLS or header deadline changes. */
+function bindingKey(address: HostPort, serving: Serving = {}): string {
+  return serving.tls === undefined && serving.headersTimeoutMs === undefined ? formatAddress(address) : `${formatAddress(address)} ${JSON.stringify(serving)}`
 }
 
 export function formatAddress({ host, port }: HostPort): string {
@@ -54,9 +66,14 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const events = new EventBus()
   subscribeLog(events, logger)
   const carrier = new StateCarrier()
-  const observers = options.observers ?? []
+  // Once per process, before the first config: counters, the trace exporter and the access log outlive reloads.
+  const observability = await createObservability(config, runtime, logger, VERSION)
+  observability.metrics.watch(events)
+  const observers = [...(options.observers ?? []), ...observability.observers]
   const build = (next: Config): GatewayApps => createGateway(next, runtime, logger, observers, events, carrier)
 
+  const initialToken = adminToken(config.gateway.adminTokenEnv, runtime.env)
+  await checkUpstreamCaFiles(config, runtime.readTextFile)
   carrier.begin()
   let generation = build(config)
   const apps = new Map(generation.listeners.map(({ listener, app }) => [listener.name, app]))
@@ -66,10 +83,14 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     draining: false,
     upstreams: generation.upstreams,
     breakers: generation.breakers,
+    bulkheads: generation.bulkheads,
+    metrics: observability.metrics,
     status: options.admin?.status ?? (() => ({ version: '' })),
     reload: options.admin?.reload,
+    adminToken: initialToken,
   }
   const admin = createAdminApp(state)
+  observability.metrics.setSources(() => ({ ...state, bulkheads: state.bulkheads ?? new Map() }))
   const bound = new Map<string, Bound>()
   const dispatchers = new Map<string, Handler>()
   const dispatcherFor = (name: string): Handler => {
@@ -81,22 +102,26 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     return dispatch
   }
 
-  async function bind(name: string, address: HostPort, label: string, handler: Handler, requestTimeoutMs: number): Promise<Bound> {
-    const server = await runtime.serve(handler, { host: address.host, port: address.port, requestTimeoutMs })
-    runtime.writeOut(`pillion: ${label} on http://${formatAddress(server)}`)
-    return { address: formatAddress(address), server }
+  async function bind(name: string, address: HostPort, label: string, handler: Handler, requestTimeoutMs: number, serving: Serving = {}): Promise<Bound> {
+    const options: ServeOptions = { host: address.host, port: address.port, requestTimeoutMs }
+    if (serving.tls !== undefined) options.tls = await readTls(serving.tls, runtime.readTextFile)
+    if (serving.headersTimeoutMs !== undefined) options.headersTimeoutMs = serving.headersTimeoutMs
+    const server = await runtime.serve(handler, options)
+    runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)
+    return { address: bindingKey(address, serving), server }
   }
 
   /** Binds what the config asks for and is not bound yet; returns the servers it replaced or no longer needs. */
   async function reconcile(next: Config): Promise<Server[]> {
     const requestTimeoutMs = longestRequestMs(next)
-    const wanted = new Map<string, { address: HostPort; label: string; handler: Handler; timeout: number }>()
+    const wanted = new Map<string, { address: HostPort; label: string; handler: Handler; timeout: number; serving?: Serving }>()
     for (const listener of Object.values(next.listeners)) {
       wanted.set(listener.name, {
         address: listener,
         label: `listener ${listener.name} (${listener.direction})`,
         handler: dispatcherFor(listener.name),
         timeout: requestTimeoutMs,
+        serving: listenerServing(next, listener),
       })
     }
     wanted.set(' admin', { address: next.gateway.admin, label: 'admin', handler: (request) => admin.fetch(request), timeout: 0 })
@@ -104,8 +129,8 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     try {
       for (const [name, want] of wanted) {
         const current = bound.get(name)
-        if (current !== undefined && current.address === formatAddress(want.address)) continue
-        fresh.set(name, await bind(name, want.address, want.label, want.handler, want.timeout))
+        if (current !== undefined && current.address === bindingKey(want.address, want.serving)) continue
+        fresh.set(name, await bind(name, want.address, want.label, want.handler, want.timeout, want.serving))
       }
     } catch (error) {
       await Promise.all([...fresh.values()].map(({ server }) => server.close()))
@@ -123,6 +148,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   } catch (error) {
     stopParts(carrier.abort())
     await Promise.all([...bound.values()].map(({ server }) => server.close()))
+    await observability.close(0)
     throw error
   }
   startParts(carrier.commit().created)
@@ -133,6 +159,9 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       return state.config
     },
     async apply(next) {
+      const nextToken = adminToken(next.gateway.adminTokenEnv, runtime.env)
+      await checkUpstreamCaFiles(next, runtime.readTextFile)
+      const observing = await observability.prepare(next)
       carrier.begin()
       let nextGeneration: GatewayApps
       let retired: Server[]
@@ -141,14 +170,18 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
         retired = await reconcile(next)
       } catch (error) {
         stopParts(carrier.abort())
+        observing.abort()
         throw error
       }
       generation = nextGeneration
       apps.clear()
       for (const { listener, app } of generation.listeners) apps.set(listener.name, app)
       state.config = next
+      state.adminToken = nextToken
       state.upstreams = generation.upstreams
       state.breakers = generation.breakers
+      state.bulkheads = generation.bulkheads
+      observing.commit()
       const { created, dropped } = carrier.commit()
       startParts(created)
       stopParts(dropped)
@@ -157,6 +190,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     },
     async shutdown() {
       state.draining = true
+      const graceEndsAt = performance.now() + state.config.gateway.shutdownGraceMs
       let timer: ReturnType<typeof setTimeout> | undefined
       const graceOver = new Promise<false>((resolve) => {
         timer = setTimeout(() => resolve(false), state.config.gateway.shutdownGraceMs)
@@ -169,6 +203,11 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       }
       const drained = await Promise.race([closeAll().then(() => true as const), graceOver])
       clearTimeout(timer)
+      // Access log lines and spans of the drained requests; a collector that is down gets a second at most.
+      await observability.close(Math.max(1000, graceEndsAt - performance.now()))
+      // The audit trail last, so it holds the drained requests too; it gets what is left of the grace.
+      await generation.audit?.close(graceEndsAt - performance.now())
+      await generation.globalLimits?.close()
       if (!drained) logger.log('warn', 'shutdown grace ran out with requests still in flight')
       return drained
     },
@@ -179,11 +218,15 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
 /** Upstreams run timers (health checks, discovery): they start when they enter service... */
 function startParts(parts: Part[]): void {
   for (const [key, part] of parts) if (key.startsWith('upstream:')) (part as UpstreamRuntime).start()
+  for (const [key, part] of parts) if (key.startsWith('security:')) (part as { start?(): void }).start?.()
 }
 
 /** ...and stop when no config uses them any more. */
 function stopParts(parts: Part[]): void {
   for (const [key, part] of parts) if (key.startsWith('upstream:')) (part as UpstreamRuntime).stop()
+  for (const [key, part] of parts) if (key.startsWith('security:')) (part as { stop?(): void }).stop?.()
+  for (const [key, part] of parts) if (key === 'audit') void (part as AuditLog).retire()
+  for (const [key, part] of parts) if (key === 'redis') void (part as GlobalLimitStore).close()
 }
 
 /** State changes an operator wants in the log; per-request events are left to metrics. */
@@ -196,4 +239,19 @@ function subscribeLog(events: EventBus, logger: Logger): void {
   })
   events.on('discovery_updated', (e) => logger.log('info', 'endpoints discovered', e))
   events.on('discovery_failed', (e) => logger.log('warn', 'discovery failed; keeping the last good endpoints', e))
+  events.on('jwks_refresh', (e) => {
+    if (!e.ok) logger.log('warn', e.keys > 0 ? 'JWKS fetch failed; keeping the cached keys' : 'JWKS fetch failed; no keys to verify tokens with', e)
+  })
+  events.on('api_keys_loaded', (e) => logger.log('info', 'API keys loaded', e))
+  events.on('api_keys_failed', (e) => logger.log('warn', 'API keys file rejected; keeping the last good keys', e))
+  // The first failure of a batch, not every retry; overflow drops are per request, left to metrics.
+  events.on('audit_failed', (e) => {
+    if (e.attempt === 1) logger.log('warn', 'audit sink failed; retrying with backoff', e)
+  })
+  events.on('audit_dropped', (e) => {
+    if (e.reason !== 'queue_full') logger.log('warn', 'audit records dropped', e)
+  })
+  events.on('rate_limit_decision', dryRunReporter((e) => logger.log('warn', 'rate limit would have rejected (dry run)', { ...e })))
+  events.on('redis_error', (e) => logger.log('warn', 'redis failed; rate limits on it follow [redis] on_error', e))
+  events.on('redis_recovered', (e) => logger.log('info', 'redis answers again', e))
 }

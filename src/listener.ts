@@ -7,6 +7,11 @@ import { observeBody } from './proxy/body.ts'
 import { Exchange, type Step } from './proxy/exchange.ts'
 import { firstMatch, hostWithoutPort, type CompiledRoute } from './proxy/router.ts'
 import type { ClientInfo } from './runtime/types.ts'
+import type { CidrSet } from './security/cidr.ts'
+import { resolveClientAddress } from './security/client-address.ts'
+import { requestProblem } from './security/hygiene.ts'
+import { normalizePath, PathProblem } from './security/path.ts'
+import type { CaseGuard } from './security/route-case.ts'
 
 export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
 
@@ -15,7 +20,14 @@ export interface RouteRuntime {
   chain: Step
 }
 
-interface ListenerContext {
+/** What the listener checks before routing; built once per config load (src/security/). */
+export interface ListenerSecurity {
+  /** [gateway] trusted_proxies: peers whose X-Forwarded-For is believed. */
+  trustedProxies?: CidrSet
+  caseGuard?: CaseGuard
+}
+
+interface ListenerContext extends ListenerSecurity {
   routes: CompiledRoute<RouteRuntime>[]
   observers: readonly RequestObserver[]
   logger: Logger
@@ -26,8 +38,9 @@ export function createListenerApp(
   routes: CompiledRoute<RouteRuntime>[],
   observers: readonly RequestObserver[],
   logger: Logger,
+  security: ListenerSecurity = {},
 ): Hono<ListenerEnv> {
-  const context: ListenerContext = { routes, observers, logger }
+  const context: ListenerContext = { routes, observers, logger, ...security }
   const app = new Hono<ListenerEnv>()
   app.use(requestId())
   app.all('*', (c) => handle(c.req.raw, c.env, c.get('requestId'), context))
@@ -39,22 +52,41 @@ export function createListenerApp(
   return app
 }
 
-async function handle(request: Request, client: ClientInfo, id: string, context: ListenerContext): Promise<Response> {
+async function handle(request: Request, peer: ClientInfo, id: string, context: ListenerContext): Promise<Response> {
   const startedAt = performance.now()
-  const url = new URL(request.url)
-  const route = firstMatch(context.routes, {
-    method: request.method,
-    host: hostWithoutPort(request.headers.get('host')),
-    path: url.pathname,
-    headers: request.headers,
-  })
-  if (route === undefined) {
-    const response = errorResponse('no_route', `no route for ${request.method} ${url.pathname}`, id)
-    notify(context, request, client, id, url.pathname, startedAt, undefined, response.status, 'no_route', 0)
+  // Bun hands over a bare path for an HTTP/1.0 request without Host; the base is for that case only.
+  const url = new URL(request.url, 'http://localhost')
+  // Hygiene and normalization come before routing: what routes and policies match is what goes upstream.
+  const problem = requestProblem(request.headers)
+  const path = problem === undefined ? normalizePath(url.pathname) : undefined
+  if (path === undefined || path instanceof PathProblem) {
+    const response = errorResponse('bad_request', `refused: ${problem ?? path!.reason}`, id)
+    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0)
     return response
   }
-  const exchange = new Exchange(request, client, id, url.pathname, url.search, startedAt)
+  const forwardedFor = context.trustedProxies === undefined ? null : request.headers.get('x-forwarded-for')
+  const address = resolveClientAddress(peer.remoteAddress, forwardedFor, context.trustedProxies)
+  const client = address === peer.remoteAddress ? peer : { remoteAddress: address }
+  const facts = { method: request.method, host: hostWithoutPort(request.headers.get('host')), path, headers: request.headers }
+  const route = firstMatch(context.routes, facts)
+  const folded = context.caseGuard?.(facts, route?.name)
+  if (folded !== undefined) {
+    const message = `refused: ${path} matches route ${folded} when case is ignored, but route ${route?.name ?? '(none)'} as written`
+    const response = errorResponse('bad_request', message, id)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0)
+    return response
+  }
+  if (route === undefined) {
+    const response = errorResponse('no_route', `no route for ${request.method} ${path}`, id)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0)
+    return response
+  }
+  const exchange = new Exchange(request, client, id, path, url.search, startedAt)
   exchange.route = route.name
+  // A believed X-Forwarded-For goes on as received plus the proxy that sent it, not plus the client.
+  if (forwardedFor !== null && client !== peer && address !== peer.remoteAddress.replace(/^::ffff:/, '')) {
+    exchange.setUpstreamHeader('x-forwarded-for', `${forwardedFor}, ${peer.remoteAddress}`)
+  }
   for (const observer of context.observers) observer.onRequest?.(exchange)
   const clientSignal = request.signal
   const onClientGone = () => exchange.controller.abort(new GatewayError('client_closed', 'the client closed the connection'))
@@ -72,27 +104,27 @@ async function handle(request: Request, client: ClientInfo, id: string, context:
         status: error.status,
         route: route.name,
         method: request.method,
-        path: url.pathname,
+        path,
         endpoint: exchange.endpoint,
         request_id: id,
         duration_ms: Math.round(performance.now() - startedAt),
       })
     }
     const answer = errorResponse(error.code, error.message, id, error.headers)
-    notify(context, request, client, id, url.pathname, startedAt, exchange, error.status, error.code, 0)
+    notify(context, request, client, id, path, startedAt, exchange, error.status, error.code, 0)
     return answer
   }
   const status = response.status
   const code = (response.headers.get('x-pillion-error') ?? undefined) as ErrorCode | undefined
   if (response.body === null) {
     exchange.finish()
-    notify(context, request, client, id, url.pathname, startedAt, exchange, status, code, 0)
+    notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
     return response
   }
   const body = observeBody(response.body, (bytes, error) => {
     exchange.finish()
     const cut = error !== undefined && exchange.signal.aborted ? (exchange.signal.reason as GatewayError) : undefined
-    notify(context, request, client, id, url.pathname, startedAt, exchange, status, cut?.code ?? code, bytes)
+    notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes)
   })
   return new Response(body, { status, statusText: response.statusText, headers: response.headers })
 }
@@ -123,6 +155,7 @@ function notify(
     bytesOut,
     clientAddress: client.remoteAddress,
     exchange,
+    request,
   }
   for (const observer of context.observers) observer.onResponse(record)
 }

@@ -1,9 +1,12 @@
 import { parse as parseToml } from 'toml'
 import * as v from 'valibot'
+import { normalizeObservability } from '../observability/config.ts'
 import { builtInPolicies, pickPolicies } from '../policies/index.ts'
+import { redisStoreProblems } from '../policies/rate-limit-config.ts'
 import { ConfigError, type ConfigProblem } from './errors.ts'
 import { configFileSchema, issueMessage, parseHostPort, type ConfigFile } from './schema.ts'
-import type { Config, ListenerConfig, RouteConfig, UpstreamConfig } from './types.ts'
+import type { ListenerTls } from '../security/types.ts'
+import type { Config, ListenerConfig, RouteConfig, RoutePolicies, UpstreamConfig } from './types.ts'
 
 /** Parses, validates and normalizes a policy file; every problem in it is reported in one ConfigError. */
 export function loadConfigText(text: string, source: string): Config {
@@ -91,7 +94,36 @@ function crossReferenceProblems(document: unknown): ConfigProblem[] {
     ...addressConflicts(document.gateway, listeners),
     ...routeProblems(routes, Object.keys(listeners), Object.keys(upstreams)),
     ...fallbackUpstreamProblem(document.defaults, 'defaults', Object.keys(upstreams)),
+    ...mirrorUpstreamProblem(document.defaults, 'defaults', Object.keys(upstreams)),
+    ...auditRouteProblems(document.audit, routes),
+    ...redisStoreProblems(document),
   ]
+}
+
+/** `mirror.upstream` names an upstream, in [defaults] as in a route. */
+function mirrorUpstreamProblem(table: unknown, at: string, upstreamNames: string[]): ConfigProblem[] {
+  const mirror = isTable(table) && isTable(table.mirror) ? table.mirror : undefined
+  const missing = missingReference('upstream', mirror?.upstream, upstreamNames)
+  return missing ? [{ path: `${at}.mirror.upstream`, message: missing }] : []
+}
+
+/** Each `[[routes.split]]` entry names an upstream. */
+function splitUpstreamProblems(route: Record<string, unknown>, at: string, upstreamNames: string[]): ConfigProblem[] {
+  if (!Array.isArray(route.split)) return []
+  return route.split.flatMap((entry: unknown, index) => {
+    const missing = isTable(entry) ? missingReference('upstream', entry.upstream, upstreamNames) : undefined
+    return missing ? [{ path: `${at}.split[${index}].upstream`, message: missing }] : []
+  })
+}
+
+/** `[audit] routes` names routes. */
+function auditRouteProblems(audit: unknown, routes: unknown[]): ConfigProblem[] {
+  if (!isTable(audit) || !Array.isArray(audit.routes)) return []
+  const routeNames = routes.map((route, index) => (isTable(route) && typeof route.name === 'string' ? route.name : defaultRouteName(index)))
+  return audit.routes.flatMap((name: unknown, index) => {
+    const missing = missingReference('route', name, routeNames)
+    return missing ? [{ path: `audit.routes[${index}]`, message: missing }] : []
+  })
 }
 
 /** `fallback.upstream` names an upstream, in [defaults] as in a route. */
@@ -132,6 +164,7 @@ function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames
     const missingUpstream = missingReference('upstream', route.upstream, upstreamNames)
     if (missingUpstream) problems.push({ path: `${at}.upstream`, message: missingUpstream })
     problems.push(...fallbackUpstreamProblem(route, at, upstreamNames))
+    problems.push(...mirrorUpstreamProblem(route, at, upstreamNames), ...splitUpstreamProblems(route, at, upstreamNames))
     const name = route.name ?? defaultRouteName(index)
     if (typeof name !== 'string') continue
     const first = namedAt.get(name)
@@ -164,6 +197,7 @@ function normalizeUpstream(name: string, upstream: UpstreamFile, source: string)
     balance: upstream.balance,
     connectTimeoutMs: upstream.connect_timeout,
   }
+  if (upstream.ca !== undefined) normalized.ca = besidePolicyFile(upstream.ca, source)
   if (outlier !== undefined) {
     normalized.outlier = {
       consecutiveFailures: outlier.consecutive_failures,
@@ -202,12 +236,25 @@ export function besidePolicyFile(path: string, source: string): string {
   return slash === -1 ? path : `${source.slice(0, slash + 1)}${path}`
 }
 
+/** Files a policy names (api_key.keys_file) are relative to the policy file, as discovery files are. */
+function withPolicyFiles(policies: Partial<RoutePolicies>, source: string): Partial<RoutePolicies> {
+  if (policies.apiKey === undefined) return policies
+  return { ...policies, apiKey: { ...policies.apiKey, keysFile: besidePolicyFile(policies.apiKey.keysFile, source) } }
+}
+
+function listenerTls(tls: { cert: string; key: string; client_ca?: string | undefined }, source: string): ListenerTls {
+  const resolved: ListenerTls = { cert: besidePolicyFile(tls.cert, source), key: besidePolicyFile(tls.key, source) }
+  if (tls.client_ca !== undefined) resolved.clientCa = besidePolicyFile(tls.client_ca, source)
+  return resolved
+}
+
 function normalize(file: ConfigFile, source: string): Config {
-  const defaults = pickPolicies(file.defaults)
+  const defaults = withPolicyFiles(pickPolicies(file.defaults), source)
   const inherited = { ...builtInPolicies(), ...defaults }
   const listeners: Record<string, ListenerConfig> = {}
-  for (const [name, { listen, direction }] of Object.entries(file.listeners)) {
+  for (const [name, { listen, direction, tls }] of Object.entries(file.listeners)) {
     listeners[name] = { name, host: listen.host, port: listen.port, direction }
+    if (tls !== undefined) listeners[name].tls = listenerTls(tls, source)
   }
   const upstreams: Record<string, UpstreamConfig> = {}
   for (const [name, upstream] of Object.entries(file.upstreams)) upstreams[name] = normalizeUpstream(name, upstream, source)
@@ -217,17 +264,27 @@ function normalize(file: ConfigFile, source: string): Config {
       name: route.name ?? defaultRouteName(index),
       listener: route.listener,
       path: route.path,
-      upstream: route.upstream,
-      policies: { ...inherited, ...pickPolicies(route) },
+      // The schema insists on one of upstream and split.
+      upstream: route.upstream ?? route.split![0]!.upstream,
+      policies: { ...inherited, ...withPolicyFiles(pickPolicies(route), source) },
     }
+    if (route.split !== undefined) normalized.split = route.sticky === undefined ? { backends: route.split } : { backends: route.split, sticky: route.sticky }
     if (route.host !== undefined) normalized.host = route.host
     if (route.methods !== undefined) normalized.methods = route.methods
     if (route.headers !== undefined) normalized.headers = route.headers
     if (route.strip_prefix !== undefined) normalized.stripPrefix = route.strip_prefix
     return normalized
   })
-  const { service, admin, shutdown_grace } = file.gateway
-  const config: Config = { source, gateway: { service, admin, shutdownGraceMs: shutdown_grace }, listeners, upstreams, defaults, routes }
+  const { service, admin, shutdown_grace, trusted_proxies, admin_token_env } = file.gateway
+  const gateway: Config['gateway'] = { service, admin, shutdownGraceMs: shutdown_grace }
+  if (trusted_proxies.length > 0) gateway.trustedProxies = trusted_proxies
+  if (admin_token_env !== undefined) gateway.adminTokenEnv = admin_token_env
+  const config: Config = { source, gateway, listeners, upstreams, defaults, routes }
   if (file.control !== undefined) config.control = { ...file.control, cache: file.control.cache && besidePolicyFile(file.control.cache, source) }
+  if (file.observability !== undefined) {
+    config.observability = normalizeObservability(file.observability, service, (path) => besidePolicyFile(path, source))
+  }
+  if (file.audit !== undefined) config.audit = file.audit
+  if (file.redis !== undefined) config.redis = file.redis
   return config
 }

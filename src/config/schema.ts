@@ -1,6 +1,12 @@
 import * as v from 'valibot'
 import { controlSchema } from '../control/settings.ts'
+import { auditSchema } from '../observability/audit.ts'
+import { observabilitySchema } from '../observability/config.ts'
 import { policyEntries } from '../policies/index.ts'
+import { cidrList } from '../policies/ip.ts'
+import { ADMIN_TOKEN_REQUIRED, isLoopback } from '../security/admin.ts'
+import { redisSchema } from '../policies/rate-limit-config.ts'
+import { splitSchema, stickySchema } from '../policies/split.ts'
 import { describeValue, expectedGot } from './errors.ts'
 import type { HostPort } from './types.ts'
 import { convertedString, duration, type Conversion } from './units.ts'
@@ -109,15 +115,25 @@ function headerMatches() {
   )
 }
 
-const gatewaySchema = table({
-  service: text(),
-  admin: v.optional(hostPort(), '127.0.0.1:9901'),
-  shutdown_grace: v.optional(duration(), '10s'),
-})
+const gatewaySchema = v.pipe(
+  table({
+    service: text(),
+    admin: v.optional(hostPort(), '127.0.0.1:9901'),
+    shutdown_grace: v.optional(duration(), '10s'),
+    trusted_proxies: v.optional(cidrList(), []),
+    admin_token_env: v.optional(text()),
+  }),
+  // An admin listener others can reach shows the config and can reload it: it must ask for a token.
+  v.forward(
+    v.partialCheck([['admin'], ['admin_token_env']], ({ admin, admin_token_env }) => admin_token_env !== undefined || isLoopback(admin.host), ADMIN_TOKEN_REQUIRED),
+    ['admin_token_env'],
+  ),
+)
 
 const listenerSchema = table({
   listen: hostPort(),
   direction: oneOf(['ingress', 'egress']),
+  tls: v.optional(table({ cert: text(), key: text(), client_ca: v.optional(text()) })),
 })
 
 /** Intervals and ejection times, where "0s" would mean a busy loop or nothing at all. */
@@ -195,6 +211,7 @@ const upstreamSchema = v.pipe(
       arrayOf(v.pipe(v.number(), v.check((weight) => Number.isSafeInteger(weight) && weight > 0, (issue) => expectedGot('a positive integer', issue.input)))),
     ),
     connect_timeout: v.optional(duration(), '1s'),
+    ca: v.optional(text()),
     outlier: v.optional(outlierSchema),
     health_check: v.optional(healthCheckSchema),
     discovery: v.optional(discoverySchema),
@@ -238,9 +255,24 @@ const routeSchema = v.pipe(
     host: v.optional(convertedString(HOST_EXAMPLE, toRouteHost)),
     strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
     headers: v.optional(headerMatches()),
-    upstream: text(),
+    upstream: v.optional(text()),
     ...policyEntries(),
+    split: v.optional(splitSchema),
+    sticky: v.optional(stickySchema),
   }),
+  // A route goes to one upstream, or splits its traffic over several: exactly one of the two.
+  v.forward(
+    v.partialCheck([['upstream'], ['split']], ({ upstream, split }) => upstream !== undefined || split !== undefined, 'required key missing'),
+    ['upstream'],
+  ),
+  v.forward(
+    v.partialCheck([['upstream'], ['split']], ({ upstream, split }) => upstream === undefined || split === undefined, 'expected upstream or split, not both'),
+    ['split'],
+  ),
+  v.forward(
+    v.partialCheck([['split'], ['sticky']], ({ split, sticky }) => sticky === undefined || split !== undefined, 'applies to split routes only (add [[routes.split]] entries)'),
+    ['sticky'],
+  ),
   v.forward(
     v.partialCheck(
       [['path'], ['strip_prefix']],
@@ -264,6 +296,9 @@ export const configFileSchema = table({
     () => [],
   ),
   control: v.optional(controlSchema),
+  observability: v.optional(observabilitySchema),
+  audit: v.optional(auditSchema),
+  redis: v.optional(redisSchema),
 })
 
 export type ConfigFile = v.InferOutput<typeof configFileSchema>

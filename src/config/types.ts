@@ -1,6 +1,7 @@
 import type { ControlConfig } from '../control/settings.ts'
 
 /** The normalized, validated policy: every duration is milliseconds, every size bytes, every rate per second. */
+import type { ApiKeyPolicy, CorsPolicy, IpPolicy, JwtPolicy, LimitsPolicy, ListenerTls, SecureHeadersPolicy } from '../security/types.ts'
 
 export type Direction = 'ingress' | 'egress'
 export type BalanceMode = 'round_robin' | 'least_request' | 'random'
@@ -14,11 +15,16 @@ export interface GatewaySettings {
   service: string
   admin: HostPort
   shutdownGraceMs: number
+  /** CIDRs whose X-Forwarded-For is believed; absent: none (the TCP peer is the client). */
+  trustedProxies?: string[]
+  /** Environment variable holding the admin bearer token; required when admin is not on loopback. */
+  adminTokenEnv?: string
 }
 
 export interface ListenerConfig extends HostPort {
   name: string
   direction: Direction
+  tls?: ListenerTls
 }
 
 export interface EndpointConfig {
@@ -58,6 +64,8 @@ export interface UpstreamConfig {
   endpoints: EndpointConfig[]
   balance: BalanceMode
   connectTimeoutMs: number
+  /** PEM file of the CA that signs https endpoints' certificates (instead of the system's); resolved against the policy file. */
+  ca?: string
   outlier?: OutlierPolicy
   healthCheck?: HealthCheckPolicy
   discovery?: DiscoveryConfig
@@ -102,10 +110,57 @@ export interface FallbackPolicy {
   static?: { status: number; contentType: string; body: string }
 }
 
+/** What a rate limit counts requests by; a request without the value counts against one shared "absent" bucket. */
+export type RateLimitKey =
+  | { from: 'client_ip' }
+  | { from: 'route' }
+  | { from: 'header'; name: string } // lower-case
+  | { from: 'jwt'; claim: string }
+
+export type RateLimitAlgorithm =
+  | { kind: 'token_bucket'; ratePerSecond: number; burst: number }
+  | { kind: 'fixed_window'; limit: number; windowMs: number }
+
+export interface RateLimitPolicy {
+  /** In RateLimit-Policy and Redis keys; default "limit-N" (its zero-based place in the list). */
+  name: string
+  key: RateLimitKey
+  algorithm: RateLimitAlgorithm
+  /** Counts and reports what it would reject, rejects nothing. */
+  dryRun: boolean
+  store: 'local' | 'redis'
+  /** Local store only: most keys held at once; the least recently used goes first. */
+  maxKeys: number
+}
+
+/** [redis]: where store = "redis" limits count, shared by every replica. */
+export interface RedisSettings {
+  url: string
+  onError: 'allow' | 'deny'
+  timeoutMs: number
+}
+
 export interface BulkheadPolicy {
   maxConcurrent: number
   maxQueue: number
   queueTimeoutMs: number
+}
+
+/** A shadow copy of the request to another upstream, never waited on. */
+export interface MirrorPolicy {
+  upstream: string
+  percent: number // 0–100, fractions allowed
+  maxInFlight: number // copies beyond this are dropped
+  maxBodyBytes: number // larger request bodies are not copied
+  timeoutMs: number // the copy's own deadline
+}
+
+/** Injected delays and aborts; percentages 0–100, fractions allowed. */
+export interface FaultPolicy {
+  delay?: { percent: number; durationMs: number }
+  abort?: { percent: number; status: number }
+  /** x-pillion-fault-delay / x-pillion-fault-abort request headers inject per request. */
+  headerControl: boolean
 }
 
 /** Policies a route may set itself or inherit from [defaults]; a route's table replaces the default's whole. */
@@ -115,6 +170,26 @@ export interface RoutePolicies {
   circuitBreaker?: CircuitBreakerPolicy
   fallback?: FallbackPolicy
   bulkhead?: BulkheadPolicy
+  rateLimits?: RateLimitPolicy[]
+  mirror?: MirrorPolicy
+  fault?: FaultPolicy
+  cors?: CorsPolicy
+  secureHeaders?: SecureHeadersPolicy
+  stripResponseHeaders?: string[] // lower-case
+  ip?: IpPolicy
+  limits?: LimitsPolicy
+  jwt?: JwtPolicy
+  apiKey?: ApiKeyPolicy
+}
+
+/** What a sticky split hashes: a request header, a cookie, or the client's address. */
+export type StickyKey = { kind: 'header'; name: string } | { kind: 'cookie'; name: string } | { kind: 'client_ip' }
+
+/** Weighted version routing: each request goes to one of these upstreams. */
+export interface SplitPolicy {
+  /** In file order; whole-number weights, at least one above zero. */
+  backends: Array<{ upstream: string; weight: number }>
+  sticky?: StickyKey
 }
 
 export interface RouteConfig {
@@ -126,8 +201,46 @@ export interface RouteConfig {
   methods?: string[] // upper-case
   headers?: Array<[name: string, value: string]> // name lower-case
   stripPrefix?: string
+  /** The route's upstream; for a split route, the first split entry (the split picks per request). */
   upstream: string
+  split?: SplitPolicy
   policies: RoutePolicies
+}
+
+/** [audit]: one record per request, sent in batches to a sink off the request path. */
+export interface AuditConfig {
+  sink: string
+  batch: number
+  flushMs: number
+  maxQueue: number // records held, the batch being sent included
+  /** Route names to audit; undefined means every route. */
+  routes?: string[]
+  headers: string[] // request headers copied into each record, lower-case
+  timeoutMs: number // each POST to the sink
+  backoff: { baseMs: number; maxMs: number }
+}
+
+/** [observability]: where access log lines go and which fields they carry; where spans are exported. */
+export interface AccessLogConfig {
+  /** "stdout", "off", or a file path (resolved against the policy file's directory). */
+  to: string
+  fields: string[]
+}
+
+export interface TracesConfig {
+  /** OTLP/HTTP traces endpoint, JSON encoding. */
+  otlp: string
+  /** Share of traces this gateway starts that are sampled, 0–1; a caller's decision always wins. */
+  sample: number
+  serviceName: string
+  headers: Array<[name: string, value: string]>
+  flushMs: number
+  maxQueue: number
+}
+
+export interface ObservabilityConfig {
+  accessLog: AccessLogConfig
+  traces?: TracesConfig
 }
 
 export interface Config {
@@ -138,5 +251,9 @@ export interface Config {
   upstreams: Record<string, UpstreamConfig>
   defaults: Partial<RoutePolicies>
   routes: RouteConfig[]
+  /** Absent when the file has no [observability]: every default (access log on stdout, no trace export). */
+  observability?: ObservabilityConfig
+  audit?: AuditConfig
   control?: ControlConfig
+  redis?: RedisSettings
 }

@@ -19,6 +19,8 @@ export interface RequestRecord {
   clientAddress: string
   /** Set once a route matched: the exchange, for upstream, endpoint, attempts, timings and the rest. */
   exchange: Exchange | undefined
+  /** The client's request, for headers an observer reads (trace context, user agent, content length). */
+  request: Request
 }
 
 /**

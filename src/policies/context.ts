@@ -1,6 +1,7 @@
 import type { RouteConfig } from '../config/types.ts'
 import type { BreakerState, EventBus } from '../events.ts'
 import type { Step } from '../proxy/exchange.ts'
+import type { BulkheadSnapshot } from './bulkhead.ts'
 import type { UpstreamRuntime } from '../proxy/upstream.ts'
 
 /** A circuit breaker as the admin API shows it. */
@@ -24,6 +25,8 @@ export interface RouteContext {
   events: EventBus
   /** Where breakers register so GET /breakers can list them. */
   breakers: Map<string, () => BreakerSnapshot>
+  /** Where bulkheads are listed, by route, for metrics and the dashboard (the pipeline registers each route's). */
+  bulkheads?: Map<string, () => BulkheadSnapshot>
   /** Builds the one-try forwarding step to any upstream (for fallback = { upstream = ... }). */
   forwardTo(upstream: UpstreamRuntime): Step
   /**

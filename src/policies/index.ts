@@ -3,8 +3,17 @@ import type { RoutePolicies } from '../config/types.ts'
 import { bulkheadPolicy } from './bulkhead.ts'
 import { circuitBreakerPolicy } from './circuit-breaker.ts'
 import { fallbackPolicy } from './fallback.ts'
+import { faultPolicy } from './fault.ts'
+import { mirrorPolicy } from './mirror.ts'
+import { rateLimitPolicy } from './rate-limit.ts'
 import { retryPolicy } from './retry.ts'
 import { timeoutPolicy } from './timeout.ts'
+import { apiKeyPolicy } from './api-key.ts'
+import { corsPolicy } from './cors.ts'
+import { ipPolicy } from './ip.ts'
+import { jwtPolicy } from './jwt.ts'
+import { limitsPolicy } from './limits.ts'
+import { secureHeadersPolicy, stripResponseHeadersPolicy } from './response-headers.ts'
 
 export type PolicyField = keyof RoutePolicies
 
@@ -29,6 +38,16 @@ export const policyRegistry: { readonly [Field in PolicyField]-?: PolicyModule<F
   circuitBreaker: circuitBreakerPolicy,
   fallback: fallbackPolicy,
   bulkhead: bulkheadPolicy,
+  mirror: mirrorPolicy,
+  fault: faultPolicy,
+  rateLimits: rateLimitPolicy,
+  cors: corsPolicy,
+  secureHeaders: secureHeadersPolicy,
+  stripResponseHeaders: stripResponseHeadersPolicy,
+  ip: ipPolicy,
+  limits: limitsPolicy,
+  jwt: jwtPolicy,
+  apiKey: apiKeyPolicy,
 }
 
 const policyFields = Object.keys(policyRegistry) as PolicyField[]

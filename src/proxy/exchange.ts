@@ -26,6 +26,8 @@ export class Exchange {
   /** Which fallback answered, or which fault was injected, for logs and metrics. */
   fallback: string | undefined
   fault: string | undefined
+  /** The verified JWT payload, set by the jwt policy; rate limits key on its claims. */
+  claims: Record<string, unknown> | undefined
   /** Changes to the headers sent upstream, applied after the proxy's own: a null value removes. */
   upstreamHeaderEdits: Array<[name: string, value: string | null]> | undefined
   /** performance.now() by which the whole exchange must be done; Infinity when the route has no timeout. */

@@ -9,7 +9,8 @@ export async function bufferForReplay(exchange: Exchange, maxBytes: number): Pro
   if (request.body === null || exchange.replayableBody !== undefined) return true
   const declared = request.headers.get('content-length')
   if (declared !== null && Number(declared) > maxBytes) return false
-  const reader = request.body.getReader()
+  // A layer above may have wrapped the client's stream (limits counts its bytes): read through it.
+  const reader = (exchange.resumedBody ?? request.body).getReader()
   const signal = exchange.signal
   const stopReading = () => void reader.cancel(signal.reason).catch(() => {})
   signal.addEventListener('abort', stopReading, { once: true })

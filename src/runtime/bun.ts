@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs'
 import { fetchUpstream } from './fetch-upstream.ts'
-import type { Runtime } from './types.ts'
+import type { Runtime, ServeOptions } from './types.ts'
 import { processHost } from './process-host.ts'
+import { createRedisStore } from './redis.ts'
 
 declare const Bun: {
   version: string
@@ -20,6 +22,20 @@ export function idleTimeoutSeconds(requestTimeoutMs: number): number {
 
 const CONNECT_CODES = new Set(['ConnectionRefused', 'ECONNREFUSED', 'FailedToOpenSocket', 'EHOSTUNREACH', 'ENOTFOUND'])
 
+const caTexts = new Map<string, string>()
+
+/** An upstream CA file, read on first use. */
+function caText(caFile: string): string {
+  let text = caTexts.get(caFile)
+  if (text === undefined) caTexts.set(caFile, (text = readFileSync(caFile, 'utf8')))
+  return text
+}
+
+function bunTls(tls: NonNullable<ServeOptions['tls']>): Record<string, unknown> {
+  const { cert, key, clientCa } = tls
+  return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
+}
+
 export function createBunRuntime(): Runtime {
   return {
     name: 'bun',
@@ -27,6 +43,7 @@ export function createBunRuntime(): Runtime {
     upstream: fetchUpstream({
       extraInit: { decompress: false },
       classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
+      trustCa: (caFile) => ({ tls: { ca: caText(caFile) } }),
     }),
     async serve(handler, options) {
       const server = Bun.serve({
@@ -35,11 +52,14 @@ export function createBunRuntime(): Runtime {
         development: false,
         idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+        // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
+        ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
         fetch: (request: Request, bunServer: typeof server) =>
           handler(request, { remoteAddress: bunServer.requestIP(request)?.address ?? '' }),
       })
       return { host: options.host, port: server.port, close: () => server.stop() }
     },
+    redisStore: createRedisStore,
     ...processHost(),
   }
 }

@@ -1,15 +1,19 @@
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { Runtime } from './types.ts'
 import { debounce } from './watch.ts'
+import { createRedisStore } from './redis.ts'
 
 declare const Deno: {
   version: { deno: string }
   args: string[]
   env: { get(name: string): string | undefined }
   exit(code: number): never
-  stdout: { writeSync(bytes: Uint8Array): number }
+  stdout: { writeSync(bytes: Uint8Array): number; write(bytes: Uint8Array): Promise<number> }
+  open(path: string, options: { append: true; create: true }): Promise<{ write(bytes: Uint8Array): Promise<number>; close(): void }>
   stderr: { writeSync(bytes: Uint8Array): number }
   readTextFile(path: string): Promise<string>
+  readTextFileSync(path: string): string
+  createHttpClient(options: { caCerts: string[] }): unknown
   writeTextFile(path: string, text: string): Promise<void>
   rename(from: string, to: string): Promise<void>
   pid: number
@@ -18,7 +22,7 @@ declare const Deno: {
   watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
   addSignalListener(signal: string, listener: () => void): void
   serve(
-    options: { hostname: string; port: number; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response },
+    options: { hostname: string; port: number; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
     handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
   ): { addr: { port: number }; shutdown(): Promise<void> }
 }
@@ -30,6 +34,20 @@ function writeAll(stream: { writeSync(b: Uint8Array): number }, text: string): v
   while (bytes.length > 0) bytes = bytes.subarray(stream.writeSync(bytes))
 }
 
+/** Deno's write may take part of the bytes; an async write never blocks the event loop. */
+async function writeAllAsync(stream: { write(bytes: Uint8Array): Promise<number> }, bytes: Uint8Array): Promise<void> {
+  while (bytes.length > 0) bytes = bytes.subarray(await stream.write(bytes))
+}
+
+const clients = new Map<string, unknown>()
+
+/** One HTTP client per upstream CA file, so connections are pooled per trust root. */
+function clientTrusting(caFile: string): unknown {
+  let client = clients.get(caFile)
+  if (client === undefined) clients.set(caFile, (client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(caFile)] })))
+  return client
+}
+
 export function createDenoRuntime(): Runtime {
   return {
     name: 'deno',
@@ -37,14 +55,20 @@ export function createDenoRuntime(): Runtime {
     upstream: fetchUpstream({
       extraInit: {},
       classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
+      trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
     }),
     async serve(handler, options) {
+      if (options.tls?.clientCa !== undefined) {
+        throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
+      }
+      const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
       const server = Deno.serve(
-        { hostname: options.host, port: options.port, onListen: () => {} },
+        { hostname: options.host, port: options.port, onListen: () => {}, ...tls },
         (request, info) => handler(request, { remoteAddress: info.remoteAddr.hostname }),
       )
       return { host: options.host, port: server.addr.port, close: () => server.shutdown() }
     },
+    redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),
     async writeTextFile(path, text) {
       const temporary = `${path}.${Deno.pid}.tmp`
@@ -67,6 +91,11 @@ export function createDenoRuntime(): Runtime {
     args: Deno.args,
     writeOut: (line) => writeAll(Deno.stdout, line),
     writeErr: (line) => writeAll(Deno.stderr, line),
+    async openAppendSink(to) {
+      if (to === 'stdout') return { write: (bytes) => writeAllAsync(Deno.stdout, bytes), close: async () => {} }
+      const file = await Deno.open(to, { append: true, create: true })
+      return { write: (bytes) => writeAllAsync(file, bytes), close: async () => file.close() }
+    },
     exit: (code) => Deno.exit(code),
   }
 }

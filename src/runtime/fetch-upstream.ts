@@ -5,6 +5,8 @@ import type { UpstreamClient } from './types.ts'
 export interface FetchFlavour {
   extraInit: Record<string, unknown>
   classify(error: unknown): UpstreamFailure
+  /** Extra fetch options that make it trust the CA in this PEM file (an upstream's `ca`). */
+  trustCa?(caFile: string): Record<string, unknown>
 }
 
 /** An upstream client on the runtime's own fetch, for runtimes whose fetch is a good proxy client. */
@@ -18,6 +20,7 @@ export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
       redirect: 'manual',
       ...(r.body instanceof ReadableStream ? { duplex: 'half' } : {}),
       ...flavour.extraInit,
+      ...(r.ca !== undefined && flavour.trustCa !== undefined ? flavour.trustCa(r.ca) : {}),
     } as RequestInit
     try {
       return await fetch(r.url, init)

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
@@ -11,6 +12,16 @@ import type { UpstreamClient, UpstreamRequest } from './types.ts'
 const agents = {
   'http:': new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
   'https:': new https.Agent({ keepAlive: true, scheduling: 'lifo' }),
+}
+
+/** One keep-alive agent per upstream CA file (an upstream's `ca`), its PEM read on first use. */
+const caAgents = new Map<string, https.Agent>()
+
+function agentFor(protocol: string, caFile: string | undefined): http.Agent {
+  if (caFile === undefined || protocol !== 'https:') return agents[protocol as 'http:' | 'https:']
+  let agent = caAgents.get(caFile)
+  if (agent === undefined) caAgents.set(caFile, (agent = new https.Agent({ keepAlive: true, scheduling: 'lifo', ca: readFileSync(caFile, 'utf8') })))
+  return agent
 }
 
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
@@ -87,7 +98,7 @@ export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
       path: url.pathname + url.search,
       method: r.method,
       headers: outgoingHeaders(r.headers),
-      agent: agents[url.protocol as 'http:' | 'https:'],
+      agent: agentFor(url.protocol, r.ca),
     })
     const onAbort = () => request.destroy(r.signal.reason)
     r.signal.addEventListener('abort', onAbort, { once: true })

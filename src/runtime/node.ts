@@ -1,8 +1,22 @@
 import { serve } from '@hono/node-server'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
-import type { Runtime, Server } from './types.ts'
+import type { Runtime, ServeOptions, Server } from './types.ts'
 import { processHost } from './process-host.ts'
+import { createRedisStore } from './redis.ts'
+
+/** Node checks headersTimeout every connectionsCheckingInterval (30s by default): check often enough to keep it. */
+function headersDeadline(ms: number | undefined): Record<string, number> {
+  if (ms === undefined) return {}
+  return { headersTimeout: ms, connectionsCheckingInterval: Math.max(250, Math.min(ms, 1000)) }
+}
+
+function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
+  if (tls === undefined) return {}
+  const { cert, key, clientCa } = tls
+  return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
+}
 
 export function createNodeRuntime(): Runtime {
   return {
@@ -16,7 +30,8 @@ export function createNodeRuntime(): Runtime {
             fetch: (request, env) => handler(request, { remoteAddress: env.incoming.socket.remoteAddress ?? '' }),
             hostname: options.host,
             port: options.port,
-            serverOptions: { requestTimeout: 0, keepAliveTimeout: 5_000 },
+            serverOptions: { requestTimeout: 0, keepAliveTimeout: 5_000, ...headersDeadline(options.headersTimeoutMs), ...tlsOptions(options.tls) },
+            ...(options.tls === undefined ? {} : { createServer: createHttpsServer as never }),
           },
           (info: AddressInfo) =>
             resolve({
@@ -32,6 +47,7 @@ export function createNodeRuntime(): Runtime {
         server.once('error', reject)
       })
     },
+    redisStore: createRedisStore,
     ...processHost(),
   }
 }

@@ -2,13 +2,14 @@ import { lookup } from 'node:dns/promises'
 import { watch } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
+import { openAppendSink } from './append-sink.ts'
 import type { Runtime } from './types.ts'
 import { debounce } from './watch.ts'
 
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
 export type ProcessHost = Pick<
   Runtime,
-  'readTextFile' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'exit'
+  'readTextFile' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit'
 >
 
 export function processHost(): ProcessHost {
@@ -37,6 +38,7 @@ export function processHost(): ProcessHost {
     args: process.argv.slice(2),
     writeOut: (line) => void process.stdout.write(`${line}\n`),
     writeErr: (line) => void process.stderr.write(`${line}\n`),
+    openAppendSink,
     exit: (code) => process.exit(code),
   }
 }

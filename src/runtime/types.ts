@@ -1,3 +1,5 @@
+import type { OpenRateLimitStore } from '../policies/rate-limit-store.ts'
+
 /** The one seam between Pillion's web-standard core and the runtime that hosts it. */
 
 export interface ClientInfo {
@@ -13,6 +15,8 @@ export interface UpstreamRequest {
   body: ReadableStream<Uint8Array> | Uint8Array | null
   signal: AbortSignal
   connectTimeoutMs: number
+  /** PEM file of the CA that signs an https endpoint's certificate, instead of the system's; read once per file. */
+  ca?: string
 }
 
 /** Sends one request upstream. Never follows redirects and never decodes content-encoding. */
@@ -25,6 +29,10 @@ export interface ServeOptions {
   port: number
   /** Longest a request may take end to end, so the runtime's idle cut-off never fires first. */
   requestTimeoutMs: number
+  /** Longest a request's header section may take to arrive (slow clients); Node only, others keep their own. */
+  headersTimeoutMs?: number
+  /** Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS). */
+  tls?: { cert: string; key: string; clientCa?: string }
 }
 
 export interface Server {
@@ -51,9 +59,22 @@ export interface Runtime {
   onSignal(signal: SignalName, listener: () => void): void
   env(name: string): string | undefined
   args: string[]
+  /**
+   * Opens "stdout" or a file (created if missing, appended to) for log lines that are written in
+   * batches off the request path; a write never blocks the event loop on a slow reader or disk.
+   */
+  openAppendSink(to: string): Promise<AppendSink>
+  /** The shared rate-limit store on Redis ([redis]); ioredis on every runtime, loaded on first use. */
+  redisStore: OpenRateLimitStore
   writeOut(line: string): void
   writeErr(line: string): void
   exit(code: number): never
+}
+
+/** Where access log batches go: writes are asynchronous and complete in order. */
+export interface AppendSink {
+  write(bytes: Uint8Array): Promise<void>
+  close(): Promise<void>
 }
 
 /** What upstream discovery needs from the host: names to resolve and files to read and watch. */

@@ -1,0 +1,187 @@
+import type { AccessLogConfig } from '../config/types.ts'
+import type { Logger } from '../log.ts'
+import type { AppendSink } from '../runtime/types.ts'
+import type { AccessLogField } from './config.ts'
+import type { RequestObserver, RequestRecord } from './observer.ts'
+import { incomingContext } from './trace-context.ts'
+
+/** Writes wait this long to gather more lines (Envoy's access log flush interval is 1s)... */
+export const FLUSH_MS = 1000
+/** ...unless this much is waiting already. */
+export const FLUSH_BYTES = 64 * 1024
+/** A sink that falls this far behind loses lines (counted) rather than growing memory without end. */
+export const MAX_PENDING_BYTES = 4 * 1024 * 1024
+
+type Trace = { traceId: string; spanId: string } | undefined
+type Getter = (record: RequestRecord, trace: () => Trace) => unknown
+
+const round3 = (ms: number) => Math.round(ms * 1000) / 1000
+
+/** Each field's value; undefined leaves the key out of the line. */
+const GETTERS: Record<AccessLogField, Getter> = {
+  time: (r) => new Date(r.startedAt).toISOString(),
+  request_id: (r) => r.requestId,
+  trace_id: (_r, trace) => trace()?.traceId,
+  span_id: (_r, trace) => trace()?.spanId,
+  route: (r) => r.route,
+  method: (r) => r.method,
+  host: (r) => r.request.headers.get('host') ?? undefined,
+  path: (r) => r.path,
+  query: (r) => {
+    const search = r.exchange?.search ?? new URL(r.request.url).search
+    return search === '' ? undefined : search.slice(1)
+  },
+  status: (r) => r.status,
+  code: (r) => r.code,
+  upstream: (r) => r.exchange?.upstream,
+  endpoint: (r) => r.exchange?.endpoint,
+  bytes_in: (r) => {
+    const length = r.request.headers.get('content-length')
+    return length === null ? undefined : Number(length)
+  },
+  bytes_out: (r) => r.bytesOut,
+  duration_ms: (r) => round3(r.durationMs),
+  upstream_ms: (r) => (r.exchange?.upstreamMs === undefined ? undefined : round3(r.exchange.upstreamMs)),
+  attempts: (r) => r.exchange?.attempts,
+  retries: (r) => (r.exchange === undefined ? undefined : Math.max(0, r.exchange.attempts - 1)),
+  fallback: (r) => r.exchange?.fallback,
+  fault: (r) => r.exchange?.fault,
+  client: (r) => r.clientAddress || undefined,
+  user_agent: (r) => r.request.headers.get('user-agent') ?? undefined,
+}
+
+/** Where a request's trace ids come from: the tracer's span, else the caller's headers. */
+export type TraceLookup = (record: RequestRecord) => Trace
+
+export function headerTrace(record: RequestRecord): Trace {
+  const context = incomingContext(record.request.headers).context
+  return context === undefined ? undefined : { traceId: context.traceId, spanId: context.spanId }
+}
+
+/**
+ * One JSON line per request. The request path only formats the line and appends it to a buffer;
+ * a LineWriter sends the buffer to its sink in batches.
+ */
+export class AccessLog implements RequestObserver {
+  #fields: Array<[AccessLogField, Getter]>
+  readonly #writer: LineWriter
+  readonly #traces: TraceLookup
+
+  constructor(config: AccessLogConfig, writer: LineWriter, traces: TraceLookup = headerTrace) {
+    this.#fields = compileFields(config.fields)
+    this.#writer = writer
+    this.#traces = traces
+  }
+
+  /** A reload may change the fields; the sink is the caller's to swap. */
+  setFields(fields: readonly string[]): void {
+    this.#fields = compileFields(fields)
+  }
+
+  get writer(): LineWriter {
+    return this.#writer
+  }
+
+  format(record: RequestRecord): string {
+    let trace: Trace | null = null
+    const lazyTrace = () => (trace === null ? (trace = this.#traces(record)) : trace)
+    const line: Record<string, unknown> = {}
+    for (const [name, get] of this.#fields) line[name] = get(record, lazyTrace)
+    return JSON.stringify(line)
+  }
+
+  onResponse(record: RequestRecord): void {
+    this.#writer.push(this.format(record))
+  }
+}
+
+function compileFields(fields: readonly string[]): Array<[AccessLogField, Getter]> {
+  return fields.map((name) => [name as AccessLogField, GETTERS[name as AccessLogField]])
+}
+
+export interface WriterOptions {
+  flushMs?: number
+  flushBytes?: number
+  maxPendingBytes?: number
+  /** Lines lost because the sink fell behind or failed. */
+  dropped(count: number): void
+  logger: Logger
+  setTimer?: (run: () => void, ms: number) => unknown
+  clearTimer?: (handle: unknown) => void
+}
+
+const encoder = new TextEncoder()
+
+/**
+ * Buffers lines and writes them to an AppendSink in batches, one write at a time, in order. While a
+ * write is in progress new lines gather for the next one, so a slow sink means fewer, larger
+ * writes; past maxPendingBytes lines are dropped and counted. Pushing never waits.
+ */
+export class LineWriter {
+  #sink: AppendSink
+  readonly #options: WriterOptions
+  #lines: string[] = []
+  #bytes = 0
+  #timer: unknown
+  #writing: Promise<void> | undefined
+  #lastFailure: string | undefined
+
+  constructor(sink: AppendSink, options: WriterOptions) {
+    this.#sink = sink
+    this.#options = options
+  }
+
+  push(line: string): void {
+    const size = line.length + 1
+    if (this.#bytes + size > (this.#options.maxPendingBytes ?? MAX_PENDING_BYTES)) {
+      this.#options.dropped(1)
+      return
+    }
+    this.#lines.push(line)
+    this.#bytes += size
+    if (this.#writing !== undefined) return
+    if (this.#bytes >= (this.#options.flushBytes ?? FLUSH_BYTES)) void this.flush()
+    else if (this.#timer === undefined) {
+      const set = this.#options.setTimer ?? ((run, ms) => setTimeout(run, ms))
+      this.#timer = set(() => {
+        this.#timer = undefined
+        void this.flush()
+      }, this.#options.flushMs ?? FLUSH_MS)
+    }
+  }
+
+  /** Writes whatever is buffered; resolves once it is written (or failed). */
+  flush(): Promise<void> {
+    if (this.#timer !== undefined) {
+      ;(this.#options.clearTimer ?? ((handle) => clearTimeout(handle as ReturnType<typeof setTimeout>)))(this.#timer)
+      this.#timer = undefined
+    }
+    this.#writing ??= this.#drain().finally(() => (this.#writing = undefined))
+    return this.#writing
+  }
+
+  /** Flushes, then closes the sink. */
+  async close(): Promise<void> {
+    await this.flush()
+    await this.#sink.close().catch(() => {})
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#lines.length > 0) {
+      const lines = this.#lines
+      this.#lines = []
+      this.#bytes = 0
+      try {
+        await this.#sink.write(encoder.encode(`${lines.join('\n')}\n`))
+        this.#lastFailure = undefined
+      } catch (error) {
+        this.#options.dropped(lines.length)
+        const reason = (error as Error)?.message ?? String(error)
+        if (reason !== this.#lastFailure) {
+          this.#lastFailure = reason
+          this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines: lines.length })
+        }
+      }
+    }
+  }
+}

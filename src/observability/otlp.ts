@@ -1,0 +1,164 @@
+import type { TracesConfig } from '../config/types.ts'
+import type { Logger } from '../log.ts'
+import type { UpstreamClient } from '../runtime/types.ts'
+import type { AttributeValue, FinishedSpan } from './tracing.ts'
+
+/** OpenTelemetry's BatchSpanProcessor: at most this many spans per export request. */
+export const MAX_BATCH = 512
+const EXPORT_TIMEOUT_MS = 10_000
+const CONNECT_TIMEOUT_MS = 1000
+
+export interface ExporterDeps {
+  send: UpstreamClient
+  logger: Logger
+  version: string
+  /** Spans the collector accepted, and spans dropped with why ("queue_full", "export_failed"). */
+  exported(count: number): void
+  dropped(count: number, reason: string): void
+  setTimer?: (run: () => void, ms: number) => unknown
+  clearTimer?: (handle: unknown) => void
+}
+
+/**
+ * Sends finished spans to an OTLP/HTTP collector as JSON, in batches, off the request path: a span
+ * waits in a bounded queue until `flushMs` has passed or a batch is full. A full queue drops the
+ * newest spans; a failed export drops its batch. Both are counted, and a failure is logged once
+ * per distinct reason, so a collector that is down costs neither memory nor log volume.
+ */
+export class OtlpExporter {
+  readonly #settings: TracesConfig
+  readonly #deps: ExporterDeps
+  readonly #resource: unknown
+  readonly #scope: { name: string; version: string }
+  #queue: FinishedSpan[] = []
+  #timer: unknown
+  #draining: Promise<void> | undefined
+  #lastFailure: string | undefined
+
+  constructor(settings: TracesConfig, deps: ExporterDeps) {
+    this.#settings = settings
+    this.#deps = deps
+    this.#resource = { attributes: encodeAttributes([['service.name', settings.serviceName], ['telemetry.sdk.name', 'pillion'], ['telemetry.sdk.language', 'js']]) }
+    this.#scope = { name: 'pillion', version: deps.version }
+  }
+
+  get endpoint(): string {
+    return this.#settings.otlp
+  }
+
+  /** Spans waiting to be sent. */
+  get queued(): number {
+    return this.#queue.length
+  }
+
+  enqueue(span: FinishedSpan): void {
+    if (this.#queue.length >= this.#settings.maxQueue) {
+      this.#deps.dropped(1, 'queue_full')
+      return
+    }
+    this.#queue.push(span)
+    // A running drain takes this span too; otherwise a full batch goes now and a partial one waits.
+    if (this.#draining !== undefined) return
+    if (this.#queue.length >= MAX_BATCH) {
+      this.#cancelTimer()
+      void this.flush()
+    } else if (this.#timer === undefined) {
+      const set = this.#deps.setTimer ?? ((run, ms) => setTimeout(run, ms))
+      this.#timer = set(() => {
+        this.#timer = undefined
+        void this.flush()
+      }, this.#settings.flushMs)
+    }
+  }
+
+  /** Sends everything queued, one batch after another; resolves when the queue is empty. */
+  flush(): Promise<void> {
+    this.#cancelTimer()
+    this.#draining ??= this.#drain().finally(() => (this.#draining = undefined))
+    return this.#draining
+  }
+
+  async #drain(): Promise<void> {
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_BATCH)
+      await this.#export(batch)
+    }
+  }
+
+  async #export(batch: FinishedSpan[]): Promise<void> {
+    const headers = new Headers(this.#settings.headers)
+    headers.set('content-type', 'application/json')
+    const body = new TextEncoder().encode(JSON.stringify(this.encode(batch)))
+    try {
+      const response = await this.#deps.send({
+        url: this.#settings.otlp,
+        method: 'POST',
+        headers,
+        body,
+        signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS),
+        connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      })
+      await response.body?.cancel().catch(() => {})
+      if (!response.ok) throw new Error(`collector answered ${response.status}`)
+      this.#deps.exported(batch.length)
+      this.#lastFailure = undefined
+    } catch (error) {
+      this.#deps.dropped(batch.length, 'export_failed')
+      const reason = (error as Error)?.message ?? String(error)
+      if (reason !== this.#lastFailure) {
+        this.#lastFailure = reason
+        this.#deps.logger.log('warn', 'trace export failed; dropping spans', { otlp: this.#settings.otlp, error: reason, spans: batch.length })
+      }
+    }
+  }
+
+  /** The OTLP/JSON ExportTraceServiceRequest for a batch (ids in hex, times as decimal strings). */
+  encode(batch: readonly FinishedSpan[]): unknown {
+    return {
+      resourceSpans: [
+        {
+          resource: this.#resource,
+          scopeSpans: [
+            {
+              scope: this.#scope,
+              spans: batch.map((span) => ({
+                traceId: span.traceId,
+                spanId: span.spanId,
+                ...(span.parentSpanId !== undefined ? { parentSpanId: span.parentSpanId } : {}),
+                name: span.name,
+                kind: span.kind,
+                startTimeUnixNano: unixNanos(span.startMs),
+                endTimeUnixNano: unixNanos(span.endMs),
+                attributes: encodeAttributes(span.attributes),
+                status: span.status,
+              })),
+            },
+          ],
+        },
+      ],
+    }
+  }
+
+  #cancelTimer(): void {
+    if (this.#timer === undefined) return
+    ;(this.#deps.clearTimer ?? ((handle) => clearTimeout(handle as ReturnType<typeof setTimeout>)))(this.#timer)
+    this.#timer = undefined
+  }
+}
+
+function encodeAttributes(attributes: ReadonlyArray<[string, AttributeValue]>): unknown[] {
+  return attributes.map(([key, value]) => ({ key, value: encodeValue(value) }))
+}
+
+function encodeValue(value: AttributeValue): unknown {
+  if (typeof value === 'string') return { stringValue: value }
+  if (typeof value === 'boolean') return { boolValue: value }
+  // OTLP/JSON writes 64-bit integers as strings.
+  return Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value }
+}
+
+/** Epoch milliseconds (fractional) as a decimal string of nanoseconds, exact past 2^53. */
+export function unixNanos(ms: number): string {
+  const whole = Math.floor(ms)
+  return (BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6))).toString()
+}

@@ -1,0 +1,303 @@
+// Global rate limits on a real Redis: three gateway processes share one quota on 127.0.0.1:6379, and a
+// Redis of our own (stopped, frozen, restarted on the same port) shows on_error and recovery.
+import assert from 'node:assert/strict'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { createInterface } from 'node:readline'
+import { after, before, describe, it } from 'node:test'
+import { Redis } from 'ioredis'
+import { closedPort, deferred, request, startGateway, startUpstream, targets, type Gateway, type Reply, type Target, type Upstream } from './harness.ts'
+
+const SHARED_REDIS = 'redis://127.0.0.1:6379'
+
+/** A window whose next boundary is at least ten minutes off, so a test cannot straddle two windows. */
+function quotaWindow(): string {
+  const candidates: Array<[string, number]> = [['1d', 86_400_000], ['7h', 7 * 3_600_000], ['5h', 5 * 3_600_000]]
+  return candidates.find(([, ms]) => ms - (Date.now() % ms) > 600_000)![0]
+}
+
+function policy(service: string, upstream: Upstream, redis: { url: string; onError: string; timeout: string }): string {
+  return `
+[gateway]
+service = "${service}"
+admin = "127.0.0.1:0"
+
+[listeners.ingress]
+listen = "127.0.0.1:0"
+direction = "ingress"
+
+[upstreams.app]
+endpoints = ["${upstream.url}"]
+
+[redis]
+url = "${redis.url}"
+on_error = "${redis.onError}"
+timeout = "${redis.timeout}"
+
+[[routes]]
+name = "shared"
+listener = "ingress"
+path = "/shared"
+upstream = "app"
+[[routes.rate_limit]]
+name = "bucket"
+rate = "1/h"
+burst = 40
+key = "route"
+store = "redis"
+
+[[routes]]
+name = "quota"
+listener = "ingress"
+path = "/quota"
+upstream = "app"
+[[routes.rate_limit]]
+name = "per-tenant"
+quota = { limit = 25, per = "${quotaWindow()}" }
+key = "header:x-tenant"
+store = "redis"
+
+[[routes]]
+name = "roomy"
+listener = "ingress"
+path = "/roomy"
+upstream = "app"
+[[routes.rate_limit]]
+name = "roomy"
+rate = "100000/s"
+key = "route"
+store = "redis"
+`
+}
+
+const redisErrors = (gateway: Gateway) => gateway.stderr.filter((line) => line.includes('redis failed'))
+
+/** Sends n requests to each gateway at once, each on its own connection. */
+async function everyoneAtOnce(gateways: Gateway[], path: string, n: number, headers: Record<string, string> = {}): Promise<Reply[]> {
+  return Promise.all(gateways.flatMap((gateway) => Array.from({ length: n }, () => request(`${gateway.listeners.ingress}${path}`, { headers }))))
+}
+
+async function deleteKeys(service: string): Promise<void> {
+  const redis = new Redis(SHARED_REDIS, { lazyConnect: true })
+  await redis.connect()
+  try {
+    const keys = await redis.keys(`pillion:{${service}:*`)
+    if (keys.length > 0) await redis.del(...keys)
+  } finally {
+    redis.disconnect()
+  }
+}
+
+// Three processes per target: the binary and Node (the bundle) always; Bun and Deno when PILLION_TARGETS asks.
+const heavyTargets = (): Target[] => {
+  const asked = process.env.PILLION_TARGETS !== undefined
+  return targets().filter((target) => asked || target.name === 'binary' || target.name === 'node')
+}
+
+for (const target of heavyTargets()) {
+  describe(`one quota shared by three gateways on ${target.name}`, { skip: target.missing }, () => {
+    const service = `quota-e2e-${target.name}-${randomUUID().slice(0, 8)}`
+    let upstream: Upstream
+    let gateways: Gateway[] = []
+
+    before(async () => {
+      upstream = await startUpstream((_req, res) => res.end('ok'))
+      // Fail closed with a long timeout: a slow machine can only admit fewer, never more.
+      const text = policy(service, upstream, { url: SHARED_REDIS, onError: 'deny', timeout: '2s' })
+      gateways = await Promise.all([0, 1, 2].map(() => startGateway(target, text)))
+    })
+
+    after(async () => {
+      await Promise.all(gateways.map((gateway) => gateway.stop()))
+      await upstream?.close()
+      await deleteKeys(service)
+    })
+
+    it('150 concurrent requests through 3 gateways admit the bucket of 40 at most, once in total', async () => {
+      const replies = await everyoneAtOnce(gateways, '/shared', 50)
+      const admitted = replies.filter((reply) => reply.status === 200).length
+      assert.equal(admitted + replies.filter((reply) => reply.status === 429).length, 150)
+      assert.ok(admitted <= 40, `${admitted} admitted`)
+      if (gateways.every((gateway) => redisErrors(gateway).length === 0)) assert.equal(admitted, 40)
+      const refused = replies.find((reply) => reply.status === 429)!
+      assert.equal(refused.headers.ratelimit, '"bucket";r=0;t=3600')
+      assert.equal(refused.json().code, 'rate_limited')
+    })
+
+    it('a fixed-window quota is shared the same way, per tenant', async () => {
+      const acme = await everyoneAtOnce(gateways, '/quota', 15, { 'x-tenant': 'acme' })
+      const admitted = acme.filter((reply) => reply.status === 200).length
+      assert.ok(admitted <= 25, `${admitted} admitted`)
+      if (gateways.every((gateway) => redisErrors(gateway).length === 0)) assert.equal(admitted, 25)
+      const other = await request(`${gateways[1]!.listeners.ingress}/quota`, { headers: { 'x-tenant': 'globex' } })
+      assert.equal(other.status, 200)
+      assert.match(String(other.headers.ratelimit), /^"per-tenant";r=24;t=\d+$/)
+    })
+
+    it('another service on the same Redis has its own counts', async () => {
+      const neighbour = await startGateway(target, policy(`${service}-neighbour`, upstream, { url: SHARED_REDIS, onError: 'deny', timeout: '2s' }))
+      try {
+        const reply = await request(`${neighbour.listeners.ingress}/shared`)
+        assert.equal(reply.status, 200)
+        assert.equal(reply.headers.ratelimit, '"bucket";r=39;t=3600')
+      } finally {
+        await neighbour.stop()
+        await deleteKeys(`${service}-neighbour`)
+      }
+    })
+  })
+}
+
+/** A redis-server of the test's own, with nothing saved to disk, that can be stopped and restarted. */
+class OwnRedis {
+  process: ChildProcess | undefined
+  constructor(readonly port: number) {}
+
+  async start(): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    this.process = child
+    const ready = deferred()
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (/Ready to accept connections/.test(line)) ready.resolve()
+    })
+    const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`))))
+    await Promise.race([ready.promise, exited])
+  }
+
+  async stop(): Promise<void> {
+    const child = this.process
+    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    child.kill('SIGCONT')
+    child.kill('SIGTERM')
+    await exited
+  }
+
+  freeze(): void {
+    this.process!.kill('SIGSTOP')
+  }
+
+  thaw(): void {
+    this.process!.kill('SIGCONT')
+  }
+}
+
+/** Requests to one gateway, one after another from a few workers, until told to stop; every answer kept. */
+function steadyLoad(gateway: Gateway, workers: number) {
+  const replies: Reply[] = []
+  const failures: unknown[] = []
+  const watchers: Array<{ test: (reply: Reply) => boolean; seen: () => void }> = []
+  let running = true
+  const worker = async () => {
+    while (running) {
+      try {
+        const reply = await request(`${gateway.listeners.ingress}/roomy`)
+        replies.push(reply)
+        for (const watcher of [...watchers]) {
+          if (watcher.test(reply)) {
+            watchers.splice(watchers.indexOf(watcher), 1)
+            watcher.seen()
+          }
+        }
+      } catch (error) {
+        failures.push(error)
+      }
+      // A bound, so a condition that never comes fails the test instead of running forever.
+      if (replies.length + failures.length > 20_000) running = false
+    }
+  }
+  const done = Promise.all(Array.from({ length: workers }, worker))
+  return {
+    replies,
+    failures,
+    /** Resolves at the first answer from now on that passes the test. */
+    until(test: (reply: Reply) => boolean): Promise<void> {
+      const seen = deferred()
+      watchers.push({ test, seen: seen.resolve })
+      return Promise.race([seen.promise, done.then(() => assert.fail('load ended before the awaited answer'))])
+    },
+    async stop() {
+      running = false
+      await done
+    },
+  }
+}
+
+const counted = (reply: Reply) => reply.status === 200 && typeof reply.headers.ratelimit === 'string'
+
+for (const target of heavyTargets()) {
+  describe(`Redis down, slow and back on ${target.name}`, { skip: target.missing }, () => {
+    let redis: OwnRedis
+    let upstream: Upstream
+    let open: Gateway
+    let closed: Gateway
+
+    before(async () => {
+      redis = new OwnRedis(await closedPort())
+      await redis.start()
+      upstream = await startUpstream((_req, res) => res.end('ok'))
+      const url = `redis://127.0.0.1:${redis.port}`
+      const service = `redis-down-${randomUUID().slice(0, 8)}`
+      ;[open, closed] = await Promise.all([
+        startGateway(target, policy(service, upstream, { url, onError: 'allow', timeout: '200ms' })),
+        startGateway(target, policy(service, upstream, { url, onError: 'deny', timeout: '200ms' })),
+      ])
+    })
+
+    after(async () => {
+      await open?.stop()
+      await closed?.stop()
+      await upstream?.close()
+      await redis?.stop()
+    })
+
+    it('a frozen Redis: every request still gets its answer, by on_error', async () => {
+      assert.ok(counted(await request(`${open.listeners.ingress}/roomy`)))
+      assert.ok(counted(await request(`${closed.listeners.ingress}/roomy`)))
+      redis.freeze()
+      try {
+        const [allowed, denied] = await Promise.all([everyoneAtOnce([open], '/roomy', 5), everyoneAtOnce([closed], '/roomy', 5)])
+        for (const reply of allowed) {
+          assert.equal(reply.status, 200)
+          assert.equal(reply.headers.ratelimit, undefined, 'not counted')
+        }
+        for (const reply of denied) {
+          assert.equal(reply.status, 429)
+          assert.equal(reply.headers['retry-after'], '1')
+          assert.match(reply.json().message, /store is unavailable/)
+        }
+        for (const gateway of [open, closed]) {
+          const line = JSON.parse(await gateway.waitForLine(/redis failed/, 'stderr'))
+          assert.match(line.error, /within 200ms|timed out/i)
+        }
+      } finally {
+        redis.thaw()
+      }
+    })
+
+    it('Redis stopped under load and restarted on the same port: on_error meanwhile, then counting again by itself', async () => {
+      const allowLoad = steadyLoad(open, 3)
+      const denyLoad = steadyLoad(closed, 3)
+      try {
+        await Promise.all([allowLoad.until(counted), denyLoad.until(counted)])
+        await redis.stop()
+        await Promise.all([allowLoad.until((reply) => reply.status === 200 && !counted(reply)), denyLoad.until((reply) => reply.status === 429)])
+        await redis.start()
+        await Promise.all([allowLoad.until(counted), denyLoad.until(counted)])
+      } finally {
+        await Promise.all([allowLoad.stop(), denyLoad.stop()])
+      }
+      assert.deepEqual(allowLoad.failures, [])
+      assert.deepEqual(denyLoad.failures, [])
+      assert.deepEqual([...new Set(allowLoad.replies.map((reply) => reply.status))], [200])
+      assert.deepEqual([...new Set(denyLoad.replies.map((reply) => reply.status))].sort(), [200, 429])
+      for (const gateway of [open, closed]) {
+        await gateway.waitForLine(/redis answers again/, 'stderr')
+        // Throttled: far fewer lines than failed calls.
+        assert.ok(redisErrors(gateway).length <= 3, redisErrors(gateway).join('\n'))
+      }
+    })
+  })
+}
