@@ -1,5 +1,4 @@
 import { Hono } from 'hono'
-import { requestId } from 'hono/request-id'
 import { GatewayError, errorResponse, type ErrorCode } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { RequestObserver, RequestRecord } from './observability/observer.ts'
@@ -42,10 +41,10 @@ export function createListenerApp(
 ): Hono<ListenerEnv> {
   const context: ListenerContext = { routes, observers, logger, ...security }
   const app = new Hono<ListenerEnv>()
-  app.use(requestId())
-  app.all('*', (c) => handle(c.req.raw, c.env, c.get('requestId'), context))
+  // One handler and no middleware: Hono then calls it directly, without composing a chain.
+  app.all('*', (c) => handle(c.req.raw, c.env, requestIdOf(c.req.raw), context))
   app.onError((error, c) => {
-    const id = c.get('requestId') ?? crypto.randomUUID()
+    const id = requestIdOf(c.req.raw)
     logger.log('error', 'unexpected error', { request_id: id, error: String(error), stack: (error as Error)?.stack })
     return errorResponse('internal_error', 'the gateway failed to handle this request', id)
   })
@@ -54,8 +53,7 @@ export function createListenerApp(
 
 async function handle(request: Request, peer: ClientInfo, id: string, context: ListenerContext): Promise<Response> {
   const startedAt = performance.now()
-  // Bun hands over a bare path for an HTTP/1.0 request without Host; the base is for that case only.
-  const url = new URL(request.url, 'http://localhost')
+  const url = splitUrl(request.url)
   // Hygiene and normalization come before routing: what routes and policies match is what goes upstream.
   const problem = requestProblem(request.headers)
   const path = problem === undefined ? normalizePath(url.pathname) : undefined
@@ -88,10 +86,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     exchange.setUpstreamHeader('x-forwarded-for', `${forwardedFor}, ${peer.remoteAddress}`)
   }
   for (const observer of context.observers) observer.onRequest?.(exchange)
-  const clientSignal = request.signal
-  const onClientGone = () => exchange.controller.abort(new GatewayError('client_closed', 'the client closed the connection'))
-  clientSignal.addEventListener('abort', onClientGone, { once: true })
-  exchange.onFinish(() => clientSignal.removeEventListener('abort', onClientGone))
+  exchange.watchClient(request.signal)
   let response: Response
   try {
     response = await route.chain(exchange)
@@ -120,6 +115,20 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     exchange.finish()
     notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
     return response
+  }
+  const declared = response.headers.get('content-length')
+  if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
+    // A small body of known size is read whole: no stream wrapper, and its end is known at once.
+    const bytes = await readSmallBody(response)
+    if (bytes !== undefined) {
+      exchange.finish()
+      notify(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength)
+      return new Response(bytes, { status, statusText: response.statusText, headers: response.headers })
+    }
+    const cut = exchange.signal.reason as GatewayError | undefined
+    exchange.finish()
+    notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, 0)
+    return errorResponse(cut?.code ?? 'upstream_unavailable', cut?.message ?? 'the upstream response body failed', id)
   }
   const body = observeBody(response.body, (bytes, error) => {
     exchange.finish()
@@ -159,3 +168,49 @@ function notify(
   }
   for (const observer of context.observers) observer.onResponse(record)
 }
+
+/**
+ * Bodies up to this size with a declared length are read whole before answering (NGINX buffers
+ * responses by default, in 4-8 KB pages). Larger or unsized bodies stream through.
+ */
+const SMALL_BODY_BYTES = 64 * 1024
+
+/** The whole body, or undefined when it failed (the exchange's abort reason, if any, says why). */
+async function readSmallBody(response: Response): Promise<ArrayBuffer | undefined> {
+  try {
+    return await response.arrayBuffer()
+  } catch {
+    return undefined
+  }
+}
+
+const SANE_ID = /^[\w\-=]{1,255}$/
+
+/** The client's x-request-id when it is sane (the rule of Hono's requestId middleware), else a new one. */
+function requestIdOf(request: Request): string {
+  const given = request.headers.get('x-request-id')
+  return given !== null && SANE_ID.test(given) ? given : crypto.randomUUID()
+}
+
+/**
+ * Path and query of the request URL by slicing: the runtime has parsed and normalized it already.
+ * Bun hands over a bare path for an HTTP/1.0 request without Host.
+ */
+function splitUrl(href: string): { pathname: string; search: string } {
+  const pathStart = href.startsWith('/') ? 0 : href.indexOf('/', href.indexOf('://') + 3)
+  if (pathStart === -1) return { pathname: '/', search: '' }
+  const hash = href.indexOf('#', pathStart)
+  const end = hash === -1 ? href.length : hash
+  const queryStart = href.indexOf('?', pathStart)
+  const pathEnd = queryStart === -1 || queryStart > end ? end : queryStart
+  let pathname = href.slice(pathStart, pathEnd)
+  // Node and Bun hand over a URL the WHATWG parser already normalized; Deno hands over the raw
+  // target. Dot segments get the WHATWG treatment on every runtime, before our own normalization.
+  if (DOT_SEGMENTS.test(pathname)) {
+    // Parsed as a whole URL, never as a relative reference: "//host/.." must stay a path.
+    pathname = new URL(pathStart === 0 ? `http://localhost${pathname}` : href.slice(0, pathEnd)).pathname
+  }
+  return { pathname, search: href.slice(pathEnd, end) }
+}
+
+const DOT_SEGMENTS = /\/\.|\\|%2e/i

@@ -1,6 +1,6 @@
 import { duration } from '../config/units.ts'
 import { GatewayError } from '../errors.ts'
-import type { Layer } from '../proxy/exchange.ts'
+import type { Exchange, Layer } from '../proxy/exchange.ts'
 import type { PolicyModule } from './index.ts'
 
 /** Whole-request deadline, response body included; 15s matches Envoy's route default, "0s" turns it off. */
@@ -17,8 +17,12 @@ export function timeoutLayer(timeoutMs: number): Layer {
   return (next) =>
     function timeout(exchange) {
       exchange.deadline = exchange.startedAt + timeoutMs
-      const timer = setTimeout(() => exchange.controller.abort(new GatewayError('upstream_timeout', message)), timeoutMs)
-      exchange.onFinish(() => clearTimeout(timer))
+      exchange.deadlineTimer = setTimeout(expire, timeoutMs, exchange, message)
       return next(exchange)
     }
+}
+
+/** One shared callback for every request's deadline: the exchange and message come as arguments. */
+function expire(exchange: Exchange, message: string): void {
+  exchange.controller.abort(new GatewayError('upstream_timeout', message))
 }

@@ -1,3 +1,4 @@
+import { GatewayError } from '../errors.ts'
 import type { ClientInfo } from '../runtime/types.ts'
 import type { Endpoint } from './balancer.ts'
 import type { UpstreamRuntime } from './upstream.ts'
@@ -44,6 +45,9 @@ export class Exchange {
   resumedBody: ReadableStream<Uint8Array> | undefined
   #cleanups: Array<() => void> | undefined
   #finished = false
+  #clientSignal: AbortSignal | undefined
+  /** The route timeout's timer, cleared when the exchange finishes (kept here, not in a closure). */
+  deadlineTimer: ReturnType<typeof setTimeout> | undefined
 
   constructor(request: Request, client: ClientInfo, requestId: string, path: string, search: string, startedAt: number) {
     this.request = request
@@ -74,9 +78,22 @@ export class Exchange {
     ;(this.#cleanups ??= []).push(cleanup)
   }
 
+  /** Cancels the exchange when the client goes away, until it finishes. */
+  watchClient(signal: AbortSignal): void {
+    this.#clientSignal = signal
+    signal.addEventListener('abort', this)
+  }
+
+  /** The client's signal fired: an EventListener object, so watching a client allocates no closure. */
+  handleEvent(): void {
+    this.controller.abort(new GatewayError('client_closed', 'the client closed the connection'))
+  }
+
   finish(): void {
     if (this.#finished) return
     this.#finished = true
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
+    this.#clientSignal?.removeEventListener('abort', this)
     if (this.#cleanups) for (const cleanup of this.#cleanups) cleanup()
   }
 }
