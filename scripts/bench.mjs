@@ -1,42 +1,92 @@
 #!/usr/bin/env node
-// `npm run bench`: requests per second, p50/p99 latency and RSS through Pillion under each runtime,
-// side by side with the upstream alone and NGINX as a proxy, all on 127.0.0.1, interleaved over
-// rounds so drift shows. Prints ratios; writes reports/bench.json. Bounded: every run is -d seconds.
+// `npm run bench`: Pillion side by side with the upstream alone, NGINX as a proxy and `http-proxy` on
+// Node, measured with wrk on 127.0.0.1 only. Every configuration runs in every round, in a rotating
+// order, so drift on a noisy machine shows as spread instead of as a bias; the median is reported.
 //
-//   node scripts/bench.mjs [--rounds=2] [--duration=3] [--connections=1,32] [--only=bun,binary]
+//   node scripts/bench.mjs [--rounds=2] [--duration=2] [--connections=1,32] [--only=binary,node]
+//                          [--startups=5] [--help]
+//
+// What runs (each its own process; the machine's cores are shared with wrk and the upstream):
+//   upstream      NGINX `return 200` with a 100-byte body (a small Bun server if nginx is missing)
+//   direct        wrk against the upstream itself
+//   nginx         NGINX as a reverse proxy: 1 worker, upstream keepalive        (if nginx is installed)
+//   http-proxy    scripts/bench-http-proxy.mjs: `http-proxy` with a keep-alive agent on Node
+//   <rt> bare     Pillion, one route, no policies, no access log               rt: binary, bun, node, deno
+//   <rt> chain    Pillion, the full chain: JWT (RS256, inline key), rate limit, timeout, retry, circuit
+//                 breaker, bulkhead, metrics, access log to a file
+//   binary bare x2  the binary with --workers 2
+// wrk sends the same `Authorization: Bearer` token (valid for the chain) to every configuration, so
+// requests are identical everywhere. Any non-2xx answer stops the bench: it would measure the wrong thing.
+//
+// --only keeps the configurations whose name contains one of the words (direct and nginx always run:
+// the ratios need them). Writes reports/bench.json (not committed).
 import { spawn, spawnSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { request } from 'node:http'
 import { connect, createServer } from 'node:net'
-import { tmpdir } from 'node:os'
+import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 const BIN = join(ROOT, 'node_modules/.bin')
-const args = Object.fromEntries(
-  process.argv.slice(2).map((arg) => {
-    const [key, value] = arg.replace(/^--/, '').split('=')
-    return [key, value ?? 'true']
-  }),
-)
-const ROUNDS = Number(args.rounds ?? 2)
-const DURATION_S = Number(args.duration ?? 3)
+
+// ---------------------------------------------------------------------------------------------- options
+function parseArgs(argv) {
+  const options = {}
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (!arg.startsWith('--')) fail(`unexpected argument ${arg} (see --help)`)
+    const [key, inline] = arg.slice(2).split(/=(.*)/s)
+    options[key] = inline ?? (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--') ? argv[++i] : 'true')
+  }
+  return options
+}
+
+function fail(message) {
+  console.error(`bench: ${message}`)
+  process.exit(1)
+}
+
+const args = parseArgs(process.argv.slice(2))
+if (args.help) {
+  const head = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 22)
+  console.log(head.map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
+  process.exit(0)
+}
+const known = new Set(['rounds', 'duration', 'connections', 'only', 'startups'])
+for (const key of Object.keys(args)) if (!known.has(key)) fail(`unknown option --${key} (see --help)`)
+const ROUNDS = positive('rounds', 2)
+const DURATION_S = positive('duration', 2) // wrk takes whole seconds
+const STARTUPS = positive('startups', 5)
 const CONNECTIONS = (args.connections ?? '1,32').split(',').map(Number)
-const ONLY = args.only?.split(',')
+if (CONNECTIONS.some((c) => !Number.isInteger(c) || c < 1)) fail('--connections takes whole numbers, e.g. 1,32')
+const ONLY = args.only?.split(',').filter(Boolean)
 const BODY = 'x'.repeat(100)
+
+function positive(name, fallback) {
+  const value = Number(args[name] ?? fallback)
+  if (!Number.isInteger(value) || value < 1) fail(`--${name} must be a whole number ≥ 1`)
+  return value
+}
 
 function has(command) {
   return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
 }
 
-if (!has('wrk')) {
-  console.error('bench: wrk is missing. Install it with: apt-get install -y wrk')
-  process.exit(1)
-}
+if (!has('wrk')) fail('wrk is missing. Install it with: apt-get install -y wrk   (Debian/Ubuntu package "wrk")')
+const HAVE_NGINX = has('nginx')
 
+// ---------------------------------------------------------------------------------------------- processes
 const work = mkdtempSync(join(tmpdir(), 'pillion-bench-'))
-const children = []
-process.on('exit', () => children.forEach((child) => child.kill('SIGTERM'))) // SIGTERM: nginx's master then stops its workers
+const children = new Set()
+function cleanUp() {
+  for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM') // nginx's master stops its worker
+  rmSync(work, { recursive: true, force: true })
+}
+process.on('exit', cleanUp)
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
 
 function freePort() {
   return new Promise((resolve) => {
@@ -47,172 +97,476 @@ function freePort() {
   })
 }
 
-async function waitForPort(port) {
-  for (let i = 0; i < 200; i++) {
-    const open = await new Promise((resolve) => {
-      const socket = connect(port, '127.0.0.1')
-      socket.once('connect', () => resolve(true) || socket.destroy())
-      socket.once('error', () => resolve(false))
+function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
     })
-    if (open) return
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-  throw new Error(`nothing listens on ${port}`)
+    socket.once('error', () => resolve(false))
+  })
 }
 
-function start(command, argv, options = {}) {
-  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'inherit'], ...options })
-  children.push(child)
+async function waitForPort(port, child, what) {
+  const deadline = performance.now() + 20_000
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) fail(`${what} exited (${child.exitCode ?? child.signalCode}) before listening`)
+    if (await canConnect(port)) return performance.now()
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  fail(`${what}: nothing listens on ${port} after 20 s`)
+}
+
+/** Starts a child; its stdout lines go to `onLine`, its stderr to ours or to the file `stderrTo`. */
+function start(command, argv, { onLine, env, stderrTo } = {}) {
+  const stderr = stderrTo === undefined ? 'inherit' : openSync(stderrTo, 'a')
+  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', stderr], env: { ...process.env, ...env }, cwd: work })
+  if (typeof stderr === 'number') closeSync(stderr)
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  let tail = ''
+  child.stdout.setEncoding('utf8')
+  child.stdout.on('data', (text) => {
+    if (onLine === undefined) return
+    const lines = (tail + text).split('\n')
+    tail = lines.pop()
+    for (const line of lines) onLine(line)
+  })
   return child
 }
 
-function nginxConf(port, body, upstreamPort) {
+async function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return
+  const exited = new Promise((resolve) => child.once('exit', resolve))
+  child.kill('SIGTERM')
+  await exited
+}
+
+/** Every process in the tree under `pid` (nginx's worker, Pillion's workers). */
+function processTree(pid) {
+  const all = [pid]
+  for (let i = 0; i < all.length; i++) {
+    try {
+      for (const task of readdirSync(`/proc/${all[i]}/task`)) {
+        const children = readFileSync(`/proc/${all[i]}/task/${task}/children`, 'utf8').trim()
+        if (children) all.push(...children.split(/\s+/).map(Number))
+      }
+    } catch {
+      // gone, or no /proc
+    }
+  }
+  return all
+}
+
+function rssMb(pid) {
+  let kb = 0
+  for (const p of processTree(pid)) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1])
+    } catch {
+      // gone
+    }
+  }
+  return kb / 1024
+}
+
+/** CPU seconds (user + system) used so far by the tree under `pid`. */
+function cpuSeconds(pid) {
+  let ticks = 0
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(fields[11]) + Number(fields[12]) // utime, stime (fields 14 and 15 of stat)
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100 // USER_HZ is 100 on Linux
+}
+
+// ---------------------------------------------------------------------------------------------- upstream and peers
+function nginxConf(port, upstreamPort) {
   const location = upstreamPort
-    ? `location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection ""; }`
-    : `location / { default_type text/plain; return 200 "${body}"; }`
+    ? `location / { proxy_pass http://backend; proxy_http_version 1.1; proxy_set_header Connection "";
+         proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; }`
+    : `location / { default_type text/plain; return 200 "${BODY}"; }`
   const upstream = upstreamPort ? `upstream backend { server 127.0.0.1:${upstreamPort}; keepalive 64; }` : ''
   return `worker_processes 1; daemon off; pid ${work}/nginx-${port}.pid; error_log /dev/null crit;
 events { worker_connections 4096; }
-http { access_log off; ${upstream}
+http { access_log off; keepalive_requests 1000000; ${upstream}
   server { listen 127.0.0.1:${port}; ${location} } }`
 }
 
-async function startNginx(port, upstreamPort) {
+async function startNginx(what, upstreamPort) {
+  const port = await freePort()
   const file = join(work, `nginx-${port}.conf`)
-  writeFileSync(file, nginxConf(port, BODY, upstreamPort))
+  writeFileSync(file, nginxConf(port, upstreamPort))
   const child = start('nginx', ['-c', file, '-p', work])
-  await waitForPort(port)
-  return child
+  await waitForPort(port, child, what)
+  return { port, child }
 }
 
 async function startUpstream() {
+  if (HAVE_NGINX) return { kind: 'nginx `return 200`, 100-byte body, 1 worker', ...(await startNginx('upstream nginx')) }
   const port = await freePort()
-  if (has('nginx')) return { port, kind: 'nginx return 200', child: await startNginx(port) }
   const script = `Bun.serve({ port: ${port}, hostname: '127.0.0.1', fetch: () => new Response(${JSON.stringify(BODY)}) })`
   const child = start(join(BIN, 'bun'), ['-e', script])
-  await waitForPort(port)
-  return { port, kind: 'bun server', child }
+  await waitForPort(port, child, 'upstream bun server')
+  return { kind: 'Bun.serve, 100-byte body (nginx not installed: apt-get install -y nginx)', port, child }
 }
 
-function pillionPolicy(listen, admin, upstreamPort) {
-  return `[gateway]
+async function startHttpProxy(upstreamPort) {
+  const port = await freePort()
+  const child = start('node', [join(ROOT, 'scripts/bench-http-proxy.mjs'), String(port), String(upstreamPort)])
+  await waitForPort(port, child, 'http-proxy')
+  return { port, child }
+}
+
+// ---------------------------------------------------------------------------------------------- Pillion
+const RUNTIMES = {
+  binary: [join(ROOT, 'dist/pillion-linux-x64')],
+  bun: [join(BIN, 'bun'), join(ROOT, 'dist/pillion.js')],
+  node: ['node', join(ROOT, 'dist/pillion.js')],
+  deno: [join(BIN, 'deno'), 'run', '-A', '--quiet', '--unstable-no-legacy-abort', join(ROOT, 'dist/pillion.js')],
+}
+
+/** A key pair made for this run; the chain's JWT policy gets the public half inline. */
+async function makeToken() {
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true })
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'RS256', use: 'sig' }
+  const token = await new SignJWT({ sub: 'bench-user' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'bench' })
+    .setIssuer('https://bench.local')
+    .setAudience('bench')
+    .setIssuedAt()
+    .setExpirationTime('6h')
+    .sign(privateKey)
+  return { jwk, token }
+}
+
+function tomlInline(object) {
+  return `{ ${Object.entries(object).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')} }`
+}
+
+function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name }) {
+  const head = `[gateway]
 service = "bench"
 admin = "127.0.0.1:${admin}"
+
 [listeners.ingress]
 listen = "127.0.0.1:${listen}"
 direction = "ingress"
+
 [upstreams.local]
 endpoints = ["http://127.0.0.1:${upstreamPort}"]
+`
+  if (!chain) {
+    return `${head}
+[observability.access_log]
+to = "off"
+
 [[routes]]
 listener = "ingress"
 path = "/*"
 upstream = "local"
+timeout = "0s"
+`
+  }
+  return `${head}
+[observability.access_log]
+to = "${join(work, `access-${name}.log`)}"
+
+[[routes]]
+listener = "ingress"
+path = "/*"
+upstream = "local"
+timeout = "15s"
+rate_limit = [ { rate = "10000000/s", key = "client_ip" } ]
+retry = { attempts = 2 }
+bulkhead = { max_concurrent = 10000 }
+
+[routes.circuit_breaker]
+
+[routes.jwt]
+keys = [ ${tomlInline(jwk)} ]
+issuer = "https://bench.local"
+audience = "bench"
+required_claims = ["sub"]
 `
 }
 
-const PILLION_COMMANDS = {
-  binary: [join(ROOT, 'dist/pillion-linux-x64')],
-  bun: [join(BIN, 'bun'), join(ROOT, 'dist/pillion.js')],
-  node: ['node', join(ROOT, 'dist/pillion.js')],
-  deno: [join(BIN, 'deno'), 'run', '-A', '--unstable-no-legacy-abort', join(ROOT, 'dist/pillion.js')],
-}
-
-async function startPillion(name, upstreamPort) {
-  const [command, ...rest] = PILLION_COMMANDS[name]
-  const port = await freePort()
+/** Starts `pillion run`; resolves once its ready line is printed, with the times it took. */
+async function startPillion(runtime, { upstreamPort, chain = false, workers = 1, jwk, name }) {
+  const [command, ...rest] = RUNTIMES[runtime]
+  const listen = await freePort()
   const admin = await freePort()
-  const file = join(work, `${name}.toml`)
-  writeFileSync(file, pillionPolicy(port, admin, upstreamPort))
+  const slug = name.replace(/\W+/g, '-')
+  const file = join(work, `${slug}.toml`)
+  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name: slug }))
+  // Pillion's own log: a wrk run ends with requests in flight, each logged as client_closed (499); not noise for the table.
+  const stderrTo = join(work, `${slug}.stderr.log`)
+  const stderrTail = () => readFileSync(stderrTo, 'utf8').split('\n').slice(-20).join('\n')
+  let readyLine
+  let readyAt
+  const ready = new Promise((resolve) => (readyAt = resolve))
   const started = performance.now()
-  const child = start(command, [...rest, 'run', '-c', file])
-  await waitForPort(port)
-  return { port, child, startupMs: performance.now() - started }
-}
-
-function rssMb(pid) {
-  try {
-    return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))[1]) / 1024
-  } catch {
-    return NaN
+  const child = start(command, [...rest, 'run', '-c', file, ...(workers > 1 ? ['--workers', String(workers)] : [])], {
+    stderrTo,
+    onLine(line) {
+      if (readyLine === undefined && / ready in \d+ms/.test(line)) {
+        readyLine = line
+        readyAt(performance.now())
+      }
+    },
+  })
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)))
+  const listening = waitForPort(listen, child, `pillion ${name}`)
+  const readyTime = await Promise.race([
+    ready,
+    exited.then((code) => {
+      if (readyLine === undefined) fail(`pillion ${name} exited (${code}) before it was ready:\n${stderrTail()}`)
+    }),
+  ])
+  const listeningTime = await listening
+  return {
+    port: listen,
+    child,
+    listeningMs: listeningTime - started,
+    readyMs: readyTime - started,
+    printedMs: Number(/ ready in (\d+)ms/.exec(readyLine)[1]),
   }
 }
 
-function wrk(port, connections) {
-  const result = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${DURATION_S}s`, '--latency', `http://127.0.0.1:${port}/`], {
+// ---------------------------------------------------------------------------------------------- wrk
+let AUTH = ''
+
+/** One GET with the bench's headers: the configuration must answer 200 with the upstream's body. */
+function check(config) {
+  return new Promise((resolve) => {
+    request({ host: '127.0.0.1', port: config.port, path: '/', headers: { authorization: AUTH }, agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => (body += d))
+      res.on('end', () => {
+        if (res.statusCode !== 200 || body !== BODY) {
+          fail(`${config.name} answered ${res.statusCode} ${body.slice(0, 200)}: the bench would measure the wrong thing; fix the configuration`)
+        }
+        resolve()
+      })
+    })
+      .on('error', (error) => fail(`${config.name}: ${error.message}`))
+      .end()
+  })
+}
+
+function toMicros(text) {
+  const [, n, unit] = /([\d.]+)(us|ms|s)\b/.exec(text ?? '') ?? []
+  if (n === undefined) return NaN
+  return Number(n) * (unit === 'us' ? 1 : unit === 'ms' ? 1000 : 1_000_000)
+}
+
+function wrk(config, connections, seconds) {
+  const cpuBefore = cpuSeconds(config.child.pid)
+  const result = spawnSync('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '-H', `Authorization: ${AUTH}`, `http://127.0.0.1:${config.port}/`], {
     encoding: 'utf8',
   })
+  const cpu = cpuSeconds(config.child.pid) - cpuBefore
   const out = result.stdout
-  const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN)
-  const toMs = (text) => {
-    const [, n, unit] = /([\d.]+)(us|ms|s)/.exec(text) ?? []
-    return Number(n) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1)
+  if (result.status !== 0 || !/Requests\/sec/.test(out)) fail(`wrk failed against ${config.name}:\n${out}${result.stderr}`)
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN)
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)?.slice(1).map(Number) ?? [0, 0, 0, 0]
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    p50: toMicros(/ 50%\s+(\S+)/.exec(out)?.[1]),
+    p99: toMicros(/ 99%\s+(\S+)/.exec(out)?.[1]),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    socketErrors: socketErrors.reduce((a, b) => a + b, 0),
+    cpuUsPerRequest: requests > 0 ? (cpu * 1e6) / requests : NaN,
+    rss: rssMb(config.child.pid),
   }
-  const p50 = toMs(/50%\s+(\S+)/.exec(out)?.[1] ?? '')
-  const p99 = toMs(/99%\s+(\S+)/.exec(out)?.[1] ?? '')
-  const errors = /Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? '0'
-  return { rps, p50, p99, errors: Number(errors) }
 }
 
 const median = (values) => {
-  const sorted = values.filter((v) => !Number.isNaN(v)).sort((a, b) => a - b)
-  return sorted.length === 0 ? NaN : sorted[Math.floor((sorted.length - 1) / 2)]
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return NaN
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+// ---------------------------------------------------------------------------------------------- run
+const missing = Object.entries(RUNTIMES).filter(([, command]) => !existsSync(command.find((part) => part.includes('/dist/'))))
+if (missing.length > 0) fail(`${missing.map(([, c]) => c.find((p) => p.includes('/dist/'))).join(', ')} missing; run npm run build`)
+
+const wanted = (name) => !ONLY || ONLY.some((word) => name.includes(word))
+const pillionConfigs = []
+for (const runtime of Object.keys(RUNTIMES)) {
+  for (const chain of [false, true]) {
+    const name = `${runtime} ${chain ? 'chain' : 'bare'}`
+    if (wanted(name)) pillionConfigs.push({ name, runtime, chain, workers: 1 })
+  }
+}
+if (wanted('binary bare x2')) pillionConfigs.push({ name: 'binary bare x2', runtime: 'binary', chain: false, workers: 2 })
+const startupRuntimes = Object.keys(RUNTIMES).filter((runtime) => pillionConfigs.some((c) => c.runtime === runtime))
+const configCount = 1 + (HAVE_NGINX ? 1 : 0) + (wanted('http-proxy') ? 1 : 0) + pillionConfigs.length
+const startupWorkers = pillionConfigs.some((c) => c.workers > 1) ? 1 : 0
+const expectedS = configCount * 1 + ROUNDS * CONNECTIONS.length * configCount * (DURATION_S + 0.2) + (startupRuntimes.length + startupWorkers) * STARTUPS * 0.5
+
+console.log(
+  `bench: ${configCount} configurations × ${CONNECTIONS.join(',')} connections × ${ROUNDS} rounds × ${DURATION_S}s, ` +
+    `plus warm-up and ${STARTUPS} cold starts per runtime: about ${Math.ceil(expectedS)} s`,
+)
+console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}, Linux ${release()}; wrk, the upstream and the proxy share them`)
+
+const { jwk, token } = await makeToken()
+AUTH = `Bearer ${token}`
+
+// Startup: cold starts of the bare policy, exec to the listener accepting and to the ready line.
+const startup = []
+for (const runtime of startupRuntimes) {
+  for (const workers of runtime === 'binary' && startupWorkers ? [1, 2] : [1]) {
+    const runs = []
+    for (let i = 0; i < STARTUPS; i++) {
+      const pillion = await startPillion(runtime, { upstreamPort: 1, name: `startup ${runtime} x${workers}`, workers })
+      runs.push(pillion)
+      await stop(pillion.child)
+    }
+    startup.push({
+      runtime: workers > 1 ? `${runtime} x${workers}` : runtime,
+      listeningMs: median(runs.map((r) => r.listeningMs)),
+      readyMs: median(runs.map((r) => r.readyMs)),
+      printedMs: median(runs.map((r) => r.printedMs)),
+      runs: runs.map(({ listeningMs, readyMs, printedMs }) => ({ listeningMs, readyMs, printedMs })),
+    })
+  }
 }
 
 const upstream = await startUpstream()
+console.log(`upstream: ${upstream.kind}; wrk -t1, Authorization: Bearer <RS256 token> on every request`)
 const configs = [{ name: 'direct', port: upstream.port, child: upstream.child }]
-if (has('nginx')) {
-  const port = await freePort()
-  configs.push({ name: 'nginx proxy', port, child: await startNginx(port, upstream.port) })
-}
-for (const name of Object.keys(PILLION_COMMANDS)) {
-  if (ONLY && !ONLY.includes(name)) continue
-  const file = PILLION_COMMANDS[name].find((part) => part.includes('/dist/'))
-  if (file && !existsSync(file)) {
-    console.error(`bench: ${file} is missing; run npm run build`)
-    continue
-  }
-  configs.push({ name: `pillion ${name}`, ...(await startPillion(name, upstream.port)) })
+if (HAVE_NGINX) configs.push({ name: 'nginx', ...(await startNginx('nginx proxy', upstream.port)) })
+else console.log('nginx: not installed (apt-get install -y nginx); no NGINX proxy baseline, ratios to it are blank')
+if (wanted('http-proxy')) configs.push({ name: 'http-proxy', ...(await startHttpProxy(upstream.port)) })
+for (const config of pillionConfigs) {
+  configs.push({ ...config, ...(await startPillion(config.runtime, { upstreamPort: upstream.port, chain: config.chain, workers: config.workers, jwk, name: config.name })) })
 }
 
-console.log(`upstream: ${upstream.kind}; wrk -t1, ${DURATION_S}s per run, ${ROUNDS} rounds, interleaved; medians`)
+for (const config of configs) {
+  await check(config)
+  wrk(config, Math.max(...CONNECTIONS), 1) // warm-up: JIT, upstream connections
+}
+
 const samples = new Map()
 for (let round = 0; round < ROUNDS; round++) {
+  // Rotate the order each round: a configuration is not always measured right after the same one.
+  const order = configs.map((_, i) => configs[(i + round) % configs.length])
   for (const connections of CONNECTIONS) {
-    for (const config of configs) {
-      wrk(config.port, Math.min(connections, 4)) // warm-up, a short run is enough to open connections
-      const sample = wrk(config.port, connections)
-      sample.rss = rssMb(config.child.pid)
+    for (const config of order) {
+      const sample = wrk(config, connections, DURATION_S)
+      if (sample.non2xx > 0) fail(`${config.name} at ${connections} connections: ${sample.non2xx} non-2xx answers; the bench would measure the wrong thing`)
       const key = `${config.name}@${connections}`
       samples.set(key, [...(samples.get(key) ?? []), sample])
     }
   }
+  process.stdout.write(`round ${round + 1}/${ROUNDS} done\n`)
 }
 
-const report = { date: new Date().toISOString(), upstream: upstream.kind, durationS: DURATION_S, rounds: ROUNDS, results: [] }
+// ---------------------------------------------------------------------------------------------- report
+const FIELDS = ['rps', 'p50', 'p99', 'rss', 'cpuUsPerRequest', 'socketErrors']
+function row(name, connections) {
+  const list = samples.get(`${name}@${connections}`)
+  if (list === undefined) return undefined
+  return Object.fromEntries(FIELDS.map((field) => [field, median(list.map((s) => s[field]))]))
+}
+
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN)
+const fmt = (value, digits = 0, width = 7) => (Number.isFinite(value) ? value.toFixed(digits) : '–').padStart(width)
+const results = []
 for (const connections of CONNECTIONS) {
-  console.log(`\n${connections} connection${connections > 1 ? 's' : ''}`)
-  console.log('config            rps      ×direct  ×nginx   p50 ms   p99 ms   RSS MB  non-2xx')
-  const pick = (name, field) => median((samples.get(`${name}@${connections}`) ?? []).map((s) => s[field]))
-  const directRps = pick('direct', 'rps')
-  const nginxRps = pick('nginx proxy', 'rps')
+  const direct = row('direct', connections)
+  const nginx = row('nginx', connections)
+  console.log(`\n${connections} connection${connections > 1 ? 's' : ''}, median of ${ROUNDS} rounds (×d: ratio to direct, ×n: to the NGINX proxy)`)
+  console.log(`${'config'.padEnd(15)}     rps   ×d   ×n │  p50 µs   ×d   ×n │  p99 µs   ×d   ×n │ RSS MB   ×n │ CPU µs/req`)
   for (const config of configs) {
-    const row = {
-      config: config.name,
-      connections,
-      rps: pick(config.name, 'rps'),
-      p50: pick(config.name, 'p50'),
-      p99: pick(config.name, 'p99'),
-      rss: pick(config.name, 'rss'),
-      errors: pick(config.name, 'errors'),
-      startupMs: config.startupMs,
+    const r = row(config.name, connections)
+    const entry = { config: config.name, connections, ...r }
+    for (const field of ['rps', 'p50', 'p99', 'rss']) {
+      entry[`${field}VsDirect`] = ratio(r[field], direct[field])
+      entry[`${field}VsNginx`] = ratio(r[field], nginx?.[field])
     }
-    row.vsDirect = row.rps / directRps
-    row.vsNginx = row.rps / nginxRps
-    report.results.push(row)
+    entry.samples = samples.get(`${config.name}@${connections}`)
+    results.push(entry)
+    const errors = r.socketErrors > 0 ? `  (${r.socketErrors} socket errors)` : ''
     console.log(
-      `${config.name.padEnd(16)} ${row.rps.toFixed(0).padStart(7)}  ${row.vsDirect.toFixed(2).padStart(6)}  ${row.vsNginx.toFixed(2).padStart(6)}  ${row.p50.toFixed(3).padStart(7)}  ${row.p99.toFixed(3).padStart(7)}  ${row.rss.toFixed(0).padStart(6)}  ${String(row.errors).padStart(7)}`,
+      `${config.name.padEnd(15)} ${fmt(r.rps)} ${fmt(entry.rpsVsDirect, 2, 4)} ${fmt(entry.rpsVsNginx, 2, 4)} │ ${fmt(r.p50)} ${fmt(entry.p50VsDirect, 1, 4)} ${fmt(entry.p50VsNginx, 1, 4)} │ ${fmt(r.p99)} ${fmt(entry.p99VsDirect, 1, 4)} ${fmt(entry.p99VsNginx, 1, 4)} │ ${fmt(r.rss, 0, 6)} ${fmt(entry.rssVsNginx, 1, 4)} │ ${fmt(r.cpuUsPerRequest, 1, 10)}${errors}`,
     )
   }
+}
+
+if (startup.length > 0) {
+  console.log(`\nstartup, median of ${STARTUPS} cold starts (bare policy): exec → listener accepts / exec → ready line / what \`pillion run\` printed`)
+  for (const s of startup) console.log(`${s.runtime.padEnd(15)} ${fmt(s.listeningMs, 0, 5)} ms  ${fmt(s.readyMs, 0, 5)} ms  ready in ${s.printedMs.toFixed(0)}ms`)
+}
+
+// The issue's targets, next to what was measured.
+const MAX_C = Math.max(...CONNECTIONS)
+const MIN_C = Math.min(...CONNECTIONS)
+const get = (name, connections, field) => row(name, connections)?.[field] ?? NaN
+const maxOf = (values) => (values.some(Number.isFinite) ? Math.max(...values.filter(Number.isFinite)) : NaN)
+const startupOf = (runtime) => startup.find((s) => s.runtime === runtime)?.readyMs ?? NaN
+const targets = [
+  { target: `binary bare ≥ 0.90× NGINX rps @${MAX_C}`, value: ratio(get('binary bare', MAX_C, 'rps'), get('nginx', MAX_C, 'rps')), limit: 0.9, higher: true, unit: '×' },
+  { target: `binary chain ≥ 0.75× NGINX rps @${MAX_C}`, value: ratio(get('binary chain', MAX_C, 'rps'), get('nginx', MAX_C, 'rps')), limit: 0.75, higher: true, unit: '×' },
+  { target: `node chain ≥ 1.5× http-proxy rps @${MAX_C}`, value: ratio(get('node chain', MAX_C, 'rps'), get('http-proxy', MAX_C, 'rps')), limit: 1.5, higher: true, unit: '×' },
+  { target: `deno bare ≥ 0.30× NGINX rps @${MAX_C}`, value: ratio(get('deno bare', MAX_C, 'rps'), get('nginx', MAX_C, 'rps')), limit: 0.3, higher: true, unit: '×' },
+  { target: `binary chain p50 over direct ≤ 100 µs @${MIN_C}`, value: get('binary chain', MIN_C, 'p50') - get('direct', MIN_C, 'p50'), limit: 100, higher: false, unit: 'µs' },
+  { target: `binary chain p99 over direct ≤ 1000 µs @${MIN_C}`, value: get('binary chain', MIN_C, 'p99') - get('direct', MIN_C, 'p99'), limit: 1000, higher: false, unit: 'µs' },
+  {
+    target: `binary RSS ≤ 60 MB after the @${MAX_C} run`,
+    value: maxOf([get('binary bare', MAX_C, 'rss'), get('binary chain', MAX_C, 'rss')]),
+    limit: 60,
+    higher: false,
+    unit: 'MB',
+  },
+  { target: 'binary startup (exec → ready) ≤ 100 ms', value: startupOf('binary'), limit: 100, higher: false, unit: 'ms' },
+]
+for (const t of targets) t.met = Number.isFinite(t.value) ? (t.higher ? t.value >= t.limit : t.value <= t.limit) : null
+console.log('\ntargets (from the performance issue)')
+for (const t of targets) {
+  const shown = !Number.isFinite(t.value) ? '–'.padStart(6) : t.unit === '×' ? `${fmt(t.value, 2, 6)}×` : `${fmt(t.value, 0, 6)} ${t.unit}`
+  console.log(`  ${t.target.padEnd(48)} ${shown.padEnd(10)} ${t.met === null ? 'n/a (not measured)' : t.met ? 'met' : 'MISSED'}`)
+}
+const info = []
+for (const runtime of ['bun', 'node', 'deno']) {
+  const value = startupOf(runtime)
+  if (Number.isFinite(value)) info.push(`${runtime} startup ${value.toFixed(0)} ms`)
+}
+const denoChain = ratio(get('deno chain', MAX_C, 'rps'), get('nginx', MAX_C, 'rps'))
+if (Number.isFinite(denoChain)) info.push(`deno chain ${denoChain.toFixed(2)}× NGINX`)
+const scale = ratio(get('binary bare x2', MAX_C, 'rps'), get('binary bare', MAX_C, 'rps'))
+if (Number.isFinite(scale)) info.push(`binary bare --workers 2: ${scale.toFixed(2)}× one worker @${MAX_C} (${cpus().length} CPUs shared with wrk and the upstream)`)
+if (info.length > 0) console.log(`  for information: ${info.join('; ')}`)
+
+const version = (command, argv, pattern) => {
+  const result = spawnSync(command, argv, { encoding: 'utf8' })
+  return pattern.exec(`${result.stdout}${result.stderr}`)?.[1]
+}
+const report = {
+  date: new Date().toISOString(),
+  machine: { cpus: cpus().length, model: cpus()[0]?.model.trim(), kernel: release(), loadavgAtEnd: loadavg() },
+  versions: {
+    node: process.versions.node,
+    bun: version(join(BIN, 'bun'), ['--version'], /([\d.]+)/),
+    deno: version(join(BIN, 'deno'), ['--version'], /deno ([\d.]+)/),
+    nginx: HAVE_NGINX ? version('nginx', ['-v'], /nginx\/([\d.]+)/) : undefined,
+    wrk: version('wrk', ['-v'], /wrk (\S+)/),
+  },
+  upstream: upstream.kind,
+  settings: { rounds: ROUNDS, durationS: DURATION_S, connections: CONNECTIONS, only: ONLY ?? null, units: { latency: 'µs', rss: 'MB', cpu: 'µs per request' } },
+  results,
+  startup,
+  targets,
 }
 mkdirSync(join(ROOT, 'reports'), { recursive: true })
 writeFileSync(join(ROOT, 'reports/bench.json'), `${JSON.stringify(report, null, 2)}\n`)

@@ -7,11 +7,14 @@ import { startGateway, type RunningGateway } from './gateway.ts'
 import { jsonLogger } from './log.ts'
 import type { Runtime } from './runtime/types.ts'
 import { VERSION } from './version.ts'
+import { supervise, workerRole, WORKERS_ENV } from './workers.ts'
 
 const HELP = `pillion ${VERSION}: a microgateway sidecar configured by one TOML policy file
 
 Usage:
-  pillion run [-c FILE]     start the gateway (FILE defaults to $PILLION_CONFIG, then ./pillion.toml)
+  pillion run [-c FILE] [--workers N]
+                            start the gateway (FILE defaults to $PILLION_CONFIG, then ./pillion.toml);
+                            N processes serve the same listeners (default $PILLION_WORKERS, then 1)
   pillion check FILE        validate a policy file; exit 0, or 1 listing every problem
   pillion health URL        exit 0 if URL answers 2xx (a probe for containers without curl)
   pillion version           print the version and runtime
@@ -60,6 +63,26 @@ function configPath(runtime: Runtime, args: string[]): string | { error: string 
   return path ?? runtime.env('PILLION_CONFIG') ?? './pillion.toml'
 }
 
+const MAX_WORKERS = 256
+
+/** Takes `--workers N` out of `run`'s arguments: N, and the arguments a worker is started with. */
+function workersArg(runtime: Runtime, args: string[]): { workers: number; rest: string[] } | { error: string } {
+  let value = runtime.env(WORKERS_ENV)
+  const rest: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    if (arg === '--workers') {
+      value = args[++i]
+      if (value === undefined) return { error: '--workers needs a number' }
+    } else if (arg.startsWith('--workers=')) value = arg.slice('--workers='.length)
+    else rest.push(arg)
+  }
+  if (value === undefined || value === '') return { workers: 1, rest }
+  const workers = Number(value)
+  if (!/^\d+$/.test(value) || workers < 1 || workers > MAX_WORKERS) return { error: `--workers must be a whole number from 1 to ${MAX_WORKERS}, got "${value}"` }
+  return { workers, rest }
+}
+
 async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Config; text: string } | undefined> {
   let text: string
   try {
@@ -91,11 +114,19 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
 }
 
 async function run(runtime: Runtime, args: string[]): Promise<number> {
-  const path = configPath(runtime, args)
+  const role = workerRole(runtime)
+  const workers = workersArg(runtime, args)
+  if ('error' in workers) {
+    runtime.writeErr(`pillion run: ${workers.error}`)
+    return 2
+  }
+  const path = configPath(runtime, workers.rest)
   if (typeof path !== 'string') {
     runtime.writeErr(`pillion run: ${path.error}`)
     return 2
   }
+  // A worker never supervises: it inherited PILLION_WORKERS, and its arguments have no --workers.
+  if (role === undefined && workers.workers > 1) return supervise(runtime, { count: workers.workers, args: ['run', ...workers.rest] })
   const loaded = await loadConfig(runtime, path)
   if (loaded === undefined) return 1
   const logger = jsonLogger(runtime.writeErr, loaded.config.gateway.service)
@@ -105,6 +136,7 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
   let gateway: RunningGateway
   try {
     gateway = await startGateway(config, runtime, logger, {
+      ...(role === undefined ? {} : { worker: role.binding }),
       admin: {
         status: () => reloader?.status() ?? { version: '' },
         reload: () => reloader!.reload('admin'),
@@ -139,6 +171,8 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
     }
     runtime.onSignal('SIGTERM', stop)
     runtime.onSignal('SIGINT', stop)
+    // A worker whose supervisor was killed outright must not go on holding the ports.
+    if (role !== undefined) runtime.workers.onSupervisorGone(stop)
   })
 }
 

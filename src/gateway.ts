@@ -27,6 +27,16 @@ export interface GatewayOptions {
   observers?: readonly RequestObserver[]
   /** What /config/status shows and POST /reload calls; the reloader fills them in. */
   admin?: Pick<AdminState, 'status' | 'reload'>
+  /** Set in each worker of `pillion run --workers N` (src/workers.ts). */
+  worker?: WorkerBinding
+}
+
+/** How a worker binds: beside its siblings on the same addresses, and the admin listener in worker 0 only. */
+export interface WorkerBinding {
+  reusePort: boolean
+  admin: boolean
+  /** Ports worker 0 was given for listeners configured with port 0, so every worker binds the same ones. */
+  ports: { listeners: Record<string, number>; admin?: number }
 }
 
 /** Longest any route may run, so a runtime's own idle cut-off never ends a request we still allow. */
@@ -103,10 +113,13 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   }
 
   async function bind(name: string, address: HostPort, label: string, handler: Handler, requestTimeoutMs: number, serving: Serving = {}): Promise<Bound> {
-    const options: ServeOptions = { host: address.host, port: address.port, requestTimeoutMs }
-    if (serving.tls !== undefined) options.tls = await readTls(serving.tls, runtime.readTextFile)
-    if (serving.headersTimeoutMs !== undefined) options.headersTimeoutMs = serving.headersTimeoutMs
-    const server = await runtime.serve(handler, options)
+    const worker = options.worker
+    const pinned = address.port !== 0 || worker === undefined ? undefined : name === ' admin' ? worker.ports.admin : worker.ports.listeners[name]
+    const serveOptions: ServeOptions = { host: address.host, port: pinned ?? address.port, requestTimeoutMs }
+    if (worker?.reusePort === true && name !== ' admin') serveOptions.reusePort = true
+    if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile)
+    if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
+    const server = await runtime.serve(handler, serveOptions)
     runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)
     return { address: bindingKey(address, serving), server }
   }
@@ -124,7 +137,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
         serving: listenerServing(next, listener),
       })
     }
-    wanted.set(' admin', { address: next.gateway.admin, label: 'admin', handler: (request) => admin.fetch(request), timeout: 0 })
+    if (options.worker?.admin !== false) wanted.set(' admin', { address: next.gateway.admin, label: 'admin', handler: (request) => admin.fetch(request), timeout: 0 })
     const fresh = new Map<string, Bound>()
     try {
       for (const [name, want] of wanted) {

@@ -3,6 +3,7 @@ import { fetchUpstream } from './fetch-upstream.ts'
 import type { Runtime, ServeOptions } from './types.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
+import { reusePortProcesses } from './workers-process.ts'
 
 declare const Bun: {
   version: string
@@ -54,12 +55,14 @@ export function createBunRuntime(): Runtime {
         maxRequestBodySize: Number.MAX_SAFE_INTEGER,
         // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
         ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
+        ...(options.reusePort === true ? { reusePort: true } : {}),
         fetch: (request: Request, bunServer: typeof server) =>
           handler(request, { remoteAddress: bunServer.requestIP(request)?.address ?? '' }),
       })
       return { host: options.host, port: server.port, close: () => server.stop() }
     },
     redisStore: createRedisStore,
+    workers: reusePortProcesses('Bun'),
     ...processHost(),
   }
 }

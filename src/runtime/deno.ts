@@ -2,6 +2,7 @@ import { fetchUpstream } from './fetch-upstream.ts'
 import type { Runtime } from './types.ts'
 import { debounce } from './watch.ts'
 import { createRedisStore } from './redis.ts'
+import { denoWorkers } from './workers-deno.ts'
 
 declare const Deno: {
   version: { deno: string }
@@ -22,7 +23,7 @@ declare const Deno: {
   watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
   addSignalListener(signal: string, listener: () => void): void
   serve(
-    options: { hostname: string; port: number; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
+    options: { hostname: string; port: number; reusePort?: boolean; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
     handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
   ): { addr: { port: number }; shutdown(): Promise<void> }
 }
@@ -63,7 +64,7 @@ export function createDenoRuntime(): Runtime {
       }
       const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
       const server = Deno.serve(
-        { hostname: options.host, port: options.port, onListen: () => {}, ...tls },
+        { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
         (request, info) => handler(request, { remoteAddress: info.remoteAddr.hostname }),
       )
       return { host: options.host, port: server.addr.port, close: () => server.shutdown() }
@@ -97,6 +98,7 @@ export function createDenoRuntime(): Runtime {
       return { write: (bytes) => writeAllAsync(file, bytes), close: async () => file.close() }
     },
     exit: (code) => Deno.exit(code),
+    workers: denoWorkers(),
   }
 }
 

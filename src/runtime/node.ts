@@ -5,6 +5,7 @@ import { nodeUpstream } from './node-upstream.ts'
 import type { Runtime, ServeOptions, Server } from './types.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
+import { clusterWorkers } from './workers-node.ts'
 
 /** Node checks headersTimeout every connectionsCheckingInterval (30s by default): check often enough to keep it. */
 function headersDeadline(ms: number | undefined): Record<string, number> {
@@ -48,6 +49,8 @@ export function createNodeRuntime(): Runtime {
       })
     },
     redisStore: createRedisStore,
+    // Node 20 cannot set SO_REUSEPORT (options.reusePort): cluster workers share the primary's socket instead.
+    workers: clusterWorkers(),
     ...processHost(),
   }
 }

@@ -33,6 +33,8 @@ export interface ServeOptions {
   headersTimeoutMs?: number
   /** Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS). */
   tls?: { cert: string; key: string; clientCa?: string }
+  /** Bind with SO_REUSEPORT, so the workers of `pillion run --workers N` share the address (Bun, Deno; Node shares through cluster). */
+  reusePort?: boolean
 }
 
 export interface Server {
@@ -69,6 +71,30 @@ export interface Runtime {
   writeOut(line: string): void
   writeErr(line: string): void
   exit(code: number): never
+  /** Starts and watches copies of this program for `pillion run --workers N` (src/workers.ts). */
+  workers: WorkerHost
+}
+
+/** How this runtime runs N copies of Pillion on one host, each serving the same listeners. */
+export interface WorkerHost {
+  /** How workers share a listening address: each binds it with SO_REUSEPORT, or Node's cluster primary holds it. */
+  sharing: 'reuse-port' | 'cluster'
+  /** Why workers cannot run here (platform, permissions), if they cannot. */
+  unavailable(): string | undefined
+  /** Starts this program again, the way this process was started, with these arguments after the script and extra environment. */
+  start(args: string[], env: Record<string, string>): WorkerProcess
+  /** In a worker: calls back once when the supervisor is gone without having stopped it (the pipe it holds closes). */
+  onSupervisorGone(listener: () => void): void
+}
+
+/** A worker process as its supervisor sees it. Its stderr is the supervisor's; its stdout comes through here. */
+export interface WorkerProcess {
+  pid: number
+  /** Its stdout as text, in chunks that may end mid-line. */
+  onOutput(listener: (text: string) => void): void
+  /** Resolves once it has exited and its stdout is read to the end: the exit code, or 128 + n after signal n. */
+  exited: Promise<number>
+  kill(signal: SignalName | 'SIGKILL'): void
 }
 
 /** Where access log batches go: writes are asynchronous and complete in order. */
