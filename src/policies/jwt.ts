@@ -1,4 +1,5 @@
 import { createLocalJWKSet, errors, jwtVerify, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose'
+import { VerifiedTokens } from './jwt-cache.ts'
 import * as v from 'valibot'
 import { describeValue, expectedGot } from '../config/errors.ts'
 import { arrayOf, boolean, table, text } from '../config/schema-kit.ts'
@@ -213,6 +214,8 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext, security: Sec
   const route = context.route.name
   const events = context.events
   const verify = (token: string) => (key instanceof Uint8Array ? jwtVerify(token, key, options) : jwtVerify(token, key, options))
+  const verified = context.keep('jwt-verified', policy, () => new VerifiedTokens())
+  const skewMs = policy.clockSkewMs
 
   const reject = (reason: string, description: string | undefined): never => {
     events.emit('auth_reject', { route, policy: 'jwt', reason })
@@ -230,12 +233,15 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext, security: Sec
       if (authorization === null) return reject('missing', undefined)
       const token = BEARER.exec(authorization)?.[1]
       if (token === undefined) return reject('malformed', 'the Authorization header is not "Bearer <token>"')
-      let payload: Record<string, unknown>
-      try {
-        payload = (await verify(token)).payload
-      } catch (error) {
-        const { reason, description } = failureOf(error)
-        return reject(reason, description)
+      let payload = verified.get(token, Date.now())
+      if (payload === undefined) {
+        try {
+          payload = (await verify(token)).payload
+        } catch (error) {
+          const { reason, description } = failureOf(error)
+          return reject(reason, description)
+        }
+        verified.remember(token, payload, Date.now(), skewMs)
       }
       exchange.claims = payload
       for (const [header, claim] of forwardClaims) exchange.setUpstreamHeader(header, claimHeaderValue(payload[claim]))
