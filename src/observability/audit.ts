@@ -7,6 +7,7 @@ import type { EventBus } from '../events.ts'
 import { positiveDuration } from '../policies/schema-parts.ts'
 import type { UpstreamClient } from '../runtime/types.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
+import { discardBody } from '../proxy/body.ts'
 
 /** Defaults, and where each comes from. */
 const DEFAULT_BATCH = 100 // Kong's queue sends 1 by default, APISIX's batch processor 1000: one POST a second at 100 rps
@@ -19,8 +20,6 @@ const DEFAULT_BACKOFF_MAX = '60s' // Kong max_retry_delay 60s
 const CONNECT_TIMEOUT_MS = 1000
 /** How long a trail replaced by a reload keeps sending what it holds: the default shutdown_grace. */
 const RETIRED_FLUSH_MS = 10_000
-/** Answer bytes read so the sink's connection can be kept alive; past this it is closed. */
-const DRAIN_LIMIT = 64 * 1024
 
 const SINK_EXAMPLE = 'an http:// or https:// URL like "http://127.0.0.1:7000/audit"'
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i
@@ -332,7 +331,7 @@ export class AuditLog implements RequestObserver {
         signal: controller.signal,
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
       })
-      await discard(response.body)
+      await discardBody(response.body)
       const status = response.status
       if (status >= 200 && status < 300) return 'sent'
       return status >= 400 && status < 500 && status !== 408 && status !== 429 ? 'rejected' : 'failed'
@@ -364,17 +363,4 @@ export class AuditLog implements RequestObserver {
       this.#wake = done
     })
   }
-}
-
-/** Reads and drops a small answer (its connection can be reused); cancels a large one. */
-async function discard(body: ReadableStream<Uint8Array> | null): Promise<void> {
-  if (body === null) return
-  const reader = body.getReader()
-  let bytes = 0
-  while (bytes <= DRAIN_LIMIT) {
-    const { done, value } = await reader.read()
-    if (done) return
-    bytes += value.byteLength
-  }
-  await reader.cancel()
 }

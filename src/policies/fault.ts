@@ -7,6 +7,7 @@ import type { RouteContext } from './context.ts'
 import type { PolicyModule } from './index.ts'
 import { inPercent, percent } from './percent.ts'
 import { positiveDuration } from './schema-parts.ts'
+import { waitFor } from '../proxy/wait.ts'
 
 /** Request headers that inject a fault into that request, when header_control is on. */
 export const FAULT_DELAY_HEADER = 'x-pillion-fault-delay'
@@ -91,7 +92,7 @@ export function faultLayer(policy: FaultPolicy, context: RouteContext): Layer {
       if (delayMs !== undefined) {
         mark(exchange, 'delay')
         events.emit('fault_injected', { route, upstream, kind: 'delay', source: headerDelay === undefined ? 'percent' : 'header', delayMs })
-        await sleep(delayMs, exchange.attemptSignal)
+        await waitFor(delayMs, exchange.attemptSignal)
       }
       const status = headerAbort ?? (abort !== undefined && inPercent(abort.percent, random) ? abort.status : undefined)
       if (status !== undefined) {
@@ -124,20 +125,4 @@ function abortResponse(status: number, requestId: string): Response {
   headers.set('content-type', 'application/json')
   const body = JSON.stringify({ code: 'fault_injected', message: `injected fault: abort with status ${status}`, request_id: requestId })
   return new Response(body, { status, headers })
-}
-
-/** Waits, unless the try is cut short first (route or per-try timeout, client gone): then rejects with why. */
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

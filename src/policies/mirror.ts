@@ -10,6 +10,7 @@ import type { RouteContext } from './context.ts'
 import type { PolicyModule } from './index.ts'
 import { inPercent, percent } from './percent.ts'
 import { positiveDuration } from './schema-parts.ts'
+import { discardBody } from '../proxy/body.ts'
 
 /**
  * Copies in flight at once, per route. Enough for a shadow answering in 100ms to keep up with
@@ -23,8 +24,6 @@ const DEFAULT_MAX_BODY = '64kb'
  * its max_in_flight slot back soon. Long enough for any answer worth comparing.
  */
 const DEFAULT_TIMEOUT = '5s'
-/** Response bytes read so the connection can be kept alive; past this it is cheaper to close it. */
-const DRAIN_LIMIT = 64 * 1024
 
 const SHADOW_HEADER: [string, string] = ['x-pillion-shadow', '1']
 
@@ -88,7 +87,7 @@ export function mirrorLayer(policy: MirrorPolicy, context: RouteContext): Layer 
     try {
       const response = await forward(copy)
       status = response.status
-      await discard(response.body)
+      await discardBody(response.body)
     } catch (failure) {
       error = failure instanceof GatewayError ? failure.code : 'internal_error'
     } finally {
@@ -133,17 +132,4 @@ function shadowOf(exchange: Exchange, startedAt: number): Exchange {
 
 function abortCopy(copy: Exchange, message: string): void {
   copy.controller.abort(new GatewayError('upstream_timeout', message))
-}
-
-/** Reads and drops a small answer (its connection can be reused); cancels a large one. */
-async function discard(body: ReadableStream<Uint8Array> | null): Promise<void> {
-  if (body === null) return
-  const reader = body.getReader()
-  let bytes = 0
-  while (bytes <= DRAIN_LIMIT) {
-    const { done, value } = await reader.read()
-    if (done) return
-    bytes += value.byteLength
-  }
-  await reader.cancel()
 }

@@ -10,6 +10,7 @@ import { compileConditions, conditionList, type TryResult } from './conditions.t
 import type { RouteContext } from './context.ts'
 import type { PolicyModule } from './index.ts'
 import { RetryBudget } from './retry-budget.ts'
+import { waitFor } from '../proxy/wait.ts'
 
 /** RFC 9110 idempotent methods: safe to send twice. POST and PATCH only when listed. */
 const IDEMPOTENT = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
@@ -130,7 +131,7 @@ export function retryLayer(policy: RetryPolicy, context: RouteContext): Layer {
         }
         result.response?.body?.cancel().catch(() => {})
         events.emit('retry', { route: routeName, attempt: attempt + 1, reason: describeResult(result), delayMs })
-        await sleep(delayMs, exchange.signal)
+        await waitFor(delayMs, exchange.signal)
       }
     }
 
@@ -170,19 +171,4 @@ type TryOutcome =
 
 function describeResult(result: TryResult): string {
   return result.error !== undefined ? (result.error.failure ?? result.error.code) : String(result.status)
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (ms <= 0) return Promise.resolve()
-  return new Promise((resolve, reject) => {
-    const onAbort = () => {
-      clearTimeout(timer)
-      reject(signal.reason)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -36,3 +36,16 @@ export function observeBody(
     },
   })
 }
+
+/** Reads and drops a small answer, so its connection can be reused; cancels one larger than limit. */
+export async function discardBody(body: ReadableStream<Uint8Array> | null, limit = 64 * 1024): Promise<void> {
+  if (body === null) return
+  const reader = body.getReader()
+  let bytes = 0
+  while (bytes <= limit) {
+    const { done, value } = await reader.read()
+    if (done) return
+    bytes += value.byteLength
+  }
+  await reader.cancel()
+}

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
-import { request, startGateway, startUpstream, targets, tempDir, type Upstream } from './harness.ts'
+import { request, startGateway, startUpstream, targets, tempDir, type Upstream, until } from './harness.ts'
 
 const policy = (upstream: Upstream, extra = '') => `
 [gateway]
@@ -47,14 +47,6 @@ async function policyServer() {
   }
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 2000): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await probe()
-    if (value !== undefined) return value
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-  throw new Error(`gave up waiting for ${what}`)
-}
 
 for (const target of targets()) {
   describe(`central control on ${target.name}`, { skip: target.missing }, () => {

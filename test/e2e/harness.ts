@@ -218,3 +218,17 @@ export function rawHeaderValues(rawHeaders: string[], name: string): string[] {
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.toLowerCase() === name) values.push(rawHeaders[i + 1]!)
   return values
 }
+
+/**
+ * Asks until the answer is there. Each probe is a real request, so the wait is driven by events;
+ * the bound only keeps a broken gateway from hanging the suite.
+ */
+export async function until<T>(what: string, probe: () => Promise<T | undefined>, boundMs = 10_000): Promise<T> {
+  const deadline = Date.now() + boundMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10)) // pacing between polls, not synchronisation
+  }
+}

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { renameSync, writeFileSync } from 'node:fs'
 import { Agent, request as httpRequest } from 'node:http'
 import { after, before, describe, it } from 'node:test'
-import { closedPort, request, startGateway, startUpstream, targets, type Gateway, type Upstream } from './harness.ts'
+import { closedPort, request, startGateway, startUpstream, targets, type Gateway, type Upstream, until } from './harness.ts'
 
 interface Variant {
   upstream: string
@@ -53,14 +53,6 @@ function replaceFile(file: string, text: string): void {
   renameSync(temp, file)
 }
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, tries = 400): Promise<T> {
-  for (let i = 0; i < tries; i++) {
-    const value = await probe()
-    if (value !== undefined) return value
-    await new Promise((resolve) => setImmediate(resolve))
-  }
-  throw new Error(`gave up waiting for ${what}`)
-}
 
 for (const target of targets()) {
   describe(`hot reload on ${target.name}`, { skip: target.missing }, () => {

@@ -4,8 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { setTimeout as sleep } from 'node:timers/promises'
-import { request, startGateway, startUpstream, targets, tempDir, type Gateway, type Upstream } from './harness.ts'
+import { request, startGateway, startUpstream, targets, tempDir, type Gateway, type Upstream, until } from './harness.ts'
 
 /** An upstream that says who it is, counts the requests it serves and fails on command. */
 interface Named {
@@ -44,16 +43,6 @@ async function dualStack(self: { name: string; hits: number; status: number; hea
   return { server, port: (server.address() as AddressInfo).port }
 }
 
-/** Asks until the answer is there; the bound only keeps a broken gateway from hanging the suite. */
-async function until<T>(what: string, probe: () => Promise<T | undefined>, boundMs = 10_000): Promise<T> {
-  const deadline = Date.now() + boundMs
-  for (;;) {
-    const value = await probe()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) assert.fail(`gave up waiting for ${what}`)
-    await sleep(20) // pacing between polls, not synchronisation
-  }
-}
 
 interface EndpointView {
   url: string
