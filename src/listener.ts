@@ -3,6 +3,7 @@ import { GatewayError, errorResponse, type ErrorCode } from './errors.ts'
 import type { Logger } from './log.ts'
 import type { RequestObserver, RequestRecord } from './observability/observer.ts'
 import { observeBody } from './proxy/body.ts'
+import { SMALL_BODY_BYTES } from './proxy/forward.ts'
 import { Exchange, type Step } from './proxy/exchange.ts'
 import { firstMatch, hostWithoutPort, type CompiledRoute } from './proxy/router.ts'
 import type { ClientInfo } from './runtime/types.ts'
@@ -116,6 +117,11 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
     return response
   }
+  if (exchange.buffered?.response === response) {
+    exchange.finish()
+    notify(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes)
+    return response
+  }
   const declared = response.headers.get('content-length')
   if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
     // A small body of known size is read whole: no stream wrapper, and its end is known at once.
@@ -169,11 +175,6 @@ function notify(
   for (const observer of context.observers) observer.onResponse(record)
 }
 
-/**
- * Bodies up to this size with a declared length are read whole before answering (NGINX buffers
- * responses by default, in 4-8 KB pages). Larger or unsized bodies stream through.
- */
-const SMALL_BODY_BYTES = 64 * 1024
 
 /** The whole body, or undefined when it failed (the exchange's abort reason, if any, says why). */
 async function readSmallBody(response: Response): Promise<ArrayBuffer | undefined> {

@@ -29,6 +29,8 @@ export class Exchange {
   fault: string | undefined
   /** The verified JWT payload, set by the jwt policy; rate limits key on its claims. */
   claims: Record<string, unknown> | undefined
+  /** The forwarder's answer when it read the body whole, and its size: nothing left to watch. */
+  buffered: { response: Response; bytes: number } | undefined
   /** Changes to the headers sent upstream, applied after the proxy's own: a null value removes. */
   upstreamHeaderEdits: Array<[name: string, value: string | null]> | undefined
   /** performance.now() by which the whole exchange must be done; Infinity when the route has no timeout. */

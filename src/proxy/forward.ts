@@ -59,13 +59,31 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     const status = response.status
     upstream.report(endpoint, status < 500)
     const responseHeaders = downstreamResponseHeaders(response.headers, exchange.requestId)
-    let body = response.body
+    let body: ReadableStream<Uint8Array> | ArrayBuffer | null = response.body
     if (body !== null && (method === 'HEAD' || status === 204 || status === 304)) {
       body.cancel().catch(() => {})
       body = null
+    } else if (body !== null && isSmall(responseHeaders)) {
+      // Read whole while the try's signal still guards it: its end is then known, and the final
+      // answer needs no stream wrapper (NGINX buffers responses by default too).
+      try {
+        body = await response.arrayBuffer()
+      } catch (error) {
+        throw asGatewayError(error, signal, endpoint.url)
+      }
     }
-    return new Response(body, { status, statusText: response.statusText, headers: responseHeaders })
+    const answer = new Response(body, { status, statusText: response.statusText, headers: responseHeaders })
+    if (body instanceof ArrayBuffer) exchange.buffered = { response: answer, bytes: body.byteLength }
+    return answer
   }
+}
+
+/** Bodies up to this size with a declared length are read whole; larger or unsized ones stream. */
+export const SMALL_BODY_BYTES = 64 * 1024
+
+function isSmall(headers: Headers): boolean {
+  const declared = headers.get('content-length')
+  return declared !== null && Number(declared) <= SMALL_BODY_BYTES
 }
 
 function upstreamPath(path: string, stripPrefix: string | undefined): string {
