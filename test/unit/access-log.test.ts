@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../src/config/load.ts'
-import type { Logger } from '../../src/log.ts'
 import { AccessLog, LineWriter } from '../../src/observability/access-log.ts'
 import { ACCESS_LOG_FIELDS, DEFAULT_ACCESS_LOG_FIELDS, defaultObservability } from '../../src/observability/config.ts'
 import type { RequestRecord } from '../../src/observability/observer.ts'
 import { Exchange } from '../../src/proxy/exchange.ts'
 import type { AppendSink } from '../../src/runtime/types.ts'
 import { ONE_ROUTE, rejection } from './policy-text.ts'
+import { fakeTimers, recordingLogger } from './flush-fakes.ts'
 
 const TRACE = '0af7651916cd43dd8448eb211c80319c'
 
@@ -60,31 +60,11 @@ class MemorySink implements AppendSink {
   }
 }
 
-function fakeTimers() {
-  const pending = new Map<number, () => void>()
-  let next = 0
-  return {
-    setTimer: (run: () => void) => (pending.set(++next, run), next),
-    clearTimer: (handle: unknown) => void pending.delete(handle as number),
-    fire() {
-      const runs = [...pending.values()]
-      pending.clear()
-      for (const run of runs) run()
-    },
-    get count() {
-      return pending.size
-    },
-  }
-}
 
-const logger = (): Logger & { lines: string[] } => {
-  const lines: string[] = []
-  return { lines, log: (_level, msg) => void lines.push(msg) }
-}
 
 function writerFor(sink: AppendSink, options: { maxPendingBytes?: number; flushBytes?: number } = {}) {
   const timers = fakeTimers()
-  const log = logger()
+  const log = recordingLogger()
   const dropped = { count: 0 }
   const writer = new LineWriter(sink, { ...options, logger: log, dropped: (n) => (dropped.count += n), setTimer: timers.setTimer, clearTimer: timers.clearTimer })
   return { writer, timers, log, dropped }

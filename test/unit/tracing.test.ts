@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../src/config/load.ts'
 import type { TracesConfig } from '../../src/config/types.ts'
-import type { Logger } from '../../src/log.ts'
 import type { RequestRecord } from '../../src/observability/observer.ts'
 import { MAX_BATCH, OtlpExporter, unixNanos } from '../../src/observability/otlp.ts'
 import { formatTraceparent, incomingContext, parseB3, parseTraceparent, randomId } from '../../src/observability/trace-context.ts'
@@ -10,6 +9,7 @@ import { SPAN_KIND, STATUS_CODE, Tracer, type FinishedSpan } from '../../src/obs
 import { Exchange } from '../../src/proxy/exchange.ts'
 import type { UpstreamRequest } from '../../src/runtime/types.ts'
 import { rejection } from './policy-text.ts'
+import { fakeTimers, recordingLogger } from './flush-fakes.ts'
 
 const TRACE = '0af7651916cd43dd8448eb211c80319c'
 const PARENT = 'b7ad6b7169203331'
@@ -224,30 +224,7 @@ describe('tracer', () => {
   })
 })
 
-function fakeTimers() {
-  const pending = new Map<number, () => void>()
-  let next = 0
-  return {
-    setTimer: (run: () => void) => {
-      pending.set(++next, run)
-      return next
-    },
-    clearTimer: (handle: unknown) => void pending.delete(handle as number),
-    fire() {
-      const runs = [...pending.values()]
-      pending.clear()
-      for (const run of runs) run()
-    },
-    get count() {
-      return pending.size
-    },
-  }
-}
 
-const quietLogger = (): Logger & { lines: string[] } => {
-  const lines: string[] = []
-  return { lines, log: (_level, msg) => void lines.push(msg) }
-}
 
 function span(n: number): FinishedSpan {
   return {
@@ -265,7 +242,7 @@ function span(n: number): FinishedSpan {
 
 function exporterWith(settings: Partial<TracesConfig>, answer: (request: UpstreamRequest) => Promise<Response>) {
   const timers = fakeTimers()
-  const logger = quietLogger()
+  const logger = recordingLogger()
   const counts = { exported: 0, dropped: new Map<string, number>() }
   const bodies: any[] = []
   const exporter = new OtlpExporter(
