@@ -21,7 +21,13 @@ const REQUESTS = Number(process.argv[2] ?? 20_000)
 const ROUNDS = 20
 const BODY = 'x'.repeat(100)
 const API_KEY = 'bench-api-key-0123456789'
-const send: UpstreamClient = async () => new Response(BODY, { headers: { 'content-type': 'text/plain', 'content-length': '100', server: 'bench' } })
+const BODY_BYTES = new TextEncoder().encode(BODY)
+const send: UpstreamClient = async () => ({
+  status: 200,
+  statusText: 'OK',
+  headers: new Headers({ 'content-type': 'text/plain', 'content-length': '100', server: 'bench' }),
+  body: BODY_BYTES,
+})
 const quiet: Logger = { log() {} }
 const discard: AppendSink = { write: async () => {}, close: async () => {} }
 
@@ -162,8 +168,8 @@ const floor: Built = {
   async run(n) {
     for (let i = 0; i < n; i++) {
       const request = new Request('http://gw.local/api/items?x=1', { headers: { 'user-agent': 'bench', accept: '*/*' } })
-      const response = await send({ url: '', method: 'GET', headers: request.headers, body: null, signal: request.signal, connectTimeoutMs: 0 })
-      await response.arrayBuffer()
+      const answer = await send({ url: '', method: 'GET', headers: request.headers, body: null, signal: request.signal, connectTimeoutMs: 0 })
+      await new Response(answer.body, { status: answer.status, headers: answer.headers }).arrayBuffer()
     }
   },
   close: async () => {},

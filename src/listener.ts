@@ -112,14 +112,15 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   }
   const status = response.status
   const code = (response.headers.get('x-pillion-error') ?? undefined) as ErrorCode | undefined
-  if (response.body === null) {
-    exchange.finish()
-    notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
-    return response
-  }
+  // Checked before response.body: on Node that getter turns a light Response into a full undici one.
   if (exchange.buffered?.response === response) {
     exchange.finish()
     notify(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes)
+    return response
+  }
+  if (response.body === null) {
+    exchange.finish()
+    notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
     return response
   }
   const declared = response.headers.get('content-length')

@@ -1,5 +1,6 @@
 import type { TracesConfig } from '../config/types.ts'
 import type { Logger } from '../log.ts'
+import { discardBody } from '../proxy/body.ts'
 import type { UpstreamClient } from '../runtime/types.ts'
 import type { AttributeValue, FinishedSpan } from './tracing.ts'
 
@@ -98,8 +99,8 @@ export class OtlpExporter {
         signal: AbortSignal.timeout(EXPORT_TIMEOUT_MS),
         connectTimeoutMs: CONNECT_TIMEOUT_MS,
       })
-      await response.body?.cancel().catch(() => {})
-      if (!response.ok) throw new Error(`collector answered ${response.status}`)
+      await discardBody(response.body, 0)
+      if (response.status < 200 || response.status > 299) throw new Error(`collector answered ${response.status}`)
       this.#deps.exported(batch.length)
       this.#lastFailure = undefined
     } catch (error) {

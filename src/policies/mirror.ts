@@ -105,7 +105,7 @@ export function mirrorLayer(policy: MirrorPolicy, context: RouteContext): Layer 
         events.emit('mirror_dropped', tooBusy)
         return next(exchange)
       }
-      if (exchange.request.body !== null && !(await bufferForReplay(exchange, maxBodyBytes))) {
+      if (exchange.body !== null && !(await bufferForReplay(exchange, maxBodyBytes))) {
         events.emit('mirror_dropped', tooLarge)
         return next(exchange)
       }

@@ -38,8 +38,8 @@ export function observeBody(
 }
 
 /** Reads and drops a small answer, so its connection can be reused; cancels one larger than limit. */
-export async function discardBody(body: ReadableStream<Uint8Array> | null, limit = 64 * 1024): Promise<void> {
-  if (body === null) return
+export async function discardBody(body: ReadableStream<Uint8Array> | Uint8Array | null, limit = 64 * 1024): Promise<void> {
+  if (body === null || body instanceof Uint8Array) return
   const reader = body.getReader()
   let bytes = 0
   while (bytes <= limit) {

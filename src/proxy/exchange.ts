@@ -63,7 +63,16 @@ export class Exchange {
 
   /** What to send upstream: the buffered copy when there is one, else the client's stream (once). */
   get body(): RequestBody {
-    return this.replayableBody ?? this.resumedBody ?? this.request.body
+    return this.replayableBody ?? this.resumedBody ?? (this.#bodiless ? null : this.request.body)
+  }
+
+  /**
+   * A GET or HEAD without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3). Knowing it
+   * from the headers spares @hono/node-server building a full undici Request just to answer null.
+   */
+  get #bodiless(): boolean {
+    const { method, headers } = this.request
+    return (method === 'GET' || method === 'HEAD') && !headers.has('content-length') && !headers.has('transfer-encoding')
   }
 
   /** Sets a header on what goes upstream (auth claims, trace context), overriding the client's. */

@@ -1,7 +1,7 @@
 import { GatewayError } from '../errors.ts'
-import type { UpstreamClient } from '../runtime/types.ts'
+import type { UpstreamAnswer, UpstreamClient } from '../runtime/types.ts'
 import type { Exchange, Step } from './exchange.ts'
-import { downstreamResponseHeaders, upstreamRequestHeaders } from './headers.ts'
+import { toDownstream, upstreamRequestHeaders } from './headers.ts'
 import type { UpstreamRuntime } from './upstream.ts'
 import { UpstreamError } from './upstream-error.ts'
 
@@ -43,11 +43,13 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     const url = endpoint.url + upstreamPath(exchange.path, stripPrefix) + exchange.search
     const method = request.method
     const signal = exchange.attemptSignal
-    let response: Response
+    let answer: UpstreamAnswer
     const sentAt = performance.now()
     endpoint.active++
     try {
-      response = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs })
+      // A small body is read whole while the try's signal still guards it: its end is then known, and
+      // the final answer needs no stream wrapper (NGINX buffers responses by default too).
+      answer = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs, bufferUpTo: SMALL_BODY_BYTES })
     } catch (error) {
       const failure = asGatewayError(error, signal, endpoint.url)
       if (failure.code !== 'client_closed') upstream.report(endpoint, false)
@@ -56,35 +58,16 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
       endpoint.active--
     }
     exchange.upstreamMs = performance.now() - sentAt
-    const status = response.status
+    const { status, body } = answer
     upstream.report(endpoint, status < 500)
-    const responseHeaders = downstreamResponseHeaders(response.headers, exchange.requestId)
-    let body: ReadableStream<Uint8Array> | ArrayBuffer | null = response.body
-    if (body !== null && (method === 'HEAD' || status === 204 || status === 304)) {
-      body.cancel().catch(() => {})
-      body = null
-    } else if (body !== null && isSmall(responseHeaders)) {
-      // Read whole while the try's signal still guards it: its end is then known, and the final
-      // answer needs no stream wrapper (NGINX buffers responses by default too).
-      try {
-        body = await response.arrayBuffer()
-      } catch (error) {
-        throw asGatewayError(error, signal, endpoint.url)
-      }
-    }
-    const answer = new Response(body, { status, statusText: response.statusText, headers: responseHeaders })
-    if (body instanceof ArrayBuffer) exchange.buffered = { response: answer, bytes: body.byteLength }
-    return answer
+    const response = new Response(body, { status, statusText: answer.statusText, headers: toDownstream(answer.headers, exchange.requestId) })
+    if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
+    return response
   }
 }
 
 /** Bodies up to this size with a declared length are read whole; larger or unsized ones stream. */
 export const SMALL_BODY_BYTES = 64 * 1024
-
-function isSmall(headers: Headers): boolean {
-  const declared = headers.get('content-length')
-  return declared !== null && Number(declared) <= SMALL_BODY_BYTES
-}
 
 function upstreamPath(path: string, stripPrefix: string | undefined): string {
   if (stripPrefix === undefined || !path.startsWith(stripPrefix)) return path

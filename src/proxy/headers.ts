@@ -22,16 +22,19 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
  * than appending header by header.
  */
 function copyWithout(source: Headers, drop: readonly string[]): Headers {
-  const connection = source.get('connection')
-  const target = new Headers(source)
-  for (const name of drop) target.delete(name)
+  return deleteHopByHop(new Headers(source), drop)
+}
+
+function deleteHopByHop(headers: Headers, drop: readonly string[]): Headers {
+  const connection = headers.get('connection')
+  for (const name of drop) headers.delete(name)
   if (connection !== null) {
     for (const part of connection.split(',')) {
       const name = part.trim().toLowerCase()
-      if (name !== '' && TOKEN.test(name)) target.delete(name)
+      if (name !== '' && TOKEN.test(name)) headers.delete(name)
     }
   }
-  return target
+  return headers
 }
 
 export interface ForwardedFor {
@@ -56,9 +59,12 @@ export function upstreamRequestHeaders(incoming: Headers, forwarded: ForwardedFo
   return headers
 }
 
-/** The headers the client sees: the upstream's end-to-end headers, bytes untouched (never decoded). */
-export function downstreamResponseHeaders(upstream: Headers, requestId: string): Headers {
-  const headers = copyWithout(upstream, HOP_BY_HOP)
+/**
+ * Turns an upstream answer's own headers, in place, into the ones the client sees: its end-to-end
+ * headers, bytes untouched (never decoded), plus the request id.
+ */
+export function toDownstream(headers: Headers, requestId: string): Headers {
+  deleteHopByHop(headers, HOP_BY_HOP)
   headers.set('x-request-id', requestId)
   return headers
 }

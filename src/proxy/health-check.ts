@@ -1,7 +1,11 @@
 import type { HealthCheckPolicy } from '../config/types.ts'
 import type { UpstreamClient } from '../runtime/types.ts'
+import { discardBody } from './body.ts'
 import type { Timers } from './timers.ts'
 import type { UpstreamEndpoint } from './upstream-endpoint.ts'
+
+/** A probe's answer up to this size is read whole (most are a few bytes); a larger one is cut, not read. */
+const PROBE_BODY_BYTES = 64 * 1024
 
 export interface HealthCheckDeps {
   send: UpstreamClient
@@ -83,9 +87,10 @@ export class HealthChecker {
         body: null,
         signal,
         connectTimeoutMs: Math.min(this.#deps.connectTimeoutMs, this.policy.timeoutMs),
+        bufferUpTo: PROBE_BODY_BYTES,
       })
-      // Read the (small) body within the timeout so the connection can be reused.
-      await response.arrayBuffer()
+      // Read a small body within the timeout so the connection can be reused; a large one is cut.
+      await discardBody(response.body, 0)
       return response.status >= 200 && response.status < 300
     } catch {
       return false

@@ -5,12 +5,12 @@ import type { Exchange } from './exchange.ts'
  * is handed on as a stream, its first bytes put back in front. Returns whether the body can be replayed.
  */
 export async function bufferForReplay(exchange: Exchange, maxBytes: number): Promise<boolean> {
-  const request = exchange.request
-  if (request.body === null || exchange.replayableBody !== undefined) return true
-  const declared = request.headers.get('content-length')
+  const body = exchange.body
+  if (body === null || body instanceof Uint8Array) return true
+  const declared = exchange.request.headers.get('content-length')
   if (declared !== null && Number(declared) > maxBytes) return false
-  // A layer above may have wrapped the client's stream (limits counts its bytes): read through it.
-  const reader = (exchange.resumedBody ?? request.body).getReader()
+  // A layer above may have wrapped the client's stream (limits counts its bytes): exchange.body reads through it.
+  const reader = body.getReader()
   const signal = exchange.signal
   const stopReading = () => void reader.cancel(signal.reason).catch(() => {})
   signal.addEventListener('abort', stopReading, { once: true })

@@ -1,5 +1,6 @@
+import { declaredLength, isBodyless } from '../proxy/answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
-import type { UpstreamClient } from './types.ts'
+import type { UpstreamAnswer, UpstreamClient } from './types.ts'
 
 /** Runtime-specific fetch options (Bun's decompress:false, Deno's client) and error classification. */
 export interface FetchFlavour {
@@ -23,7 +24,18 @@ export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
       ...(r.ca !== undefined && flavour.trustCa !== undefined ? flavour.trustCa(r.ca) : {}),
     } as RequestInit
     try {
-      return await fetch(r.url, init)
+      const response = await fetch(r.url, init)
+      const status = response.status
+      // fetch's own headers may be immutable (Deno): the answer carries a copy its caller may change.
+      const headers = new Headers(response.headers)
+      let body: UpstreamAnswer['body'] = response.body
+      if (body !== null && isBodyless(r.method, status)) {
+        body.cancel().catch(() => {})
+        body = null
+      } else if (body !== null && r.bufferUpTo !== undefined && declaredLength(headers) <= r.bufferUpTo) {
+        body = new Uint8Array(await response.arrayBuffer())
+      }
+      return { status, statusText: response.statusText, headers, body }
     } catch (error) {
       if (r.signal.aborted) throw r.signal.reason
       throw new UpstreamError(flavour.classify(error), String((error as Error)?.message ?? error), { cause: error })

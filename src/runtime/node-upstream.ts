@@ -2,8 +2,9 @@ import { readFileSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
 import type { Socket } from 'node:net'
+import { declaredLength, isBodyless } from '../proxy/answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
-import type { UpstreamClient, UpstreamRequest } from './types.ts'
+import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from './types.ts'
 
 /**
  * Node's upstream client, on node:http rather than fetch: undici's fetch decodes content-encoding,
@@ -25,7 +26,6 @@ function agentFor(protocol: string, caFile: string | undefined): http.Agent {
 }
 
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
-const BODYLESS_STATUS = new Set([204, 205, 304])
 
 function failureOf(error: NodeJS.ErrnoException): UpstreamFailure {
   if (error.code !== undefined && CONNECT_FAILURES.has(error.code)) return 'connect-failure'
@@ -72,6 +72,21 @@ function responseBody(message: http.IncomingMessage): ReadableStream<Uint8Array>
   })
 }
 
+/** Collects a small body as Node hands it over: no web stream, one Buffer at the end. */
+function readWhole(message: http.IncomingMessage, signal: AbortSignal, done: (body: Uint8Array<ArrayBuffer>) => void, failed: (error: unknown) => void): void {
+  const chunks: Buffer[] = []
+  let size = 0
+  message.on('data', (chunk: Buffer) => {
+    chunks.push(chunk)
+    size += chunk.byteLength
+  })
+  // Node's socket chunks are Buffers on a plain ArrayBuffer (never shared memory).
+  message.on('end', () => done((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) as Uint8Array<ArrayBuffer>))
+  message.on('close', () => {
+    if (!message.complete) failed(signal.aborted ? signal.reason : new UpstreamError('reset', 'upstream closed the response early'))
+  })
+}
+
 async function pumpBody(body: ReadableStream<Uint8Array>, request: http.ClientRequest): Promise<void> {
   const reader = body.getReader()
   try {
@@ -88,7 +103,7 @@ async function pumpBody(body: ReadableStream<Uint8Array>, request: http.ClientRe
 }
 
 export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
-  new Promise<Response>((resolve, reject) => {
+  new Promise<UpstreamAnswer>((resolve, reject) => {
     if (r.signal.aborted) return reject(r.signal.reason)
     const url = new URL(r.url)
     const request = (url.protocol === 'https:' ? https : http).request({
@@ -119,18 +134,28 @@ export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
     })
     request.on('response', (message) => {
       const status = message.statusCode ?? 502
-      const bodyless = r.method === 'HEAD' || BODYLESS_STATUS.has(status)
-      if (bodyless) message.resume()
       if (status < 200 || status > 599) {
         message.destroy()
         return reject(new UpstreamError('protocol-error', `upstream answered with status ${status}`))
       }
-      resolve(
-        new Response(bodyless ? null : responseBody(message), {
-          status,
-          statusText: message.statusMessage,
-          headers: incomingHeaders(message.rawHeaders),
-        }),
+      const headers = incomingHeaders(message.rawHeaders)
+      const answer: UpstreamAnswer = { status, statusText: message.statusMessage ?? '', headers, body: null }
+      if (isBodyless(r.method, status)) {
+        message.resume()
+        return resolve(answer)
+      }
+      if (r.bufferUpTo === undefined || declaredLength(headers) > r.bufferUpTo) {
+        answer.body = responseBody(message)
+        return resolve(answer)
+      }
+      readWhole(
+        message,
+        r.signal,
+        (body) => {
+          answer.body = body
+          resolve(answer)
+        },
+        reject,
       )
     })
     if (r.body === null) request.end()

@@ -17,10 +17,25 @@ export interface UpstreamRequest {
   connectTimeoutMs: number
   /** PEM file of the CA that signs an https endpoint's certificate, instead of the system's; read once per file. */
   ca?: string
+  /** An answer body with a declared length up to this many bytes is read whole before the answer resolves. */
+  bufferUpTo?: number
+}
+
+/**
+ * The upstream's answer as plain parts rather than a Response, so a runtime can hand over bytes it
+ * read natively without wrapping them in a web stream first (Node: no undici Response per request).
+ */
+export interface UpstreamAnswer {
+  status: number
+  statusText: string
+  /** The client's own copy: the caller may change it. */
+  headers: Headers
+  /** Bytes when read whole (see bufferUpTo), else a stream to read or cancel; null for HEAD, 204 and 304. */
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null
 }
 
 /** Sends one request upstream. Never follows redirects and never decodes content-encoding. */
-export type UpstreamClient = (request: UpstreamRequest) => Promise<Response>
+export type UpstreamClient = (request: UpstreamRequest) => Promise<UpstreamAnswer>
 
 export type Handler = (request: Request, client: ClientInfo) => Response | Promise<Response>
 
