@@ -204,5 +204,5 @@ function otherUpstream(context: RouteContext, upstreamName: string): (exchange: 
 
 /** A request body can go out again only if there was none, it was buffered, or nothing has read it yet. */
 function canResend(exchange: Exchange): boolean {
-  return exchange.request.body === null || exchange.replayableBody !== undefined || exchange.attempts === 0
+  return exchange.body === null || exchange.replayableBody !== undefined || exchange.attempts === 0
 }

@@ -1,164 +1,181 @@
 import { readFileSync } from 'node:fs'
-import http from 'node:http'
-import https from 'node:https'
-import type { Socket } from 'node:net'
+import type { IncomingHttpHeaders } from 'node:http'
+import { Agent, type Dispatcher } from 'undici'
 import { declaredLength, isBodyless } from '../proxy/answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from './types.ts'
 
 /**
- * Node's upstream client, on node:http rather than fetch: undici's fetch decodes content-encoding,
- * rejects Expect/Connection headers and costs several times more CPU per request (runtime.md §2.3, §9).
+ * Node's upstream client, on undici's dispatcher rather than fetch or node:http: fetch decodes
+ * content-encoding, rejects Expect/Connection and costs several times more CPU per request; node:http's
+ * ClientRequest costs about three times what a dispatch does (runtime.md §2.3). Bodies stay Node
+ * Buffers: a small one is handed over whole, a large one through a web stream with backpressure.
  */
-const agents = {
-  'http:': new http.Agent({ keepAlive: true, scheduling: 'lifo' }),
-  'https:': new https.Agent({ keepAlive: true, scheduling: 'lifo' }),
-}
 
-/** One keep-alive agent per upstream CA file (an upstream's `ca`), its PEM read on first use. */
-const caAgents = new Map<string, https.Agent>()
+/** One keep-alive agent (a pool per origin) per connect timeout and upstream CA file. */
+const agents = new Map<string, Agent>()
 
-function agentFor(protocol: string, caFile: string | undefined): http.Agent {
-  if (caFile === undefined || protocol !== 'https:') return agents[protocol as 'http:' | 'https:']
-  let agent = caAgents.get(caFile)
-  if (agent === undefined) caAgents.set(caFile, (agent = new https.Agent({ keepAlive: true, scheduling: 'lifo', ca: readFileSync(caFile, 'utf8') })))
+function agentFor(connectTimeoutMs: number, caFile: string | undefined): Agent {
+  const key = caFile === undefined ? String(connectTimeoutMs) : `${connectTimeoutMs} ${caFile}`
+  let agent = agents.get(key)
+  if (agent === undefined) {
+    agent = new Agent({
+      // Pillion's own timeouts (route, per try, body stall) govern a call; undici's would cut it at 300 s.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connect: { timeout: connectTimeoutMs, ...(caFile === undefined ? {} : { ca: readFileSync(caFile, 'utf8') }) },
+    })
+    agents.set(key, agent)
+  }
   return agent
 }
 
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
 
-function failureOf(error: NodeJS.ErrnoException): UpstreamFailure {
-  if (error.code !== undefined && CONNECT_FAILURES.has(error.code)) return 'connect-failure'
-  if (error.code === 'HPE_INVALID_CONSTANT' || error.code?.startsWith('HPE_')) return 'protocol-error'
+function failureOf(error: Error & { code?: string }): UpstreamFailure {
+  const code = error.code
+  if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-timeout'
+  if (code !== undefined && CONNECT_FAILURES.has(code)) return 'connect-failure'
+  if (code?.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return 'protocol-error'
   return 'reset'
 }
 
-function outgoingHeaders(headers: Headers): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  for (const [name, value] of headers) {
-    const prior = out[name]
-    if (prior === undefined) out[name] = value
-    else if (Array.isArray(prior)) prior.push(value)
-    else out[name] = [prior, value]
-  }
-  return out
+function flatHeaders(headers: Headers): string[] {
+  const flat: string[] = []
+  for (const [name, value] of headers) flat.push(name, value)
+  return flat
 }
 
-function incomingHeaders(raw: string[]): Headers {
+function answerHeaders(parsed: IncomingHttpHeaders): Headers {
   const headers = new Headers()
-  for (let i = 0; i < raw.length; i += 2) headers.append(raw[i]!, raw[i + 1]!)
+  for (const name in parsed) {
+    const value = parsed[name]
+    if (typeof value === 'string') headers.append(name, value)
+    else if (value !== undefined) for (const one of value) headers.append(name, one)
+  }
   return headers
 }
 
-function responseBody(message: http.IncomingMessage): ReadableStream<Uint8Array> {
-  return new ReadableStream<Uint8Array>({
-    start(controller) {
-      message.on('data', (chunk: Buffer) => {
-        controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
-        if ((controller.desiredSize ?? 0) <= 0) message.pause()
-      })
-      message.on('end', () => controller.close())
-      message.on('error', (error) => controller.error(error))
-      message.on('close', () => {
-        if (!message.complete) controller.error(new UpstreamError('reset', 'upstream closed the response early'))
-      })
-    },
-    pull() {
-      message.resume()
-    },
-    cancel() {
-      message.destroy()
-    },
-  })
+/** "http://host:port/base/path?q" → origin and the rest; endpoint URLs are normalized (endpoint-url.ts). */
+function splitOrigin(url: string): [origin: string, path: string] {
+  const slash = url.indexOf('/', url.indexOf('//') + 2)
+  return slash === -1 ? [url, '/'] : [url.slice(0, slash), url.slice(slash)]
 }
 
-/** Collects a small body as Node hands it over: no web stream, one Buffer at the end. */
-function readWhole(message: http.IncomingMessage, signal: AbortSignal, done: (body: Uint8Array<ArrayBuffer>) => void, failed: (error: unknown) => void): void {
-  const chunks: Buffer[] = []
-  let size = 0
-  message.on('data', (chunk: Buffer) => {
-    chunks.push(chunk)
-    size += chunk.byteLength
-  })
-  // Node's socket chunks are Buffers on a plain ArrayBuffer (never shared memory).
-  message.on('end', () => done((chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)) as Uint8Array<ArrayBuffer>))
-  message.on('close', () => {
-    if (!message.complete) failed(signal.aborted ? signal.reason : new UpstreamError('reset', 'upstream closed the response early'))
-  })
-}
+/** One call's dispatch handler: resolves with the answer's head, and feeds or collects its body. */
+class Call implements Dispatcher.DispatchHandler {
+  readonly #request: UpstreamRequest
+  readonly #resolve: (answer: UpstreamAnswer) => void
+  readonly #reject: (error: unknown) => void
+  #controller: Dispatcher.DispatchController | undefined
+  #answer: UpstreamAnswer | undefined
+  /** Set while a small body is collected whole. */
+  #chunks: Buffer[] | undefined
+  #size = 0
+  /** Set while a large body streams. */
+  #stream: ReadableStreamDefaultController<Uint8Array> | undefined
+  #settled = false
 
-async function pumpBody(body: ReadableStream<Uint8Array>, request: http.ClientRequest): Promise<void> {
-  const reader = body.getReader()
-  try {
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      if (!request.write(value)) await new Promise((resolve) => request.once('drain', resolve))
-      if (request.destroyed) return
+  constructor(request: UpstreamRequest, resolve: (answer: UpstreamAnswer) => void, reject: (error: unknown) => void) {
+    this.#request = request
+    this.#resolve = resolve
+    this.#reject = reject
+    request.signal.addEventListener('abort', this)
+  }
+
+  /** The try's signal fired: an EventListener object, so a call allocates no closure for it. */
+  handleEvent(): void {
+    this.#controller?.abort(this.#request.signal.reason)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+    if (this.#request.signal.aborted) controller.abort(this.#request.signal.reason)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
+    if (status < 200) return // informational (100, 103): the final answer follows
+    if (status > 599) return controller.abort(new UpstreamError('protocol-error', `upstream answered with status ${status}`))
+    const answer: UpstreamAnswer = { status, statusText: statusMessage ?? '', headers: answerHeaders(headers), body: null }
+    this.#answer = answer
+    const request = this.#request
+    if (isBodyless(request.method, status)) return this.#settle(answer)
+    if (request.bufferUpTo !== undefined && declaredLength(answer.headers) <= request.bufferUpTo) {
+      this.#chunks = []
+      return
     }
-    request.end()
-  } catch (error) {
-    request.destroy(error as Error)
+    answer.body = new ReadableStream<Uint8Array>({
+      start: (stream) => {
+        this.#stream = stream
+      },
+      // Only when paused: pull also runs inside enqueue, and a resume there re-enters undici's parser.
+      pull: () => {
+        if (controller.paused) controller.resume()
+      },
+      cancel: () => controller.abort(new UpstreamError('reset', 'the response body was cancelled')),
+    })
+    this.#settle(answer)
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#chunks !== undefined) {
+      this.#chunks.push(chunk)
+      this.#size += chunk.byteLength
+    } else if (this.#stream !== undefined && chunk.byteLength > 0) {
+      // undici hands over an empty chunk on resume; pausing on it would loop for ever.
+      this.#stream.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+      if ((this.#stream.desiredSize ?? 0) <= 0) controller.pause()
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#done()
+    const chunks = this.#chunks
+    if (chunks !== undefined) {
+      // Node's socket chunks are Buffers on a plain ArrayBuffer (never shared memory).
+      this.#answer!.body = (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, this.#size)) as Uint8Array<ArrayBuffer>
+      this.#settle(this.#answer!)
+    } else if (this.#stream !== undefined) {
+      this.#stream.close()
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error & { code?: string }): void {
+    this.#done()
+    const signal = this.#request.signal
+    const reason =
+      signal.aborted ? signal.reason
+      : error instanceof UpstreamError ? error
+      : new UpstreamError(failureOf(error), error.message, { cause: error })
+    if (!this.#settled) {
+      this.#settled = true
+      this.#reject(reason)
+    } else {
+      this.#stream?.error(reason)
+    }
+  }
+
+  #settle(answer: UpstreamAnswer): void {
+    this.#settled = true
+    this.#resolve(answer)
+  }
+
+  #done(): void {
+    this.#request.signal.removeEventListener('abort', this)
   }
 }
 
 export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
   new Promise<UpstreamAnswer>((resolve, reject) => {
     if (r.signal.aborted) return reject(r.signal.reason)
-    const url = new URL(r.url)
-    const request = (url.protocol === 'https:' ? https : http).request({
-      protocol: url.protocol,
-      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port,
-      path: url.pathname + url.search,
-      method: r.method,
-      headers: outgoingHeaders(r.headers),
-      agent: agentFor(url.protocol, r.ca),
-    })
-    const onAbort = () => request.destroy(r.signal.reason)
-    r.signal.addEventListener('abort', onAbort, { once: true })
-    request.on('close', () => r.signal.removeEventListener('abort', onAbort))
-    request.on('socket', (socket: Socket) => {
-      if (!socket.connecting) return
-      const timer = setTimeout(
-        () => request.destroy(new UpstreamError('connect-timeout', `no connection within ${r.connectTimeoutMs}ms`)),
-        r.connectTimeoutMs,
-      )
-      socket.once('connect', () => clearTimeout(timer))
-      socket.once('close', () => clearTimeout(timer))
-    })
-    request.on('error', (error: NodeJS.ErrnoException) => {
-      if (r.signal.aborted) return reject(r.signal.reason)
-      if (error instanceof UpstreamError) return reject(error)
-      reject(new UpstreamError(failureOf(error), error.message, { cause: error }))
-    })
-    request.on('response', (message) => {
-      const status = message.statusCode ?? 502
-      if (status < 200 || status > 599) {
-        message.destroy()
-        return reject(new UpstreamError('protocol-error', `upstream answered with status ${status}`))
-      }
-      const headers = incomingHeaders(message.rawHeaders)
-      const answer: UpstreamAnswer = { status, statusText: message.statusMessage ?? '', headers, body: null }
-      if (isBodyless(r.method, status)) {
-        message.resume()
-        return resolve(answer)
-      }
-      if (r.bufferUpTo === undefined || declaredLength(headers) > r.bufferUpTo) {
-        answer.body = responseBody(message)
-        return resolve(answer)
-      }
-      readWhole(
-        message,
-        r.signal,
-        (body) => {
-          answer.body = body
-          resolve(answer)
-        },
-        reject,
-      )
-    })
-    if (r.body === null) request.end()
-    else if (r.body instanceof Uint8Array) request.end(r.body)
-    else void pumpBody(r.body, request)
+    const [origin, path] = splitOrigin(r.url)
+    const options: Dispatcher.DispatchOptions = {
+      origin,
+      path,
+      method: r.method as Dispatcher.HttpMethod,
+      headers: flatHeaders(r.headers),
+      // A web stream is an async iterable: undici writes it with backpressure.
+      body: r.body as Dispatcher.DispatchOptions['body'],
+    }
+    agentFor(r.connectTimeoutMs, r.ca).dispatch(options, new Call(r, resolve, reject))
   })
