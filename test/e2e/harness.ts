@@ -50,6 +50,7 @@ export interface Gateway {
   exited: Promise<number | null>
   stop(signal?: NodeJS.Signals): Promise<number | null>
   peakRssKb(): number
+  rssKb(): number
 }
 
 /** Starts `pillion run` on the given policy text and waits for it to print that it is ready. */
@@ -113,6 +114,10 @@ export async function startGateway(target: Target, policy: string, env: Record<s
     peakRssKb() {
       const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
       return Number(/VmHWM:\s+(\d+)/.exec(status)![1])
+    },
+    rssKb() {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8')
+      return Number(/VmRSS:\s+(\d+)/.exec(status)![1])
     },
   }
 }
