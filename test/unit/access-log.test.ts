@@ -107,6 +107,17 @@ describe('access log lines', () => {
     assert.equal(log.format(recordWith()), `{"trace_id":"${'a'.repeat(32)}","span_id":"${'b'.repeat(16)}"}`)
   })
 
+  test('a line is exactly what JSON.stringify gives, quotes and control characters escaped, times as toISOString', () => {
+    const log = new AccessLog({ to: 'stdout', fields: ['time', 'path', 'user_agent', 'duration_ms', 'status'] }, writerFor(new MemorySink()).writer)
+    const times = [0, 999.9, 1000, 1_000_000_000_123.4, Date.UTC(2030, 0, 2, 3, 4, 5, 6), Date.UTC(2030, 0, 2, 3, 4, 5, 60), Date.UTC(2030, 0, 2, 3, 4, 6, 600), Date.UTC(2030, 0, 2, 3, 4, 5, 7)]
+    for (const startedAt of times) {
+      const record = recordWith({ startedAt, path: '/a"b\\c\n\u0001', durationMs: 1 / 3 }, { 'user-agent': 'ua "quoted" \u00e9' })
+      const expected = JSON.stringify({ time: new Date(startedAt).toISOString(), path: record.path, user_agent: 'ua "quoted" \u00e9', duration_ms: 0.333, status: 502 })
+      assert.equal(log.format(record), expected)
+    }
+    assert.equal(new AccessLog({ to: 'stdout', fields: ['fault'] }, writerFor(new MemorySink()).writer).format(recordWith()), '{}')
+  })
+
   test('every field has a value function', () => {
     const log = new AccessLog({ to: 'stdout', fields: [...ACCESS_LOG_FIELDS] }, writerFor(new MemorySink()).writer)
     const line = JSON.parse(log.format(recordWith({}, { traceparent: `00-${TRACE}-b7ad6b7169203331-01` })))
