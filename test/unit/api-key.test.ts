@@ -22,7 +22,7 @@ function setup(files: Record<string, string>) {
   }
   const security = securityDeps(host)
   const step = apiKeyLayer(POLICY, context, security)(echoStep())
-  const store = security.keep<{ start(): void; stop(): void; reload(): Promise<void> }>('api_keys:/keys.json', null, () => assert.fail('not kept'))
+  const store = security.keep<{ start(): void; stop(): void; reload(): Promise<void>; known(key: string): string | undefined }>('api_keys:/keys.json', null, () => assert.fail('not kept'))
   const send = async (headers: Record<string, string>) => {
     try {
       return await step(exchangeFor('http://gw/x', { headers }))
@@ -100,6 +100,17 @@ describe('api_key layer', () => {
     assert.equal(events.failed.length, 1)
     store.stop()
     assert.equal(host.watchers.size, 0)
+  })
+
+  test('a key seen valid is remembered by value, so its next request skips the SHA-256; an unknown key is not', async () => {
+    const { send, store } = setup({ '/keys.json': JSON.stringify({ [sha('good')]: 'team-a' }) })
+    assert.equal(store.known('good'), undefined)
+    assert.ok((await send({ 'x-api-key': 'good' })) instanceof Response)
+    assert.ok((await send({ 'x-api-key': 'bad' })) instanceof GatewayError)
+    assert.equal(store.known('good'), 'team-a')
+    assert.equal(store.known('bad'), undefined)
+    const again = await send({ 'x-api-key': 'good' })
+    assert.ok(again instanceof Response)
   })
 
   test('no readable file: every key is refused (fail closed)', async () => {
