@@ -60,7 +60,9 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     exchange.upstreamMs = performance.now() - sentAt
     const { status, body } = answer
     upstream.report(endpoint, status < 500)
-    const response = new Response(body, { status, statusText: answer.statusText, headers: toDownstream(answer.headers, exchange.requestId) })
+    // The Response's own headers are its copy of the answer's (which may be immutable): edit those.
+    const response = new Response(body, { status, statusText: answer.statusText, headers: answer.headers })
+    toDownstream(response.headers, exchange.requestId)
     if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
     return response
   }

@@ -26,8 +26,7 @@ export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
     try {
       const response = await fetch(r.url, init)
       const status = response.status
-      // fetch's own headers may be immutable (Deno): the answer carries a copy its caller may change.
-      const headers = new Headers(response.headers)
+      const headers = response.headers
       let body: UpstreamAnswer['body'] = response.body
       if (body !== null && isBodyless(r.method, status)) {
         body.cancel().catch(() => {})

@@ -28,7 +28,7 @@ export interface UpstreamRequest {
 export interface UpstreamAnswer {
   status: number
   statusText: string
-  /** The client's own copy: the caller may change it. */
+  /** Possibly the runtime's immutable headers (fetch's): a caller that changes them copies first. */
   headers: Headers
   /** Bytes when read whole (see bufferUpTo), else a stream to read or cancel; null for HEAD, 204 and 304. */
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null
