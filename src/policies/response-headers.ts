@@ -108,9 +108,15 @@ export function responseHeadersLayer(secure: SecureHeadersPolicy | undefined, st
     async function responseHeaders(exchange: Exchange): Promise<Response> {
       const response = middleware === undefined ? await next(exchange) : await aroundChain(middleware, exchange, next)
       if (names === undefined) return response
-      // A copy, not delete() in place: a Response from fetch may have immutable headers.
-      let headers: Headers | undefined
-      for (const name of names) if (response.headers.has(name)) (headers ??= new Headers(response.headers)).delete(name)
-      return headers === undefined ? response : new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+      try {
+        // In place: the chain's answers are its own Responses, and the same object keeps the forwarder's buffered answer recognised.
+        for (const name of names) response.headers.delete(name)
+        return response
+      } catch {
+        // Immutable headers (a Response straight from fetch): a copy without them.
+        const headers = new Headers(response.headers)
+        for (const name of names) headers.delete(name)
+        return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+      }
     }
 }

@@ -80,6 +80,25 @@ describe('cors layer', () => {
     assert.equal(error.headers!['access-control-allow-origin'], 'https://app.example')
   })
 
+  test("the chain's own Response comes back, edited in place, not a copy (the forwarder's buffered answer stays recognised)", async () => {
+    const own = new Response('x', { headers: { 'set-cookie': 'a=1' } })
+    const response = await corsLayer(POLICY, fakeContext())(async () => own)(exchangeFor('http://gw/x', { headers: { origin: 'https://app.example' } }))
+    assert.equal(response, own)
+    assert.equal(response.headers.get('access-control-allow-origin'), 'https://app.example')
+    assert.equal(response.headers.get('access-control-allow-credentials'), 'true')
+    assert.match(response.headers.get('vary')!, /Origin/)
+    assert.deepEqual(response.headers.getSetCookie(), ['a=1'])
+  })
+
+  test('an answer whose headers cannot change (fetch, Response.redirect) is copied with the CORS headers', async () => {
+    const immutable = Response.redirect('https://app.example/next', 302)
+    const response = await corsLayer(POLICY, fakeContext())(async () => immutable)(exchangeFor('http://gw/x', { headers: { origin: 'https://app.example' } }))
+    assert.notEqual(response, immutable)
+    assert.equal(response.status, 302)
+    assert.equal(response.headers.get('location'), 'https://app.example/next')
+    assert.equal(response.headers.get('access-control-allow-origin'), 'https://app.example')
+  })
+
   test('an OPTIONS request that is not a preflight goes through', async () => {
     const next = echoStep()
     const response = await corsLayer(POLICY, fakeContext())(next)(exchangeFor('http://gw/x', { method: 'OPTIONS', headers: { origin: 'https://app.example' } }))
@@ -111,6 +130,17 @@ describe('secure headers and stripped response headers', () => {
     assert.equal(response.headers.get('server'), null)
     assert.equal(response.headers.get('x-powered-by'), null)
     assert.equal(await response.text(), 'x')
+  })
+
+  test('stripping edits the answer in place; an immutable one is copied', async () => {
+    const own = new Response('x', { headers: { server: 'gunicorn/20' } })
+    const layer = responseHeadersLayer(undefined, ['server'])
+    assert.equal(await layer(async () => own)(exchangeFor('http://gw/x')), own)
+    assert.equal(own.headers.get('server'), null)
+    const immutable = Response.redirect('https://app.example/next', 302)
+    const copied = await layer(async () => immutable)(exchangeFor('http://gw/x'))
+    assert.notEqual(copied, immutable)
+    assert.equal(copied.headers.get('location'), 'https://app.example/next')
   })
 
   test('options replace or drop headers; error answers get them too', async () => {
