@@ -80,14 +80,26 @@ export function incomingContext(headers: Headers): { context?: TraceContext; sam
 
 const HEX = Array.from({ length: 256 }, (_, byte) => byte.toString(16).padStart(2, '0'))
 
+/**
+ * Random bytes drawn from crypto 4 KiB at a time and handed out in order, each byte once: one
+ * getRandomValues call per ~170 traced requests instead of two per request (each costs a few µs on Node).
+ */
+const pool = new Uint8Array(4096)
+let poolUsed = pool.length
+
 /** Random hex of `bytes` bytes, never all zero (an all-zero id is invalid). */
 export function randomId(bytes: 8 | 16): string {
-  const buffer = crypto.getRandomValues(new Uint8Array(bytes))
+  if (poolUsed + bytes > pool.length) {
+    crypto.getRandomValues(pool)
+    poolUsed = 0
+  }
   let id = ''
   let zero = true
-  for (const byte of buffer) {
+  for (let i = poolUsed; i < poolUsed + bytes; i++) {
+    const byte = pool[i]!
     id += HEX[byte]
     if (byte !== 0) zero = false
   }
+  poolUsed += bytes
   return zero ? randomId(bytes) : id
 }

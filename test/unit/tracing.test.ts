@@ -49,6 +49,13 @@ describe('traceparent', () => {
     assert.match(randomId(8), /^[0-9a-f]{16}$/)
     assert.notEqual(randomId(8), randomId(8))
   })
+
+  test('ids stay distinct and well formed across many refills of the random pool', () => {
+    const ids = new Set<string>()
+    for (let i = 0; i < 3000; i++) ids.add(randomId(i % 2 === 0 ? 16 : 8))
+    assert.equal(ids.size, 3000)
+    for (const id of ids) assert.match(id, /^(?:[0-9a-f]{16}|[0-9a-f]{32})$/)
+  })
 })
 
 describe('b3 single header', () => {
