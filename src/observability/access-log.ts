@@ -13,7 +13,11 @@ export const FLUSH_BYTES = 64 * 1024
 export const MAX_PENDING_BYTES = 4 * 1024 * 1024
 
 type Trace = { traceId: string; spanId: string } | undefined
-type Getter = (record: RequestRecord, trace: () => Trace) => unknown
+/** The trace ids of the line being written, looked up only when a field asks for them. */
+interface TraceOfLine {
+  get(): Trace
+}
+type Getter = (record: RequestRecord, trace: TraceOfLine) => unknown
 
 const round3 = (ms: number) => Math.round(ms * 1000) / 1000
 
@@ -38,8 +42,8 @@ function isoTime(ms: number): string {
 const GETTERS: Record<AccessLogField, Getter> = {
   time: (r) => isoTime(r.startedAt),
   request_id: (r) => r.requestId,
-  trace_id: (_r, trace) => trace()?.traceId,
-  span_id: (_r, trace) => trace()?.spanId,
+  trace_id: (_r, trace) => trace.get()?.traceId,
+  span_id: (_r, trace) => trace.get()?.spanId,
   route: (r) => r.route,
   method: (r) => r.method,
   host: (r) => r.request.headers.get('host') ?? undefined,
@@ -83,6 +87,8 @@ export class AccessLog implements RequestObserver {
   #fields: CompiledField[]
   readonly #writer: LineWriter
   readonly #traces: TraceLookup
+  /** Reused for every line: format() is synchronous, so one line is written at a time. */
+  readonly #trace = new LazyTrace()
 
   constructor(config: AccessLogConfig, writer: LineWriter, traces: TraceLookup = headerTrace) {
     this.#fields = compileFields(config.fields)
@@ -101,11 +107,10 @@ export class AccessLog implements RequestObserver {
 
   /** The JSON line, written out directly: the same text JSON.stringify gives, without an object per line. */
   format(record: RequestRecord): string {
-    let trace: Trace | null = null
-    const lazyTrace = () => (trace === null ? (trace = this.#traces(record)) : trace)
+    const trace = this.#trace.reset(record, this.#traces)
     let line = ''
     for (const field of this.#fields) {
-      const value = field.get(record, lazyTrace)
+      const value = field.get(record, trace)
       if (value === undefined) continue
       line += line === '' ? field.first : field.next
       line += typeof value === 'number' ? (Number.isFinite(value) ? String(value) : 'null') : JSON.stringify(value)
@@ -115,6 +120,24 @@ export class AccessLog implements RequestObserver {
 
   onResponse(record: RequestRecord): void {
     this.#writer.push(this.format(record))
+  }
+}
+
+class LazyTrace implements TraceOfLine {
+  #record: RequestRecord | undefined
+  #lookup: TraceLookup = headerTrace
+  #trace: Trace | null = null
+
+  reset(record: RequestRecord, lookup: TraceLookup): this {
+    this.#record = record
+    this.#lookup = lookup
+    this.#trace = null
+    return this
+  }
+
+  get(): Trace {
+    if (this.#trace === null) this.#trace = this.#lookup(this.#record!)
+    return this.#trace
   }
 }
 

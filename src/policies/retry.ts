@@ -97,12 +97,9 @@ export function retryLayer(policy: RetryPolicy, context: RouteContext): Layer {
   const tryOnce = async (next: Step, exchange: Exchange): Promise<TryOutcome> => {
     let timer: ReturnType<typeof setTimeout> | undefined
     if (perTryTimeoutMs > 0) {
-      const attempt = new AbortController()
-      const parent = exchange.signal
-      if (parent.aborted) attempt.abort(parent.reason)
-      else parent.addEventListener('abort', () => attempt.abort(parent.reason), { once: true })
-      timer = setTimeout(() => attempt.abort(new GatewayError('upstream_timeout', perTryMessage)), perTryTimeoutMs)
-      exchange.attemptSignal = attempt.signal
+      const attempt = new TryAbort(exchange.signal)
+      timer = setTimeout(expireTry, perTryTimeoutMs, attempt.controller, perTryMessage)
+      exchange.attemptSignal = attempt.controller.signal
     }
     try {
       const response = await next(exchange)
@@ -171,4 +168,27 @@ type TryOutcome =
 
 function describeResult(result: TryResult): string {
   return result.error !== undefined ? (result.error.failure ?? result.error.code) : String(result.status)
+}
+
+/**
+ * A try's own cancellation: aborted when the exchange is, or when per_try_timeout passes. An
+ * EventListener object and a module-level timer callback, so a try allocates no closures.
+ */
+class TryAbort {
+  readonly controller = new AbortController()
+  readonly #parent: AbortSignal
+
+  constructor(parent: AbortSignal) {
+    this.#parent = parent
+    if (parent.aborted) this.controller.abort(parent.reason)
+    else parent.addEventListener('abort', this, { once: true })
+  }
+
+  handleEvent(): void {
+    this.controller.abort(this.#parent.reason)
+  }
+}
+
+function expireTry(controller: AbortController, message: string): void {
+  controller.abort(new GatewayError('upstream_timeout', message))
 }
