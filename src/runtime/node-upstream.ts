@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
-import { Agent, type Dispatcher } from 'undici'
+import type { Socket } from 'node:net'
+import { Agent, buildConnector, errors, type Dispatcher } from 'undici'
 import { declaredLength, isBodyless } from '../proxy/answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from './types.ts'
@@ -23,20 +24,41 @@ function agentFor(connectTimeoutMs: number, caFile: string | undefined): Agent {
       // Pillion's own timeouts (route, per try, body stall) govern a call; undici's would cut it at 300 s.
       headersTimeout: 0,
       bodyTimeout: 0,
-      connect: { timeout: connectTimeoutMs, ...(caFile === undefined ? {} : { ca: readFileSync(caFile, 'utf8') }) },
+      connect: connectWithin(connectTimeoutMs, caFile === undefined ? {} : { ca: readFileSync(caFile, 'utf8') }),
     })
     agents.set(key, agent)
   }
   return agent
 }
 
+/**
+ * undici's connector with an exact connect timeout: its own runs on ~500 ms "fast timers", so a
+ * 300 ms connect_timeout fired after about a second.
+ */
+function connectWithin(timeoutMs: number, tls: { ca?: string }): buildConnector.connector {
+  const connect = buildConnector({ ...tls, timeout: 0 })
+  return (options, callback) => {
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const socket = (connect as unknown as (o: buildConnector.Options, c: buildConnector.Callback) => Socket)(options, (...result) => {
+      clearTimeout(timer)
+      callback(...result)
+    })
+    if (timeoutMs > 0) {
+      timer = setTimeout(() => socket.destroy(new errors.ConnectTimeoutError(`no connection within ${timeoutMs}ms`)), timeoutMs)
+    }
+    return socket
+  }
+}
+
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
 
-function failureOf(error: Error & { code?: string }): UpstreamFailure {
+/** connected: whether the request had a socket (onRequestStart); anything before it is a connect failure (TLS included). */
+function failureOf(error: Error & { code?: string }, connected: boolean): UpstreamFailure {
   const code = error.code
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-timeout'
-  if (code !== undefined && CONNECT_FAILURES.has(code)) return 'connect-failure'
-  if (code?.startsWith('HPE_') || code === 'UND_ERR_INFO' || code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE') return 'protocol-error'
+  if (!connected || (code !== undefined && CONNECT_FAILURES.has(code))) return 'connect-failure'
+  // undici 7 leaves HTTPParserError's code unset; a stray 100 or 101 comes as "bad response"/"bad upgrade".
+  if (error.name === 'HTTPParserError' || (code === 'UND_ERR_SOCKET' && error.message.startsWith('bad '))) return 'protocol-error'
   return 'reset'
 }
 
@@ -85,7 +107,14 @@ class Call implements Dispatcher.DispatchHandler {
 
   /** The try's signal fired: an EventListener object, so a call allocates no closure for it. */
   handleEvent(): void {
-    this.#controller?.abort(this.#request.signal.reason)
+    const reason = this.#request.signal.reason
+    if (this.#controller !== undefined) return this.#controller.abort(reason)
+    // Still connecting: settle now (onRequestStart aborts the dispatch when the socket comes).
+    this.#done()
+    if (!this.#settled) {
+      this.#settled = true
+      this.#reject(reason)
+    }
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -94,7 +123,7 @@ class Call implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
-    if (status < 200) return // informational (100, 103): the final answer follows
+    if (status < 200) return // informational (102, 103): the final answer follows; undici itself refuses a stray 100
     if (status > 599) return controller.abort(new UpstreamError('protocol-error', `upstream answered with status ${status}`))
     const answer: UpstreamAnswer = { status, statusText: statusMessage ?? '', headers: answerHeaders(headers), body: null }
     this.#answer = answer
@@ -146,7 +175,7 @@ class Call implements Dispatcher.DispatchHandler {
     const reason =
       signal.aborted ? signal.reason
       : error instanceof UpstreamError ? error
-      : new UpstreamError(failureOf(error), error.message, { cause: error })
+      : new UpstreamError(failureOf(error, this.#controller !== undefined), error.message, { cause: error })
     if (!this.#settled) {
       this.#settled = true
       this.#reject(reason)
@@ -174,7 +203,9 @@ export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
       path,
       method: r.method as Dispatcher.HttpMethod,
       headers: flatHeaders(r.headers),
-      // A web stream is an async iterable: undici writes it with backpressure.
+      // A web stream is an async iterable: undici writes it with backpressure. Node 20 throws an
+      // uncaught ERR_INVALID_STATE when a bare Readable.toWeb stream is cancelled mid-upload
+      // (nodejs/node#54205); @hono/node-server's request bodies are wrapped, so they are safe.
       body: r.body as Dispatcher.DispatchOptions['body'],
     }
     agentFor(r.connectTimeoutMs, r.ca).dispatch(options, new Call(r, resolve, reject))
