@@ -487,7 +487,7 @@ for (const connections of CONNECTIONS) {
   const direct = row('direct', connections)
   const nginx = row('nginx', connections)
   console.log(`\n${connections} connection${connections > 1 ? 's' : ''}, median of ${ROUNDS} rounds (×d: ratio to direct, ×n: to the NGINX proxy)`)
-  console.log(`${'config'.padEnd(15)}     rps   ×d   ×n │  p50 µs   ×d   ×n │  p99 µs   ×d   ×n │ RSS MB   ×n │ CPU µs/req`)
+  console.log(`${'config'.padEnd(15)}     rps   ×d   ×n │  p50 µs   ×d   ×n │  p99 µs   ×d   ×n │ RSS MB   ×d   ×n │ CPU µs/req`)
   for (const config of configs) {
     const r = row(config.name, connections)
     const entry = { config: config.name, connections, ...r }
@@ -499,7 +499,7 @@ for (const connections of CONNECTIONS) {
     results.push(entry)
     const errors = r.socketErrors > 0 ? `  (${r.socketErrors} socket errors)` : ''
     console.log(
-      `${config.name.padEnd(15)} ${fmt(r.rps)} ${fmt(entry.rpsVsDirect, 2, 4)} ${fmt(entry.rpsVsNginx, 2, 4)} │ ${fmt(r.p50)} ${fmt(entry.p50VsDirect, 1, 4)} ${fmt(entry.p50VsNginx, 1, 4)} │ ${fmt(r.p99)} ${fmt(entry.p99VsDirect, 1, 4)} ${fmt(entry.p99VsNginx, 1, 4)} │ ${fmt(r.rss, 0, 6)} ${fmt(entry.rssVsNginx, 1, 4)} │ ${fmt(r.cpuUsPerRequest, 1, 10)}${errors}`,
+      `${config.name.padEnd(15)} ${fmt(r.rps)} ${fmt(entry.rpsVsDirect, 2, 4)} ${fmt(entry.rpsVsNginx, 2, 4)} │ ${fmt(r.p50)} ${fmt(entry.p50VsDirect, 1, 4)} ${fmt(entry.p50VsNginx, 1, 4)} │ ${fmt(r.p99)} ${fmt(entry.p99VsDirect, 1, 4)} ${fmt(entry.p99VsNginx, 1, 4)} │ ${fmt(r.rss, 0, 6)} ${fmt(entry.rssVsDirect, 1, 4)} ${fmt(entry.rssVsNginx, 1, 4)} │ ${fmt(r.cpuUsPerRequest, 1, 10)}${errors}`,
     )
   }
 }
