@@ -87,7 +87,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     exchange.setUpstreamHeader('x-forwarded-for', `${forwardedFor}, ${peer.remoteAddress}`)
   }
   for (const observer of context.observers) observer.onRequest?.(exchange)
-  exchange.watchClient(request.signal)
+  exchange.watchClient(request, peer)
   let response: Response
   try {
     response = await route.chain(exchange)

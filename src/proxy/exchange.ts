@@ -48,6 +48,7 @@ export class Exchange {
   #cleanups: Array<() => void> | undefined
   #finished = false
   #clientSignal: AbortSignal | undefined
+  #unwatchClient: (() => void) | undefined
   /** The route timeout's timer, cleared when the exchange finishes (kept here, not in a closure). */
   deadlineTimer: ReturnType<typeof setTimeout> | undefined
 
@@ -89,13 +90,17 @@ export class Exchange {
     ;(this.#cleanups ??= []).push(cleanup)
   }
 
-  /** Cancels the exchange when the client goes away, until it finishes. */
-  watchClient(signal: AbortSignal): void {
-    this.#clientSignal = signal
-    signal.addEventListener('abort', this)
+  /** Cancels the exchange when the client goes away, until it finishes: by the runtime's own watch, else the request's signal. */
+  watchClient(request: Request, client: ClientInfo): void {
+    if (client.watchGone !== undefined) {
+      this.#unwatchClient = client.watchGone(this)
+      return
+    }
+    this.#clientSignal = request.signal
+    this.#clientSignal.addEventListener('abort', this)
   }
 
-  /** The client's signal fired: an EventListener object, so watching a client allocates no closure. */
+  /** The client went away: an EventListener object, so watching a client allocates no closure. */
   handleEvent(): void {
     this.controller.abort(new GatewayError('client_closed', 'the client closed the connection'))
   }
@@ -105,6 +110,7 @@ export class Exchange {
     this.#finished = true
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
     this.#clientSignal?.removeEventListener('abort', this)
+    this.#unwatchClient?.()
     if (this.#cleanups) for (const cleanup of this.#cleanups) cleanup()
   }
 }

@@ -1,8 +1,9 @@
 import { serve } from '@hono/node-server'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
-import type { Runtime, ServeOptions, Server } from './types.ts'
+import type { ClientInfo, Runtime, ServeOptions, Server } from './types.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
@@ -19,6 +20,27 @@ function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
   return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
 }
 
+/** The client of one request: its address, and its going away seen on the response's 'close'. */
+class NodeClient implements ClientInfo {
+  readonly remoteAddress: string
+  readonly #outgoing: ServerResponse
+
+  constructor(incoming: IncomingMessage, outgoing: ServerResponse) {
+    this.remoteAddress = incoming.socket.remoteAddress ?? ''
+    this.#outgoing = outgoing
+  }
+
+  /** 'close' before the response finished is what @hono/node-server itself reads as the client leaving. */
+  watchGone(listener: { handleEvent(): void }): () => void {
+    const outgoing = this.#outgoing
+    const onClose = () => {
+      if (!outgoing.writableFinished) listener.handleEvent()
+    }
+    outgoing.once('close', onClose)
+    return () => outgoing.off('close', onClose)
+  }
+}
+
 export function createNodeRuntime(): Runtime {
   return {
     name: 'node',
@@ -28,7 +50,7 @@ export function createNodeRuntime(): Runtime {
       return new Promise<Server>((resolve, reject) => {
         const server = serve(
           {
-            fetch: (request, env) => handler(request, { remoteAddress: env.incoming.socket.remoteAddress ?? '' }),
+            fetch: (request, env) => handler(request, new NodeClient(env.incoming as IncomingMessage, env.outgoing as ServerResponse)),
             hostname: options.host,
             port: options.port,
             serverOptions: { requestTimeout: 0, keepAliveTimeout: 5_000, ...headersDeadline(options.headersTimeoutMs), ...tlsOptions(options.tls) },

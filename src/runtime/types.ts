@@ -4,6 +4,12 @@ import type { OpenRateLimitStore } from '../policies/rate-limit-store.ts'
 
 export interface ClientInfo {
   remoteAddress: string
+  /**
+   * Tells the listener once if the client goes away before its answer is complete; the returned
+   * function stops watching. A runtime leaves it out when the request's signal is as cheap: Node
+   * has it because @hono/node-server builds an AbortController for a request's signal on first use.
+   */
+  watchGone?(listener: { handleEvent(): void }): () => void
 }
 
 /** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
