@@ -86,14 +86,13 @@ export function headerTrace(record: RequestRecord): Trace {
 export class AccessLog implements RequestObserver {
   #fields: CompiledField[]
   readonly #writer: LineWriter
-  readonly #traces: TraceLookup
   /** Reused for every line: format() is synchronous, so one line is written at a time. */
-  readonly #trace = new LazyTrace()
+  readonly #trace: LazyTrace
 
   constructor(config: AccessLogConfig, writer: LineWriter, traces: TraceLookup = headerTrace) {
     this.#fields = compileFields(config.fields)
     this.#writer = writer
-    this.#traces = traces
+    this.#trace = new LazyTrace(traces)
   }
 
   /** A reload may change the fields; the sink is the caller's to swap. */
@@ -107,7 +106,7 @@ export class AccessLog implements RequestObserver {
 
   /** The JSON line, written out directly: the same text JSON.stringify gives, without an object per line. */
   format(record: RequestRecord): string {
-    const trace = this.#trace.reset(record, this.#traces)
+    const trace = this.#trace.reset(record)
     let line = ''
     for (const field of this.#fields) {
       const value = field.get(record, trace)
@@ -124,13 +123,16 @@ export class AccessLog implements RequestObserver {
 }
 
 class LazyTrace implements TraceOfLine {
+  readonly #lookup: TraceLookup
   #record: RequestRecord | undefined
-  #lookup: TraceLookup = headerTrace
   #trace: Trace | null = null
 
-  reset(record: RequestRecord, lookup: TraceLookup): this {
-    this.#record = record
+  constructor(lookup: TraceLookup) {
     this.#lookup = lookup
+  }
+
+  reset(record: RequestRecord): this {
+    this.#record = record
     this.#trace = null
     return this
   }

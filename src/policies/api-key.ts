@@ -73,7 +73,7 @@ export function parseKeysFile(text: string): Map<string, string> | { problem: st
 const encoder = new TextEncoder()
 
 /** How many valid keys a store remembers by their plain value (see ApiKeyStore.#known). */
-export const KNOWN_KEYS = 10_000
+const KNOWN_KEYS = 10_000
 
 async function sha256Hex(text: string): Promise<string> {
   const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', encoder.encode(text)))

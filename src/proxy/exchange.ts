@@ -70,11 +70,17 @@ export class Exchange {
   /**
    * A GET or HEAD without Content-Length or Transfer-Encoding has no body (RFC 9112 §6.3). Knowing it
    * from the headers spares @hono/node-server building a full undici Request just to answer null.
+   * Decided once: several layers read `body`.
    */
   get #bodiless(): boolean {
-    const { method, headers } = this.request
-    return (method === 'GET' || method === 'HEAD') && !headers.has('content-length') && !headers.has('transfer-encoding')
+    if (this.#knownBodiless === undefined) {
+      const { method, headers } = this.request
+      this.#knownBodiless = (method === 'GET' || method === 'HEAD') && !headers.has('content-length') && !headers.has('transfer-encoding')
+    }
+    return this.#knownBodiless
   }
+
+  #knownBodiless: boolean | undefined
 
   /** Sets a header on what goes upstream (auth claims, trace context), overriding the client's. */
   setUpstreamHeader(name: string, value: string | null): void {
