@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { after, before, describe, it } from 'node:test'
 import { closedPort, deferred, request, startGateway, startUpstream, targets, type Gateway, type Upstream } from './harness.ts'
+import { samples } from '../prometheus-text.ts'
 
 const CHROMIUM = '/usr/bin/chromium'
 const LAUNCH_ARGS = [
@@ -34,16 +35,6 @@ const missing = !existsSync(CHROMIUM)
     : target === undefined
       ? 'no runnable target (npm run build)'
       : undefined
-
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    out.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  return out
-}
 
 describe(`dashboard${target ? ` on ${target.name}` : ''}`, { skip: missing }, () => {
   let upstream: Upstream

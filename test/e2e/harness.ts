@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs'
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
@@ -175,6 +176,17 @@ export function readBody(req: IncomingMessage): Promise<Buffer> {
     req.on('end', () => resolve(Buffer.concat(chunks)))
     req.on('error', reject)
   })
+}
+
+/** An upstream answer to an upload: its size and SHA-256, read as it streams (never held whole). */
+export function answerWithDigest(req: IncomingMessage, res: ServerResponse): void {
+  const hash = createHash('sha256')
+  let bytes = 0
+  req.on('data', (c: Buffer) => {
+    bytes += c.length
+    hash.update(c)
+  })
+  req.on('end', () => res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') })))
 }
 
 /** A deferred value: a test awaits an event instead of sleeping. */

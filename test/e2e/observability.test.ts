@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { closedPort, deferred, readBody, request, startGateway, startUpstream, targets, tempDir, type Gateway, type Upstream } from './harness.ts'
+import { samples } from '../prometheus-text.ts'
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736'
 const CALLER_SPAN = '00f067aa0ba902b7'
@@ -61,17 +62,6 @@ async function startCollector() {
 const attribute = (span: OtlpSpan, key: string) => {
   const value = span.attributes.find((a) => a.key === key)?.value
   return value === undefined ? undefined : Object.values(value)[0]
-}
-
-/** name{labels} -> value for every sample line. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    out.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  return out
 }
 
 function policy(upstream: Upstream, collector: string, refusedPort: number, extraRoute = ''): string {

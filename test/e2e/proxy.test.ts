@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import {
+  answerWithDigest,
   closedPort,
   deferred,
   rawHeaderValues,
@@ -70,16 +70,8 @@ async function behaviour(req: import('node:http').IncomingMessage, res: import('
       }
       return pump()
     }
-    case '/upload': {
-      const hash = createHash('sha256')
-      let bytes = 0
-      req.on('data', (c: Buffer) => {
-        bytes += c.length
-        hash.update(c)
-      })
-      req.on('end', () => res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') })))
-      return
-    }
+    case '/upload':
+      return answerWithDigest(req, res)
     default: {
       const body = await readBody(req)
       res.setHeader('content-type', 'application/json')

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { describe, it } from 'node:test'
-import { startGateway, startUpstream, targets } from './harness.ts'
+import { answerWithDigest, startGateway, startUpstream, targets } from './harness.ts'
 
 const SIZE = 200 * 1024 * 1024
 const CHUNK = Buffer.alloc(256 * 1024, 0x5a)
@@ -56,13 +56,7 @@ for (const target of targets()) {
     it('streams a 200 MB upload and a 200 MB download with bounded memory', { timeout: 120_000 }, async () => {
       const upstream = await startUpstream((req, res) => {
         if (req.method === 'POST') {
-          const hash = createHash('sha256')
-          let bytes = 0
-          req.on('data', (c: Buffer) => {
-            bytes += c.length
-            hash.update(c)
-          })
-          req.on('end', () => res.end(JSON.stringify({ bytes, sha256: hash.digest('hex') })))
+          answerWithDigest(req, res)
         } else {
           res.writeHead(200, { 'content-length': SIZE })
           writeStream(res, () => res.end())

@@ -5,6 +5,7 @@ import { ConfigError, type ConfigProblem } from '../../src/config/errors.ts'
 import { loadConfigText } from '../../src/config/load.ts'
 import type { Config } from '../../src/config/types.ts'
 import { builtInPolicies, policyRegistry } from '../../src/policies/index.ts'
+import { IN_AND_U } from './policy-text.ts'
 
 function fixture(name: string): string {
   return readFileSync(new URL(`../fixtures/config/${name}`, import.meta.url), 'utf8')
@@ -377,15 +378,7 @@ describe('reported problems', () => {
 })
 
 describe('fallback upstreams', () => {
-  const base = `
-[gateway]
-service = "t"
-[listeners.in]
-listen = "127.0.0.1:0"
-direction = "ingress"
-[upstreams.u]
-endpoints = ["http://127.0.0.1:1"]
-`
+  const base = IN_AND_U
   test('must exist, in [defaults] as in a route', () => {
     const text = `${base}[defaults]\nfallback = { upstream = "ghost" }\n[[routes]]\nlistener = "in"\npath = "/*"\nupstream = "u"\nfallback = { upstream = "phantom" }\n`
     const error = loadError(text, 'p.toml')

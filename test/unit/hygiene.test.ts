@@ -4,6 +4,7 @@ import { loadConfigText } from '../../src/config/load.ts'
 import { requestProblem } from '../../src/security/hygiene.ts'
 import { normalizePath, PathProblem } from '../../src/security/path.ts'
 import { caseGuard } from '../../src/security/route-case.ts'
+import { IN_AND_U } from './policy-text.ts'
 
 /** What the listener's URL parser hands over first: WHATWG resolves dot segments and backslashes. */
 const pathname = (target: string) => new URL(`http://h${target}`).pathname
@@ -102,15 +103,7 @@ describe('request hygiene', () => {
 
 describe('case guard', () => {
   const routes = loadConfigText(
-    `
-[gateway]
-service = "s"
-[listeners.in]
-listen = "127.0.0.1:0"
-direction = "ingress"
-[upstreams.u]
-endpoints = ["http://127.0.0.1:1"]
-[[routes]]
+    `${IN_AND_U}[[routes]]
 name = "admin"
 listener = "in"
 path = "/admin/*"

@@ -9,6 +9,7 @@ import type { BulkheadSnapshot } from '../../src/policies/bulkhead.ts'
 import type { BreakerSnapshot } from '../../src/policies/context.ts'
 import { Exchange } from '../../src/proxy/exchange.ts'
 import type { UpstreamRuntime, UpstreamSnapshot } from '../../src/proxy/upstream.ts'
+import { samples } from '../prometheus-text.ts'
 
 function exchange(route = 'api', method = 'GET'): Exchange {
   const request = new Request('http://gw/api/x', { method })
@@ -34,17 +35,6 @@ function record(overrides: Partial<RequestRecord> = {}): RequestRecord {
     ...overrides,
     exchange: ex,
   }
-}
-
-/** Every sample line of a text exposition as name{labels} -> value. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>()
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue
-    const at = line.lastIndexOf(' ')
-    out.set(line.slice(0, at), Number(line.slice(at + 1)))
-  }
-  return out
 }
 
 const newMetrics = () => new GatewayMetrics({ version: '1.2.3', runtime: 'node' })

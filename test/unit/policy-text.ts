@@ -20,6 +20,17 @@ path = "/*"
 upstream = "local"
 `
 
+/** A gateway with listener "in" and upstream "u" and no routes, for tests that write their own. */
+export const IN_AND_U = `
+[gateway]
+service = "t"
+[listeners.in]
+listen = "127.0.0.1:0"
+direction = "ingress"
+[upstreams.u]
+endpoints = ["http://127.0.0.1:1"]
+`
+
 /** The problems a policy text is rejected with; fails the test if it loads. */
 export function rejection(text: string): ConfigProblem[] {
   try {

@@ -4,16 +4,9 @@ import { ConfigError } from '../../src/config/errors.ts'
 import { loadConfigText } from '../../src/config/load.ts'
 import { backoffDelay, retryAfterMs } from '../../src/policies/retry.ts'
 import { RetryBudget } from '../../src/policies/retry-budget.ts'
+import { IN_AND_U } from './policy-text.ts'
 
-const policyWith = (retry: string) => `
-[gateway]
-service = "t"
-[listeners.in]
-listen = "127.0.0.1:0"
-direction = "ingress"
-[upstreams.u]
-endpoints = ["http://127.0.0.1:1"]
-[[routes]]
+const policyWith = (retry: string) => `${IN_AND_U}[[routes]]
 listener = "in"
 path = "/*"
 upstream = "u"

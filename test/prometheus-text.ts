@@ -1,0 +1,10 @@
+/** Prometheus text exposition as sample → value, comments and blank lines skipped (unit and e2e tests share it). */
+export function samples(text: string): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue
+    const at = line.lastIndexOf(' ')
+    out.set(line.slice(0, at), Number(line.slice(at + 1)))
+  }
+  return out
+}
