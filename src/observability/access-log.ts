@@ -3,6 +3,7 @@ import type { Logger } from '../log.ts'
 import type { AppendSink } from '../runtime/types.ts'
 import type { AccessLogField } from './config.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
+import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import { incomingContext } from './trace-context.ts'
 
 /** Writes wait this long to gather more lines (Envoy's access log flush interval is 1s)... */
@@ -157,15 +158,13 @@ function compileFields(fields: readonly string[]): CompiledField[] {
   })
 }
 
-export interface WriterOptions {
+export interface WriterOptions extends FlushTimers {
   flushMs?: number
   flushBytes?: number
   maxPendingBytes?: number
   /** Lines lost because the sink fell behind or failed. */
   dropped(count: number): void
   logger: Logger
-  setTimer?: (run: () => void, ms: number) => unknown
-  clearTimer?: (handle: unknown) => void
 }
 
 const encoder = new TextEncoder()
@@ -178,15 +177,15 @@ const encoder = new TextEncoder()
 export class LineWriter {
   #sink: AppendSink
   readonly #options: WriterOptions
+  readonly #flush: BatchFlush
+  readonly #failure = new FailureNote()
   #lines: string[] = []
   #bytes = 0
-  #timer: unknown
-  #writing: Promise<void> | undefined
-  #lastFailure: string | undefined
 
   constructor(sink: AppendSink, options: WriterOptions) {
     this.#sink = sink
     this.#options = options
+    this.#flush = new BatchFlush(() => this.#drain(), options.flushMs ?? FLUSH_MS, options)
   }
 
   push(line: string): void {
@@ -197,25 +196,14 @@ export class LineWriter {
     }
     this.#lines.push(line)
     this.#bytes += size
-    if (this.#writing !== undefined) return
-    if (this.#bytes >= (this.#options.flushBytes ?? FLUSH_BYTES)) void this.flush()
-    else if (this.#timer === undefined) {
-      const set = this.#options.setTimer ?? ((run, ms) => setTimeout(run, ms))
-      this.#timer = set(() => {
-        this.#timer = undefined
-        void this.flush()
-      }, this.#options.flushMs ?? FLUSH_MS)
-    }
+    if (this.#flush.running) return
+    if (this.#bytes >= (this.#options.flushBytes ?? FLUSH_BYTES)) void this.#flush.now()
+    else this.#flush.soon()
   }
 
   /** Writes whatever is buffered; resolves once it is written (or failed). */
   flush(): Promise<void> {
-    if (this.#timer !== undefined) {
-      ;(this.#options.clearTimer ?? ((handle) => clearTimeout(handle as ReturnType<typeof setTimeout>)))(this.#timer)
-      this.#timer = undefined
-    }
-    this.#writing ??= this.#drain().finally(() => (this.#writing = undefined))
-    return this.#writing
+    return this.#flush.now()
   }
 
   /** Flushes, then closes the sink. */
@@ -231,14 +219,11 @@ export class LineWriter {
       this.#bytes = 0
       try {
         await this.#sink.write(encoder.encode(`${lines.join('\n')}\n`))
-        this.#lastFailure = undefined
+        this.#failure.cleared()
       } catch (error) {
         this.#options.dropped(lines.length)
-        const reason = (error as Error)?.message ?? String(error)
-        if (reason !== this.#lastFailure) {
-          this.#lastFailure = reason
-          this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines: lines.length })
-        }
+        const reason = this.#failure.changed(error)
+        if (reason !== undefined) this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines: lines.length })
       }
     }
   }

@@ -2,6 +2,7 @@ import type { TracesConfig } from '../config/types.ts'
 import type { Logger } from '../log.ts'
 import { discardBody } from '../proxy/body.ts'
 import type { UpstreamClient } from '../runtime/types.ts'
+import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import type { AttributeValue, FinishedSpan } from './tracing.ts'
 
 /** OpenTelemetry's BatchSpanProcessor: at most this many spans per export request. */
@@ -9,15 +10,13 @@ export const MAX_BATCH = 512
 const EXPORT_TIMEOUT_MS = 10_000
 const CONNECT_TIMEOUT_MS = 1000
 
-export interface ExporterDeps {
+export interface ExporterDeps extends FlushTimers {
   send: UpstreamClient
   logger: Logger
   version: string
   /** Spans the collector accepted, and spans dropped with why ("queue_full", "export_failed"). */
   exported(count: number): void
   dropped(count: number, reason: string): void
-  setTimer?: (run: () => void, ms: number) => unknown
-  clearTimer?: (handle: unknown) => void
 }
 
 /**
@@ -31,14 +30,14 @@ export class OtlpExporter {
   readonly #deps: ExporterDeps
   readonly #resource: unknown
   readonly #scope: { name: string; version: string }
+  readonly #flush: BatchFlush
+  readonly #failure = new FailureNote()
   #queue: FinishedSpan[] = []
-  #timer: unknown
-  #draining: Promise<void> | undefined
-  #lastFailure: string | undefined
 
   constructor(settings: TracesConfig, deps: ExporterDeps) {
     this.#settings = settings
     this.#deps = deps
+    this.#flush = new BatchFlush(() => this.#drain(), settings.flushMs, deps)
     this.#resource = { attributes: encodeAttributes([['service.name', settings.serviceName], ['telemetry.sdk.name', 'pillion'], ['telemetry.sdk.language', 'js']]) }
     this.#scope = { name: 'pillion', version: deps.version }
   }
@@ -59,24 +58,14 @@ export class OtlpExporter {
     }
     this.#queue.push(span)
     // A running drain takes this span too; otherwise a full batch goes now and a partial one waits.
-    if (this.#draining !== undefined) return
-    if (this.#queue.length >= MAX_BATCH) {
-      this.#cancelTimer()
-      void this.flush()
-    } else if (this.#timer === undefined) {
-      const set = this.#deps.setTimer ?? ((run, ms) => setTimeout(run, ms))
-      this.#timer = set(() => {
-        this.#timer = undefined
-        void this.flush()
-      }, this.#settings.flushMs)
-    }
+    if (this.#flush.running) return
+    if (this.#queue.length >= MAX_BATCH) void this.#flush.now()
+    else this.#flush.soon()
   }
 
   /** Sends everything queued, one batch after another; resolves when the queue is empty. */
   flush(): Promise<void> {
-    this.#cancelTimer()
-    this.#draining ??= this.#drain().finally(() => (this.#draining = undefined))
-    return this.#draining
+    return this.#flush.now()
   }
 
   async #drain(): Promise<void> {
@@ -102,14 +91,11 @@ export class OtlpExporter {
       await discardBody(response.body, 0)
       if (response.status < 200 || response.status > 299) throw new Error(`collector answered ${response.status}`)
       this.#deps.exported(batch.length)
-      this.#lastFailure = undefined
+      this.#failure.cleared()
     } catch (error) {
       this.#deps.dropped(batch.length, 'export_failed')
-      const reason = (error as Error)?.message ?? String(error)
-      if (reason !== this.#lastFailure) {
-        this.#lastFailure = reason
-        this.#deps.logger.log('warn', 'trace export failed; dropping spans', { otlp: this.#settings.otlp, error: reason, spans: batch.length })
-      }
+      const reason = this.#failure.changed(error)
+      if (reason !== undefined) this.#deps.logger.log('warn', 'trace export failed; dropping spans', { otlp: this.#settings.otlp, error: reason, spans: batch.length })
     }
   }
 
@@ -138,12 +124,6 @@ export class OtlpExporter {
         },
       ],
     }
-  }
-
-  #cancelTimer(): void {
-    if (this.#timer === undefined) return
-    ;(this.#deps.clearTimer ?? ((handle) => clearTimeout(handle as ReturnType<typeof setTimeout>)))(this.#timer)
-    this.#timer = undefined
   }
 }
 
