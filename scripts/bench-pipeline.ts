@@ -10,12 +10,12 @@
 // Cases are measured in short rounds, interleaved; a case's delta is the median over rounds of its
 // time minus bare's in the same round, so a GC pause or a noisy neighbour lands on every case alike.
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { createGateway } from '../src/app.ts'
+import { createGateway } from '../src/gateway/build.ts'
 import { loadConfigText } from '../src/config/load.ts'
-import { EventBus } from '../src/events.ts'
-import type { Logger } from '../src/log.ts'
+import { EventBus } from '../src/core/events.ts'
+import type { Logger } from '../src/core/log.ts'
 import { createObservability, type Observability } from '../src/observability/observability.ts'
-import type { AppendSink, UpstreamClient } from '../src/runtime/types.ts'
+import type { AppendSink, UpstreamClient } from '../src/core/host.ts'
 
 const REQUESTS = Number(process.argv[2] ?? 20_000)
 const ROUNDS = 20

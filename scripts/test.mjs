@@ -16,13 +16,14 @@ import { fileURLToPath } from 'node:url'
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..')
 const SUITES = ['test/unit', 'test/e2e']
 
+/** Test files under dir, in every subfolder (test/unit mirrors src/'s folders). */
 function listTests(dir) {
   const abs = path.join(ROOT, dir)
   if (!fs.existsSync(abs)) return []
   return fs
-    .readdirSync(abs, { withFileTypes: true })
+    .readdirSync(abs, { withFileTypes: true, recursive: true })
     .filter((d) => d.isFile() && d.name.endsWith('.test.ts'))
-    .map((d) => `${dir}/${d.name}`)
+    .map((d) => path.relative(ROOT, path.join(d.parentPath ?? d.path, d.name)).split(path.sep).join('/'))
     .sort()
 }
 

@@ -1,13 +1,13 @@
-import { ConfigError } from './config/errors.ts'
+import { ConfigError } from './core/config-error.ts'
 import { loadConfigText } from './config/load.ts'
 import type { Config } from './config/types.ts'
 import { openPolicyFeed } from './control/policy-feed.ts'
 import { createReloader, type Reloader } from './control/reloader.ts'
-import { startGateway, type RunningGateway } from './gateway.ts'
-import { jsonLogger } from './log.ts'
-import type { Runtime } from './runtime/types.ts'
-import { VERSION } from './version.ts'
-import { supervise, workerRole, WORKERS_ENV } from './workers.ts'
+import { startGateway, type RunningGateway } from './gateway/start.ts'
+import { jsonLogger } from './core/log.ts'
+import type { Runtime } from './core/host.ts'
+import { VERSION } from './core/version.ts'
+import { supervise, workerRole, WORKERS_ENV } from './gateway/workers.ts'
 
 const HELP = `pillion ${VERSION}: a microgateway sidecar configured by one TOML policy file
 

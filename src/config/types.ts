@@ -1,4 +1,4 @@
-import type { ControlConfig } from '../control/settings.ts'
+import type { ControlConfig } from './control.ts'
 
 /** The normalized, validated policy: every duration is milliseconds, every size bytes, every rate per second. */
 import type { ApiKeyPolicy, CorsPolicy, IpPolicy, JwtPolicy, LimitsPolicy, ListenerTls, SecureHeadersPolicy } from '../security/types.ts'

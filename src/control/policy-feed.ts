@@ -1,8 +1,8 @@
-import { ConfigError } from '../config/errors.ts'
+import { ConfigError } from '../core/config-error.ts'
 import { loadConfigText } from '../config/load.ts'
 import type { Config } from '../config/types.ts'
-import type { Logger } from '../log.ts'
-import type { Runtime } from '../runtime/types.ts'
+import type { Logger } from '../core/log.ts'
+import type { Runtime } from '../core/host.ts'
 import { ControlSource } from './source.ts'
 
 /** Where the running policy comes from: the local file, or the central source that file names. */

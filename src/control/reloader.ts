@@ -1,8 +1,8 @@
-import type { ConfigStatus, ReloadOutcome } from '../admin/app.ts'
-import { ConfigError } from '../config/errors.ts'
+import type { ConfigStatus, ReloadOutcome } from '../admin/admin-api.ts'
+import { ConfigError } from '../core/config-error.ts'
 import { loadConfigText } from '../config/load.ts'
 import type { Config } from '../config/types.ts'
-import type { Logger } from '../log.ts'
+import type { Logger } from '../core/log.ts'
 
 export interface ReloaderOptions {
   /** The policy file's name, as errors and /config/status show it. */

@@ -1,4 +1,4 @@
-import type { ControlConfig } from './settings.ts'
+import type { ControlConfig } from '../config/control.ts'
 
 /**
  * The policy as a central place serves it. Polls with If-None-Match, so an unchanged policy costs the

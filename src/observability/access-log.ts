@@ -1,6 +1,6 @@
 import type { AccessLogConfig } from '../config/types.ts'
-import type { Logger } from '../log.ts'
-import type { AppendSink } from '../runtime/types.ts'
+import type { Logger } from '../core/log.ts'
+import type { AppendSink } from '../core/host.ts'
 import type { AccessLogField } from './config.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'

@@ -1,13 +1,13 @@
 import * as v from 'valibot'
-import { describeValue, expectedGot } from '../config/errors.ts'
-import { arrayOf, integer, name, table } from '../config/schema-kit.ts'
+import { describeValue, expectedGot } from '../core/config-error.ts'
+import { arrayOf, integer, name, table } from '../core/schema-kit.ts'
 import type { AuditConfig } from '../config/types.ts'
-import { convertedString, type Conversion } from '../config/units.ts'
-import type { EventBus } from '../events.ts'
-import { positiveDuration } from '../policies/schema-parts.ts'
-import type { UpstreamClient } from '../runtime/types.ts'
+import { convertedString, type Conversion } from '../core/units.ts'
+import type { EventBus } from '../core/events.ts'
+import { positiveDuration } from '../policies/shared/schema-parts.ts'
+import type { UpstreamClient } from '../core/host.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
-import { discardBody } from '../proxy/body.ts'
+import { discardBody } from '../core/body.ts'
 
 /** Defaults, and where each comes from. */
 const DEFAULT_BATCH = 100 // Kong's queue sends 1 by default, APISIX's batch processor 1000: one POST a second at 100 rps

@@ -1,8 +1,8 @@
 import * as v from 'valibot'
-import { expectedGot } from '../config/errors.ts'
-import { arrayOf, fraction, integer, table, text } from '../config/schema-kit.ts'
+import { expectedGot } from '../core/config-error.ts'
+import { arrayOf, fraction, integer, table, text } from '../core/schema-kit.ts'
 import type { AccessLogConfig, ObservabilityConfig, TracesConfig } from '../config/types.ts'
-import { convertedString, duration, type Conversion } from '../config/units.ts'
+import { convertedString, duration, type Conversion } from '../core/units.ts'
 
 /**
  * [observability]: access log and trace export. Metrics need no settings: GET /metrics on the admin

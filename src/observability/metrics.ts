@@ -1,8 +1,8 @@
-import type { EventBus } from '../events.ts'
-import type { BulkheadSnapshot } from '../policies/bulkhead.ts'
-import type { BreakerSnapshot } from '../policies/context.ts'
+import type { EventBus } from '../core/events.ts'
+import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
+import type { BreakerSnapshot } from '../policies/policy.ts'
 import type { Exchange } from '../proxy/exchange.ts'
-import type { UpstreamRuntime, UpstreamSnapshot } from '../proxy/upstream.ts'
+import type { UpstreamRuntime, UpstreamSnapshot } from '../upstream/upstream.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { LATENCY_BUCKETS, Registry, observe, type CounterChild, type Family, type Format, type HistogramChild } from './registry.ts'
 

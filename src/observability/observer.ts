@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../errors.ts'
+import type { ErrorCode } from '../core/errors.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 
 /** What happened to one request, handed to every observer once its response has ended. */

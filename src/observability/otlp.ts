@@ -1,7 +1,7 @@
 import type { TracesConfig } from '../config/types.ts'
-import type { Logger } from '../log.ts'
-import { discardBody } from '../proxy/body.ts'
-import type { UpstreamClient } from '../runtime/types.ts'
+import type { Logger } from '../core/log.ts'
+import { discardBody } from '../core/body.ts'
+import type { UpstreamClient } from '../core/host.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import type { AttributeValue, FinishedSpan } from './tracing.ts'
 

@@ -1,6 +1,6 @@
-import type { BulkheadSnapshot } from '../policies/bulkhead.ts'
-import type { BreakerSnapshot } from '../policies/context.ts'
-import type { UpstreamSnapshot } from '../proxy/upstream.ts'
+import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
+import type { BreakerSnapshot } from '../policies/policy.ts'
+import type { UpstreamSnapshot } from '../upstream/upstream.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import { LATENCY_BUCKETS, quantile, type HistogramChild } from './registry.ts'
 

@@ -1,7 +1,7 @@
-import { GatewayError } from '../errors.ts'
-import type { ClientInfo } from '../runtime/types.ts'
-import type { Endpoint } from './balancer.ts'
-import type { UpstreamRuntime } from './upstream.ts'
+import { GatewayError } from '../core/errors.ts'
+import type { ClientInfo } from '../core/host.ts'
+import type { Endpoint } from '../upstream/balancer.ts'
+import type { UpstreamRuntime } from '../upstream/upstream.ts'
 
 export type RequestBody = ReadableStream<Uint8Array> | Uint8Array | null
 

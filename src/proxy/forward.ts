@@ -1,9 +1,9 @@
-import { GatewayError } from '../errors.ts'
-import type { UpstreamAnswer, UpstreamClient } from '../runtime/types.ts'
+import { GatewayError } from '../core/errors.ts'
+import type { UpstreamAnswer, UpstreamClient } from '../core/host.ts'
 import type { Exchange, Step } from './exchange.ts'
 import { toDownstream, upstreamRequestHeaders } from './headers.ts'
-import type { UpstreamRuntime } from './upstream.ts'
-import { UpstreamError } from './upstream-error.ts'
+import type { UpstreamRuntime } from '../upstream/upstream.ts'
+import { UpstreamError } from '../core/upstream-error.ts'
 
 export interface ForwardTarget {
   upstream: UpstreamRuntime

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises'
-import type { AppendSink } from './types.ts'
+import type { AppendSink } from '../core/host.ts'
 
 /**
  * Node and Bun: "stdout" through process.stdout (asynchronous on pipes, so a slow reader holds up

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { fetchUpstream } from './fetch-upstream.ts'
-import type { Runtime, ServeOptions } from './types.ts'
+import type { Runtime, ServeOptions } from '../core/host.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'

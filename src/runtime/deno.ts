@@ -1,5 +1,5 @@
 import { fetchUpstream } from './fetch-upstream.ts'
-import type { Runtime } from './types.ts'
+import type { Runtime } from '../core/host.ts'
 import { debounce } from './watch.ts'
 import { createRedisStore } from './redis.ts'
 import { denoWorkers } from './workers-deno.ts'

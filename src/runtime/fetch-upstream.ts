@@ -1,6 +1,6 @@
-import { declaredLength, isBodyless } from '../proxy/answer.ts'
-import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
-import type { UpstreamAnswer, UpstreamClient } from './types.ts'
+import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
+import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
+import type { UpstreamAnswer, UpstreamClient } from '../core/host.ts'
 
 /** Runtime-specific fetch options (Bun's decompress:false, Deno's client) and error classification. */
 export interface FetchFlavour {

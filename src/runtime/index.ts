@@ -1,4 +1,4 @@
-import type { Runtime } from './types.ts'
+import type { Runtime } from '../core/host.ts'
 
 /** Picks the adapter for the runtime we are on; each adapter is imported only where it can run. */
 export async function loadRuntime(): Promise<Runtime> {

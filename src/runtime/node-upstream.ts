@@ -2,9 +2,9 @@ import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import { Agent, buildConnector, errors, type Dispatcher } from 'undici'
-import { declaredLength, isBodyless } from '../proxy/answer.ts'
-import { UpstreamError, type UpstreamFailure } from '../proxy/upstream-error.ts'
-import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from './types.ts'
+import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
+import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
+import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from '../core/host.ts'
 
 /**
  * Node's upstream client, on undici's dispatcher rather than fetch or node:http: fetch decodes

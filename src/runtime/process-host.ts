@@ -3,7 +3,7 @@ import { watch } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { openAppendSink } from './append-sink.ts'
-import type { Runtime } from './types.ts'
+import type { Runtime } from '../core/host.ts'
 import { debounce } from './watch.ts'
 
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */

@@ -1,4 +1,4 @@
-import type { WorkerHost, WorkerProcess } from './types.ts'
+import type { WorkerHost, WorkerProcess } from '../core/host.ts'
 
 declare const Deno: {
   args: string[]

@@ -1,5 +1,5 @@
 import cluster from 'node:cluster'
-import type { WorkerHost } from './types.ts'
+import type { WorkerHost } from '../core/host.ts'
 import { childWorker, stdinClosed } from './workers-process.ts'
 
 /**

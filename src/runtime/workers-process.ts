@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { constants } from 'node:os'
-import type { WorkerHost, WorkerProcess } from './types.ts'
+import type { WorkerHost, WorkerProcess } from '../core/host.ts'
 
 /** The supervisor's side of one worker started through node:child_process (Bun, and Node's cluster). */
 export function childWorker(child: ChildProcess): WorkerProcess {

@@ -1,0 +1,84 @@
+import { Hono } from 'hono'
+import { bearerAuth } from 'hono/bearer-auth'
+import { timingSafeEqual } from 'hono/utils/buffer'
+import { redact } from './redact.ts'
+import { DASHBOARD_HTML } from './dashboard.ts'
+import type { Config } from '../config/types.ts'
+import type { GatewayMetrics } from '../observability/metrics.ts'
+import { CONTENT_TYPES, negotiate } from '../observability/registry.ts'
+import { dashboardStats } from '../observability/stats.ts'
+import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
+import type { BreakerSnapshot } from '../policies/policy.ts'
+import type { UpstreamRuntime } from '../upstream/upstream.ts'
+
+export interface AdminState {
+  config: Config
+  ready: boolean
+  draining: boolean
+  upstreams: ReadonlyMap<string, UpstreamRuntime>
+  breakers: ReadonlyMap<string, () => BreakerSnapshot>
+  bulkheads?: ReadonlyMap<string, () => BulkheadSnapshot>
+  /** GET /metrics, /stats and the dashboard; made once per process, so it outlives reloads. */
+  metrics?: GatewayMetrics
+  /** What config is in force and how the last reload went (GET /config/status). */
+  status: () => ConfigStatus
+  /** POST /reload: reads the policy again and applies it if valid. */
+  reload: (() => Promise<ReloadOutcome>) | undefined
+  /** Bearer token every endpoint but /healthz and /readyz requires (gateway.admin_token_env); none on loopback by default. */
+  adminToken?: string | undefined
+}
+
+export interface ConfigStatus {
+  /** Hash of the policy text in force. */
+  version: string
+  source?: string
+  loadedAt?: string
+  reloads?: { succeeded: number; failed: number; unchanged: number }
+  lastReload?: ReloadOutcome
+}
+
+export interface ReloadOutcome {
+  ok: boolean
+  /** "file", "signal", "admin" or "control". */
+  trigger: string
+  at: string
+  /** Hash of the text that was read; equal to the running version when unchanged. */
+  version?: string
+  changed?: boolean
+  error?: string
+  problems?: Array<{ path: string; message: string }>
+}
+
+/** The operator's side door: health, readiness and what config is in force. */
+export function createAdminApp(state: AdminState): Hono {
+  const app = new Hono()
+  // Probes stay open: they reveal nothing, and container health checks cannot send a token.
+  const locked = bearerAuth({ verifyToken: (token) => timingSafeEqual(token, state.adminToken ?? '') })
+  app.use('*', (c, next) => (state.adminToken === undefined || c.req.path === '/healthz' || c.req.path === '/readyz' ? next() : locked(c, next)))
+  app.get('/healthz', (c) => c.json({ status: 'ok' }))
+  app.get('/readyz', (c) => {
+    if (state.ready && !state.draining) return c.json({ ready: true })
+    return c.json({ ready: false, reason: state.draining ? 'draining' : 'starting' }, 503)
+  })
+  app.get('/config', (c) => c.json(redact(state.config)))
+  app.get('/config/status', (c) => c.json(state.status()))
+  app.post('/reload', async (c) => {
+    if (state.reload === undefined) return c.json({ code: 'not_supported', message: 'this gateway was started without a reloadable source' }, 501)
+    const outcome = await state.reload()
+    return c.json(outcome, outcome.ok ? 200 : 422)
+  })
+  app.get('/breakers', (c) => c.json({ breakers: [...state.breakers.values()].map((snapshot) => snapshot()) }))
+  app.get('/upstreams', (c) => c.json({ upstreams: [...state.upstreams.values()].map((upstream) => upstream.snapshot()) }))
+  app.get('/metrics', (c) => {
+    if (state.metrics === undefined) return c.json({ code: 'not_found', message: 'this gateway keeps no metrics' }, 404)
+    const format = negotiate(c.req.header('accept'))
+    return c.body(state.metrics.render(format), 200, { 'content-type': CONTENT_TYPES[format] })
+  })
+  app.get('/stats', (c) => {
+    if (state.metrics === undefined) return c.json({ code: 'not_found', message: 'this gateway keeps no metrics' }, 404)
+    return c.json(dashboardStats(state.metrics))
+  })
+  app.get('/', (c) => c.html(DASHBOARD_HTML))
+  app.notFound((c) => c.json({ code: 'not_found', message: `no admin endpoint ${c.req.path}` }, 404))
+  return app
+}

@@ -1,0 +1,128 @@
+import type { OpenRateLimitStore } from '../policies/rate-limit/global-store.ts'
+
+/** The one seam between Pillion's web-standard core and the runtime that hosts it. */
+
+export interface ClientInfo {
+  remoteAddress: string
+  /**
+   * Tells the listener once if the client goes away before its answer is complete; the returned
+   * function stops watching. A runtime leaves it out when the request's signal is as cheap: Node
+   * has it because @hono/node-server builds an AbortController for a request's signal on first use.
+   */
+  watchGone?(listener: { handleEvent(): void }): () => void
+}
+
+/** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
+export interface UpstreamRequest {
+  url: string
+  method: string
+  headers: Headers
+  /** A stream is sent once; bytes (a retry's buffered copy) can be sent again. */
+  body: ReadableStream<Uint8Array> | Uint8Array | null
+  signal: AbortSignal
+  connectTimeoutMs: number
+  /** PEM file of the CA that signs an https endpoint's certificate, instead of the system's; read once per file. */
+  ca?: string
+  /** An answer body with a declared length up to this many bytes is read whole before the answer resolves. */
+  bufferUpTo?: number
+}
+
+/**
+ * The upstream's answer as plain parts rather than a Response, so a runtime can hand over bytes it
+ * read natively without wrapping them in a web stream first (Node: no undici Response per request).
+ */
+export interface UpstreamAnswer {
+  status: number
+  statusText: string
+  /** Possibly the runtime's immutable headers (fetch's): a caller that changes them copies first. */
+  headers: Headers
+  /** Bytes when read whole (see bufferUpTo), else a stream to read or cancel; null for HEAD, 204 and 304. */
+  body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null
+}
+
+/** Sends one request upstream. Never follows redirects and never decodes content-encoding. */
+export type UpstreamClient = (request: UpstreamRequest) => Promise<UpstreamAnswer>
+
+export type Handler = (request: Request, client: ClientInfo) => Response | Promise<Response>
+
+export interface ServeOptions {
+  host: string
+  port: number
+  /** Longest a request may take end to end, so the runtime's idle cut-off never fires first. */
+  requestTimeoutMs: number
+  /** Longest a request's header section may take to arrive (slow clients); Node only, others keep their own. */
+  headersTimeoutMs?: number
+  /** Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS). */
+  tls?: { cert: string; key: string; clientCa?: string }
+  /** Bind with SO_REUSEPORT, so the workers of `pillion run --workers N` share the address (Bun, Deno; Node shares through cluster). */
+  reusePort?: boolean
+}
+
+export interface Server {
+  host: string
+  port: number
+  /** Stops accepting, waits for in-flight requests, then closes. */
+  close(): Promise<void>
+}
+
+export type SignalName = 'SIGTERM' | 'SIGINT' | 'SIGHUP'
+
+export interface Runtime {
+  name: 'node' | 'bun' | 'deno'
+  version: string
+  serve(handler: Handler, options: ServeOptions): Promise<Server>
+  upstream: UpstreamClient
+  readTextFile(path: string): Promise<string>
+  /** Writes the whole file at once (a temporary file renamed over it), so a reader never sees half. */
+  writeTextFile(path: string, text: string): Promise<void>
+  /** Calls back when the file changes, also across atomic replace (rename over it). Returns a stop function. */
+  watchFile(path: string, onChange: () => void): () => void
+  /** Every A and AAAA address of a host name, IPv6 without brackets; rejects when it has none. */
+  resolveDns(host: string): Promise<string[]>
+  onSignal(signal: SignalName, listener: () => void): void
+  env(name: string): string | undefined
+  args: string[]
+  /**
+   * Opens "stdout" or a file (created if missing, appended to) for log lines that are written in
+   * batches off the request path; a write never blocks the event loop on a slow reader or disk.
+   */
+  openAppendSink(to: string): Promise<AppendSink>
+  /** The shared rate-limit store on Redis ([redis]); ioredis on every runtime, loaded on first use. */
+  redisStore: OpenRateLimitStore
+  writeOut(line: string): void
+  writeErr(line: string): void
+  exit(code: number): never
+  /** Starts and watches copies of this program for `pillion run --workers N` (src/workers.ts). */
+  workers: WorkerHost
+}
+
+/** How this runtime runs N copies of Pillion on one host, each serving the same listeners. */
+export interface WorkerHost {
+  /** How workers share a listening address: each binds it with SO_REUSEPORT, or Node's cluster primary holds it. */
+  sharing: 'reuse-port' | 'cluster'
+  /** Why workers cannot run here (platform, permissions), if they cannot. */
+  unavailable(): string | undefined
+  /** Starts this program again, the way this process was started, with these arguments after the script and extra environment. */
+  start(args: string[], env: Record<string, string>): WorkerProcess
+  /** In a worker: calls back once when the supervisor is gone without having stopped it (the pipe it holds closes). */
+  onSupervisorGone(listener: () => void): void
+}
+
+/** A worker process as its supervisor sees it. Its stderr is the supervisor's; its stdout comes through here. */
+export interface WorkerProcess {
+  pid: number
+  /** Its stdout as text, in chunks that may end mid-line. */
+  onOutput(listener: (text: string) => void): void
+  /** Resolves once it has exited and its stdout is read to the end: the exit code, or 128 + n after signal n. */
+  exited: Promise<number>
+  kill(signal: SignalName | 'SIGKILL'): void
+}
+
+/** Where access log batches go: writes are asynchronous and complete in order. */
+export interface AppendSink {
+  write(bytes: Uint8Array): Promise<void>
+  close(): Promise<void>
+}
+
+/** What upstream discovery needs from the host: names to resolve and files to read and watch. */
+export type DiscoveryHost = Pick<Runtime, 'resolveDns' | 'readTextFile' | 'watchFile'>

@@ -1,0 +1,63 @@
+import type { Config, ListenerConfig } from '../config/types.ts'
+import type { ListenerSecurity } from '../listener/request-handler.ts'
+import { toCidrSet } from '../policies/ip/index.ts'
+import { caseGuard } from '../listener/route-case.ts'
+import type { ListenerTls } from '../security/types.ts'
+
+/** What one listener checks before routing, prepared once per config load. */
+export function listenerSecurity(config: Config, listener: string): ListenerSecurity {
+  const security: ListenerSecurity = {}
+  const trusted = config.gateway.trustedProxies
+  if (trusted !== undefined && trusted.length > 0) security.trustedProxies = toCidrSet(trusted)
+  const guard = caseGuard(config.routes.filter((route) => route.listener === listener))
+  if (guard !== undefined) security.caseGuard = guard
+  return security
+}
+
+/** How a listener's server is set up beyond its address: TLS files and the header deadline. */
+export interface Serving {
+  tls?: ListenerTls
+  headersTimeoutMs?: number
+}
+
+/**
+ * The header deadline is the shortest limits.client_timeout among the listener's routes: a slow
+ * client is cut before routing, so any route's limit protects the whole listener.
+ */
+export function listenerServing(config: Config, listener: ListenerConfig): Serving {
+  const serving: Serving = {}
+  if (listener.tls !== undefined) serving.tls = listener.tls
+  let deadline = Number.POSITIVE_INFINITY
+  for (const route of config.routes) {
+    const timeout = route.listener === listener.name ? route.policies.limits?.clientTimeoutMs : undefined
+    if (timeout !== undefined && timeout > 0) deadline = Math.min(deadline, timeout)
+  }
+  if (deadline !== Number.POSITIVE_INFINITY) serving.headersTimeoutMs = deadline
+  return serving
+}
+
+/** The PEM texts of a listener's TLS files, or an error naming the file that cannot be read. */
+export async function readTls(tls: ListenerTls, readTextFile: (path: string) => Promise<string>): Promise<{ cert: string; key: string; clientCa?: string }> {
+  const read = async (path: string, key: string) => {
+    try {
+      return await readTextFile(path)
+    } catch (error) {
+      throw new Error(`cannot read tls.${key} ${path}: ${(error as Error).message}`)
+    }
+  }
+  const [cert, key] = await Promise.all([read(tls.cert, 'cert'), read(tls.key, 'key')])
+  return tls.clientCa === undefined ? { cert, key } : { cert, key, clientCa: await read(tls.clientCa, 'client_ca') }
+}
+
+/** Every upstream's CA file must be readable before the config goes into service. */
+export async function checkUpstreamCaFiles(config: Config, readTextFile: (path: string) => Promise<string>): Promise<void> {
+  for (const upstream of Object.values(config.upstreams)) {
+    if (upstream.ca === undefined) continue
+    try {
+      const text = await readTextFile(upstream.ca)
+      if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it')
+    } catch (error) {
+      throw new Error(`upstreams.${upstream.name}.ca ${upstream.ca}: ${(error as Error).message}`)
+    }
+  }
+}

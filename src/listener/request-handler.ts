@@ -1,0 +1,218 @@
+import { Hono } from 'hono'
+import { GatewayError, errorResponse, type ErrorCode } from '../core/errors.ts'
+import type { Logger } from '../core/log.ts'
+import type { RequestObserver, RequestRecord } from '../observability/observer.ts'
+import { observeBody } from '../core/body.ts'
+import { SMALL_BODY_BYTES } from '../proxy/forward.ts'
+import { Exchange, type Step } from '../proxy/exchange.ts'
+import { firstMatch, hostWithoutPort, type CompiledRoute } from './router.ts'
+import type { ClientInfo } from '../core/host.ts'
+import type { CidrSet } from '../core/cidr.ts'
+import { resolveClientAddress } from './client-address.ts'
+import { requestProblem } from './hygiene.ts'
+import { normalizePath, PathProblem } from './path.ts'
+import type { CaseGuard } from './route-case.ts'
+
+export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
+
+export interface RouteRuntime {
+  name: string
+  chain: Step
+}
+
+/** What the listener checks before routing; built once per config load (src/security/). */
+export interface ListenerSecurity {
+  /** [gateway] trusted_proxies: peers whose X-Forwarded-For is believed. */
+  trustedProxies?: CidrSet
+  caseGuard?: CaseGuard
+}
+
+interface ListenerContext extends ListenerSecurity {
+  routes: CompiledRoute<RouteRuntime>[]
+  observers: readonly RequestObserver[]
+  logger: Logger
+}
+
+/** One listener's Hono app: match a route, run its chain, answer errors as JSON, tell observers. */
+export function createListenerApp(
+  routes: CompiledRoute<RouteRuntime>[],
+  observers: readonly RequestObserver[],
+  logger: Logger,
+  security: ListenerSecurity = {},
+): Hono<ListenerEnv> {
+  const context: ListenerContext = { routes, observers, logger, ...security }
+  const app = new Hono<ListenerEnv>()
+  // One handler and no middleware: Hono then calls it directly, without composing a chain.
+  app.all('*', (c) => handle(c.req.raw, c.env, requestIdOf(c.req.raw), context))
+  app.onError((error, c) => {
+    const id = requestIdOf(c.req.raw)
+    logger.log('error', 'unexpected error', { request_id: id, error: String(error), stack: (error as Error)?.stack })
+    return errorResponse('internal_error', 'the gateway failed to handle this request', id)
+  })
+  return app
+}
+
+async function handle(request: Request, peer: ClientInfo, id: string, context: ListenerContext): Promise<Response> {
+  const startedAt = performance.now()
+  const url = splitUrl(request.url)
+  // Hygiene and normalization come before routing: what routes and policies match is what goes upstream.
+  const problem = requestProblem(request.headers)
+  const path = problem === undefined ? normalizePath(url.pathname) : undefined
+  if (path === undefined || path instanceof PathProblem) {
+    const response = errorResponse('bad_request', `refused: ${problem ?? path!.reason}`, id)
+    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0)
+    return response
+  }
+  const forwardedFor = context.trustedProxies === undefined ? null : request.headers.get('x-forwarded-for')
+  const address = resolveClientAddress(peer.remoteAddress, forwardedFor, context.trustedProxies)
+  const client = address === peer.remoteAddress ? peer : { remoteAddress: address }
+  const facts = { method: request.method, host: hostWithoutPort(request.headers.get('host')), path, headers: request.headers }
+  const route = firstMatch(context.routes, facts)
+  const folded = context.caseGuard?.(facts, route?.name)
+  if (folded !== undefined) {
+    const message = `refused: ${path} matches route ${folded} when case is ignored, but route ${route?.name ?? '(none)'} as written`
+    const response = errorResponse('bad_request', message, id)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0)
+    return response
+  }
+  if (route === undefined) {
+    const response = errorResponse('no_route', `no route for ${request.method} ${path}`, id)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0)
+    return response
+  }
+  const exchange = new Exchange(request, client, id, path, url.search, startedAt)
+  exchange.route = route.name
+  // A believed X-Forwarded-For goes on as received plus the proxy that sent it, not plus the client.
+  if (forwardedFor !== null && client !== peer && address !== peer.remoteAddress.replace(/^::ffff:/, '')) {
+    exchange.setUpstreamHeader('x-forwarded-for', `${forwardedFor}, ${peer.remoteAddress}`)
+  }
+  for (const observer of context.observers) observer.onRequest?.(exchange)
+  exchange.watchClient(request, peer)
+  let response: Response
+  try {
+    response = await route.chain(exchange)
+  } catch (error) {
+    exchange.finish()
+    if (!(error instanceof GatewayError)) throw error
+    if (error.status >= 500 || error.code === 'client_closed') {
+      context.logger.log('warn', error.message, {
+        code: error.code,
+        status: error.status,
+        route: route.name,
+        method: request.method,
+        path,
+        endpoint: exchange.endpoint,
+        request_id: id,
+        duration_ms: Math.round(performance.now() - startedAt),
+      })
+    }
+    const answer = errorResponse(error.code, error.message, id, error.headers)
+    notify(context, request, client, id, path, startedAt, exchange, error.status, error.code, 0)
+    return answer
+  }
+  const status = response.status
+  const code = (response.headers.get('x-pillion-error') ?? undefined) as ErrorCode | undefined
+  // Checked before response.body: on Node that getter turns a light Response into a full undici one.
+  if (exchange.buffered?.response === response) {
+    exchange.finish()
+    notify(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes)
+    return response
+  }
+  if (response.body === null) {
+    exchange.finish()
+    notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
+    return response
+  }
+  const declared = response.headers.get('content-length')
+  if (declared !== null && Number(declared) <= SMALL_BODY_BYTES) {
+    // A small body of known size is read whole: no stream wrapper, and its end is known at once.
+    const bytes = await readSmallBody(response)
+    if (bytes !== undefined) {
+      exchange.finish()
+      notify(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength)
+      return new Response(bytes, { status, statusText: response.statusText, headers: response.headers })
+    }
+    const cut = exchange.signal.reason as GatewayError | undefined
+    exchange.finish()
+    notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, 0)
+    return errorResponse(cut?.code ?? 'upstream_unavailable', cut?.message ?? 'the upstream response body failed', id)
+  }
+  const body = observeBody(response.body, (bytes, error) => {
+    exchange.finish()
+    const cut = error !== undefined && exchange.signal.aborted ? (exchange.signal.reason as GatewayError) : undefined
+    notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes)
+  })
+  return new Response(body, { status, statusText: response.statusText, headers: response.headers })
+}
+
+function notify(
+  context: ListenerContext,
+  request: Request,
+  client: ClientInfo,
+  requestId: string,
+  path: string,
+  startedAt: number,
+  exchange: Exchange | undefined,
+  status: number,
+  code: ErrorCode | undefined,
+  bytesOut: number,
+): void {
+  if (context.observers.length === 0) return
+  const durationMs = performance.now() - startedAt
+  const record: RequestRecord = {
+    requestId,
+    route: exchange?.route,
+    method: request.method,
+    path,
+    status,
+    code,
+    startedAt: performance.timeOrigin + startedAt,
+    durationMs,
+    bytesOut,
+    clientAddress: client.remoteAddress,
+    exchange,
+    request,
+  }
+  for (const observer of context.observers) observer.onResponse(record)
+}
+
+
+/** The whole body, or undefined when it failed (the exchange's abort reason, if any, says why). */
+async function readSmallBody(response: Response): Promise<ArrayBuffer | undefined> {
+  try {
+    return await response.arrayBuffer()
+  } catch {
+    return undefined
+  }
+}
+
+const SANE_ID = /^[\w\-=]{1,255}$/
+
+/** The client's x-request-id when it is sane (the rule of Hono's requestId middleware), else a new one. */
+function requestIdOf(request: Request): string {
+  const given = request.headers.get('x-request-id')
+  return given !== null && SANE_ID.test(given) ? given : crypto.randomUUID()
+}
+
+/**
+ * Path and query of the request URL by slicing: the runtime has parsed and normalized it already.
+ * Bun hands over a bare path for an HTTP/1.0 request without Host.
+ */
+function splitUrl(href: string): { pathname: string; search: string } {
+  const pathStart = href.startsWith('/') ? 0 : href.indexOf('/', href.indexOf('://') + 3)
+  if (pathStart === -1) return { pathname: '/', search: '' }
+  const hash = href.indexOf('#', pathStart)
+  const end = hash === -1 ? href.length : hash
+  const queryStart = href.indexOf('?', pathStart)
+  const pathEnd = queryStart === -1 || queryStart > end ? end : queryStart
+  let pathname = href.slice(pathStart, pathEnd)
+  // Node and Bun hand over a URL the WHATWG parser already normalized; Deno hands over the raw
+  // target. Dot segments get the WHATWG treatment on every runtime, before our own normalization.
+  if (DOT_SEGMENTS.test(pathname)) {
+    // Parsed as a whole URL, never as a relative reference: "//host/.." must stay a path.
+    pathname = new URL(pathStart === 0 ? `http://localhost${pathname}` : href.slice(0, pathEnd)).pathname
+  }
+  return { pathname, search: href.slice(pathEnd, end) }
+}
+
+const DOT_SEGMENTS = /\/\.|\\|%2e/i

@@ -1,0 +1,59 @@
+import * as v from 'valibot'
+import { expectedGot } from '../../core/config-error.ts'
+import { arrayOf } from '../../core/schema-kit.ts'
+import type { FailureCondition } from '../../config/types.ts'
+import { GatewayError } from '../../core/errors.ts'
+
+/** What came back from a try: an upstream status, or a gateway error (connect failure, reset, timeout...). */
+export type TryResult = { status: number; error?: undefined } | { status?: undefined; error: GatewayError }
+
+export type ConditionMatcher = (result: TryResult) => boolean
+
+const NAMED = ['5xx', 'gateway-error', 'retriable-4xx', 'connect-failure', 'reset', 'timeout'] as const
+const EXPECTED = `one of ${NAMED.map((n) => `"${n}"`).join(', ')} or a status code like "429"`
+
+export function conditionList() {
+  const condition = v.pipe(
+    v.union([v.string(), v.number()], (issue) => expectedGot(EXPECTED, issue.input)),
+    v.transform((value) => String(value)),
+    v.check((value) => (NAMED as readonly string[]).includes(value) || /^[1-5]\d\d$/.test(value), (issue) => expectedGot(EXPECTED, issue.input)),
+  )
+  return arrayOf(condition)
+}
+
+/** Compiled once at load into status and failure sets; matching a result is two lookups. */
+export function compileConditions(conditions: readonly FailureCondition[]): ConditionMatcher {
+  const statuses = new Set<number>()
+  const failures = new Set<string>()
+  let any5xx = false
+  for (const condition of conditions) {
+    switch (condition) {
+      case '5xx':
+        any5xx = true
+        failures.add('timeout').add('reset').add('connect-failure').add('protocol-error')
+        break
+      case 'gateway-error':
+        for (const status of [502, 503, 504]) statuses.add(status)
+        failures.add('timeout').add('reset').add('connect-failure').add('protocol-error')
+        break
+      case 'retriable-4xx':
+        statuses.add(409)
+        break
+      case 'connect-failure':
+      case 'reset':
+      case 'timeout':
+        failures.add(condition)
+        break
+      default:
+        statuses.add(Number(condition))
+    }
+  }
+  return (result) => {
+    if (result.error !== undefined) return result.error.failure !== undefined && failures.has(result.error.failure)
+    return statuses.has(result.status) || (any5xx && result.status >= 500)
+  }
+}
+
+export function isGatewayError(error: unknown): error is GatewayError {
+  return error instanceof GatewayError
+}
