@@ -7,8 +7,7 @@ import type { Config } from '../config/types.ts'
 import type { GatewayMetrics } from '../observability/metrics.ts'
 import { CONTENT_TYPES, negotiate } from '../observability/registry.ts'
 import { dashboardStats } from '../observability/stats.ts'
-import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
-import type { BreakerSnapshot } from '../policies/policy.ts'
+import type { PolicyStates } from '../core/policy-states.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 
 export interface AdminState {
@@ -16,8 +15,8 @@ export interface AdminState {
   ready: boolean
   draining: boolean
   upstreams: ReadonlyMap<string, UpstreamRuntime>
-  breakers: ReadonlyMap<string, () => BreakerSnapshot>
-  bulkheads?: ReadonlyMap<string, () => BulkheadSnapshot>
+  /** Snapshots the policies registered: GET /breakers lists the circuit breakers. */
+  states: PolicyStates
   /** GET /metrics, /stats and the dashboard; made once per process, so it outlives reloads. */
   metrics?: GatewayMetrics
   /** What config is in force and how the last reload went (GET /config/status). */
@@ -67,7 +66,7 @@ export function createAdminApp(state: AdminState): Hono {
     const outcome = await state.reload()
     return c.json(outcome, outcome.ok ? 200 : 422)
   })
-  app.get('/breakers', (c) => c.json({ breakers: [...state.breakers.values()].map((snapshot) => snapshot()) }))
+  app.get('/breakers', (c) => c.json({ breakers: [...state.states.of('circuit_breaker').values()].map((snapshot) => snapshot()) }))
   app.get('/upstreams', (c) => c.json({ upstreams: [...state.upstreams.values()].map((upstream) => upstream.snapshot()) }))
   app.get('/metrics', (c) => {
     if (state.metrics === undefined) return c.json({ code: 'not_found', message: 'this gateway keeps no metrics' }, 404)

@@ -1,14 +1,5 @@
 /** The admin listener's lock-down: loopback by default, a bearer token anywhere else. */
 
-export const ADMIN_TOKEN_REQUIRED =
-  'required when [gateway] admin is not a loopback address: name the environment variable that holds the admin bearer token'
-
-/** 127.0.0.0/8, ::1 and localhost: reachable from this host only. */
-export function isLoopback(host: string): boolean {
-  const lower = host.toLowerCase()
-  return lower === 'localhost' || lower === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(lower) || lower === '::ffff:127.0.0.1'
-}
-
 /** Shorter tokens can be guessed; 16 bytes of random text is the least we accept. */
 export const MIN_ADMIN_TOKEN_LENGTH = 16
 

@@ -1,12 +1,15 @@
 import { parse as parseToml } from 'toml'
 import * as v from 'valibot'
 import { normalizeObservability } from '../observability/config.ts'
-import { builtInPolicies, pickPolicies } from '../policies/index.ts'
-import { redisStoreProblems } from '../policies/rate-limit/config.ts'
-import { ConfigError, type ConfigProblem } from '../core/config-error.ts'
-import { configFileSchema, issueMessage, parseHostPort, type ConfigFile } from './schema.ts'
-import type { ListenerTls } from '../security/types.ts'
-import type { Config, ListenerConfig, RouteConfig, RoutePolicies, UpstreamConfig } from './types.ts'
+import { parseHostPort } from '../core/address.ts'
+import { ConfigError, missingReference, type ConfigProblem } from '../core/config-error.ts'
+import { besidePolicyFile } from '../core/policy-file.ts'
+import { builtInPolicies, pickPolicies, policyReferenceProblems, resolvePolicyFiles } from '../policies/index.ts'
+import type { FileFacts } from '../policies/policy.ts'
+import { isTable } from '../policies/shared/references.ts'
+import { normalizeUpstream, type UpstreamConfig } from '../upstream/config.ts'
+import { configFileSchema, issueMessage, type ConfigFile } from './schema.ts'
+import type { Config, ListenerConfig, ListenerTls, RouteConfig } from './types.ts'
 
 /** Parses, validates and normalizes a policy file; every problem in it is reported in one ConfigError. */
 export function loadConfigText(text: string, source: string): Config {
@@ -83,37 +86,20 @@ export function formatPath(path: ReadonlyArray<{ key: unknown }>): string {
 
 /**
  * Checks across tables. They read the raw document, so a route with an unknown upstream is
- * reported even when other keys of the file are broken.
+ * reported even when other keys of the file are broken. Each policy checks its own references.
  */
 function crossReferenceProblems(document: unknown): ConfigProblem[] {
   if (!isTable(document)) return []
   const listeners = isTable(document.listeners) ? document.listeners : {}
   const upstreams = isTable(document.upstreams) ? document.upstreams : {}
   const routes = Array.isArray(document.routes) ? document.routes : []
+  const file: FileFacts = { document, upstreamNames: Object.keys(upstreams) }
   return [
     ...addressConflicts(document.gateway, listeners),
-    ...routeProblems(routes, Object.keys(listeners), Object.keys(upstreams)),
-    ...fallbackUpstreamProblem(document.defaults, 'defaults', Object.keys(upstreams)),
-    ...mirrorUpstreamProblem(document.defaults, 'defaults', Object.keys(upstreams)),
+    ...policyReferenceProblems(document.defaults, 'defaults', file),
+    ...routeProblems(routes, Object.keys(listeners), file),
     ...auditRouteProblems(document.audit, routes),
-    ...redisStoreProblems(document),
   ]
-}
-
-/** `mirror.upstream` names an upstream, in [defaults] as in a route. */
-function mirrorUpstreamProblem(table: unknown, at: string, upstreamNames: string[]): ConfigProblem[] {
-  const mirror = isTable(table) && isTable(table.mirror) ? table.mirror : undefined
-  const missing = missingReference('upstream', mirror?.upstream, upstreamNames)
-  return missing ? [{ path: `${at}.mirror.upstream`, message: missing }] : []
-}
-
-/** Each `[[routes.split]]` entry names an upstream. */
-function splitUpstreamProblems(route: Record<string, unknown>, at: string, upstreamNames: string[]): ConfigProblem[] {
-  if (!Array.isArray(route.split)) return []
-  return route.split.flatMap((entry: unknown, index) => {
-    const missing = isTable(entry) ? missingReference('upstream', entry.upstream, upstreamNames) : undefined
-    return missing ? [{ path: `${at}.split[${index}].upstream`, message: missing }] : []
-  })
 }
 
 /** `[audit] routes` names routes. */
@@ -124,13 +110,6 @@ function auditRouteProblems(audit: unknown, routes: unknown[]): ConfigProblem[] 
     const missing = missingReference('route', name, routeNames)
     return missing ? [{ path: `audit.routes[${index}]`, message: missing }] : []
   })
-}
-
-/** `fallback.upstream` names an upstream, in [defaults] as in a route. */
-function fallbackUpstreamProblem(table: unknown, at: string, upstreamNames: string[]): ConfigProblem[] {
-  const fallback = isTable(table) && isTable(table.fallback) ? table.fallback : undefined
-  const missing = missingReference('upstream', fallback?.upstream, upstreamNames)
-  return missing ? [{ path: `${at}.fallback.upstream`, message: missing }] : []
 }
 
 /** Two sockets on one address cannot both bind; port 0 always gets a fresh port. */
@@ -153,7 +132,7 @@ function addressConflicts(gateway: unknown, listeners: Record<string, unknown>):
   return problems
 }
 
-function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames: string[]): ConfigProblem[] {
+function routeProblems(routes: unknown[], listenerNames: string[], file: FileFacts): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   const namedAt = new Map<string, number>()
   for (const [index, route] of routes.entries()) {
@@ -161,10 +140,9 @@ function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames
     const at = `routes[${index}]`
     const missingListener = missingReference('listener', route.listener, listenerNames)
     if (missingListener) problems.push({ path: `${at}.listener`, message: missingListener })
-    const missingUpstream = missingReference('upstream', route.upstream, upstreamNames)
+    const missingUpstream = missingReference('upstream', route.upstream, [...file.upstreamNames])
     if (missingUpstream) problems.push({ path: `${at}.upstream`, message: missingUpstream })
-    problems.push(...fallbackUpstreamProblem(route, at, upstreamNames))
-    problems.push(...mirrorUpstreamProblem(route, at, upstreamNames), ...splitUpstreamProblems(route, at, upstreamNames))
+    problems.push(...policyReferenceProblems(route, at, file))
     const name = route.name ?? defaultRouteName(index)
     if (typeof name !== 'string') continue
     const first = namedAt.get(name)
@@ -174,72 +152,8 @@ function routeProblems(routes: unknown[], listenerNames: string[], upstreamNames
   return problems
 }
 
-function missingReference(kind: string, name: unknown, defined: string[]): string | undefined {
-  if (typeof name !== 'string' || name === '' || defined.includes(name)) return undefined
-  return `no ${kind} named ${JSON.stringify(name)} (defined: ${defined.length > 0 ? defined.join(', ') : 'none'})`
-}
-
 function defaultRouteName(index: number): string {
   return `route-${index}`
-}
-
-function isTable(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value) && !(value instanceof Date)
-}
-
-type UpstreamFile = ConfigFile['upstreams'][string]
-
-function normalizeUpstream(name: string, upstream: UpstreamFile, source: string): UpstreamConfig {
-  const { endpoints = [], weights, outlier, health_check, discovery } = upstream
-  const normalized: UpstreamConfig = {
-    name,
-    endpoints: endpoints.map((url, index) => ({ url, weight: weights?.[index] ?? 1 })),
-    balance: upstream.balance,
-    connectTimeoutMs: upstream.connect_timeout,
-  }
-  if (upstream.ca !== undefined) normalized.ca = besidePolicyFile(upstream.ca, source)
-  if (outlier !== undefined) {
-    normalized.outlier = {
-      consecutiveFailures: outlier.consecutive_failures,
-      baseEjectionMs: outlier.base_ejection,
-      maxEjectionMs: outlier.max_ejection,
-      maxEjectedPercent: outlier.max_ejected_percent,
-    }
-  }
-  if (health_check !== undefined) {
-    normalized.healthCheck = {
-      path: health_check.path,
-      intervalMs: health_check.interval,
-      timeoutMs: health_check.timeout,
-      unhealthyThreshold: health_check.unhealthy_threshold,
-      healthyThreshold: health_check.healthy_threshold,
-    }
-  }
-  if (discovery?.dns !== undefined) {
-    const { host, port } = discovery.dns
-    normalized.discovery = { dns: { host, port, scheme: discovery.scheme ?? 'http', refreshMs: discovery.refresh } }
-  } else if (discovery?.file !== undefined) {
-    normalized.discovery = { file: { path: besidePolicyFile(discovery.file, source), refreshMs: discovery.refresh } }
-  }
-  return normalized
-}
-
-/**
- * A relative path in the policy file means relative to that file, as nginx's include and Envoy's
- * path-based configs do, not to wherever the gateway was started. The result is relative to the
- * same place `source` is (absolute if it is); the file itself is read only when the upstream starts,
- * so `pillion check` passes before it exists.
- */
-export function besidePolicyFile(path: string, source: string): string {
-  if (path.startsWith('/') || /^[a-z]:[\\/]/i.test(path) || path.startsWith('\\\\')) return path
-  const slash = Math.max(source.lastIndexOf('/'), source.lastIndexOf('\\'))
-  return slash === -1 ? path : `${source.slice(0, slash + 1)}${path}`
-}
-
-/** Files a policy names (api_key.keys_file) are relative to the policy file, as discovery files are. */
-function withPolicyFiles(policies: Partial<RoutePolicies>, source: string): Partial<RoutePolicies> {
-  if (policies.apiKey === undefined) return policies
-  return { ...policies, apiKey: { ...policies.apiKey, keysFile: besidePolicyFile(policies.apiKey.keysFile, source) } }
 }
 
 function listenerTls(tls: { cert: string; key: string; client_ca?: string | undefined }, source: string): ListenerTls {
@@ -249,7 +163,8 @@ function listenerTls(tls: { cert: string; key: string; client_ca?: string | unde
 }
 
 function normalize(file: ConfigFile, source: string): Config {
-  const defaults = withPolicyFiles(pickPolicies(file.defaults), source)
+  const besideFile = (path: string) => besidePolicyFile(path, source)
+  const defaults = resolvePolicyFiles(pickPolicies(file.defaults), besideFile)
   const inherited = { ...builtInPolicies(), ...defaults }
   const listeners: Record<string, ListenerConfig> = {}
   for (const [name, { listen, direction, tls }] of Object.entries(file.listeners)) {
@@ -265,10 +180,10 @@ function normalize(file: ConfigFile, source: string): Config {
       listener: route.listener,
       path: route.path,
       // The schema insists on one of upstream and split.
-      upstream: route.upstream ?? route.split![0]!.upstream,
-      policies: { ...inherited, ...withPolicyFiles(pickPolicies(route), source) },
+      upstream: route.upstream ?? (route.split as Array<{ upstream: string }>)[0]!.upstream,
+      policies: { ...inherited, ...resolvePolicyFiles(pickPolicies(route), besideFile) },
     }
-    if (route.split !== undefined) normalized.split = route.sticky === undefined ? { backends: route.split } : { backends: route.split, sticky: route.sticky }
+    if (normalized.policies.split !== undefined) normalized.split = normalized.policies.split
     if (route.host !== undefined) normalized.host = route.host
     if (route.methods !== undefined) normalized.methods = route.methods
     if (route.headers !== undefined) normalized.headers = route.headers

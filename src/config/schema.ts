@@ -4,35 +4,23 @@ import { auditSchema } from '../observability/audit.ts'
 import { observabilitySchema } from '../observability/config.ts'
 import { policyEntries } from '../policies/index.ts'
 import { cidrList } from '../policies/ip/index.ts'
-import { ADMIN_TOKEN_REQUIRED, isLoopback } from '../admin/token.ts'
 import { redisSchema } from '../policies/rate-limit/config.ts'
-import { splitSchema, stickySchema } from '../policies/split/index.ts'
 import { describeValue, expectedGot } from '../core/config-error.ts'
-import type { HostPort } from './types.ts'
 import { convertedString, duration, type Conversion } from '../core/units.ts'
-import { arrayOf, integer, name, namedTables, oneOf, table, text } from '../core/schema-kit.ts'
-import { ENDPOINT_EXAMPLE, normalizeEndpointUrl } from '../upstream/endpoint-url.ts'
+import { arrayOf, name, namedTables, oneOf, table, text } from '../core/schema-kit.ts'
+import { upstreamSchema } from '../upstream/config.ts'
+import { HOST_NAME, IPV6, isLoopback, parseHostPort, type HostPort } from '../core/address.ts'
 
 /** The policy file as written, validated; load.ts turns its output into the normalized Config. */
 
+/** An admin listener others can reach shows the config and can reload it: it must ask for a token. */
+export const ADMIN_TOKEN_REQUIRED =
+  'required when [gateway] admin is not a loopback address: name the environment variable that holds the admin bearer token'
+
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i
 const PARAMETER = /^:[a-z_][a-z0-9_]*$/i
-const HOST_NAME = /^[a-z0-9_-]+(?:\.[a-z0-9_-]+)*$/
-const IPV6 = /^[0-9a-f:.]+$/i
 
 const HOST_PORT_EXAMPLE = '"host:port" with a port from 0 to 65535, like "0.0.0.0:8080" or "[::1]:8080"'
-
-/** "0.0.0.0:8080", "localhost:0", "[::1]:9901"; the IPv6 host comes back without brackets. */
-export function parseHostPort(address: string): HostPort | undefined {
-  const match = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(address)
-  if (!match) return undefined
-  const [, ipv6, hostName, portText] = match
-  const port = Number(portText)
-  if (port > 65_535) return undefined
-  if (ipv6 !== undefined) return IPV6.test(ipv6) && ipv6.includes(':') ? { host: ipv6, port } : undefined
-  const host = hostName!.toLowerCase()
-  return HOST_NAME.test(host) ? { host, port } : undefined
-}
 
 function hostPort() {
   return convertedString(HOST_PORT_EXAMPLE, (address): Conversion<HostPort> => {
@@ -136,130 +124,23 @@ const listenerSchema = table({
   tls: v.optional(table({ cert: text(), key: text(), client_ca: v.optional(text()) })),
 })
 
-/** Intervals and ejection times, where "0s" would mean a busy loop or nothing at all. */
-function positiveDuration() {
-  return v.pipe(duration(), v.check((ms) => ms > 0, 'expected a duration of at least "1ms", got "0s"'))
+/** A route's own keys: what it matches and where it goes. Its policies' keys come from the registry. */
+const routeOwnKeys = {
+  name: v.optional(name()),
+  listener: text(),
+  path: convertedString(PATH_EXAMPLE, toRoutePath),
+  methods: v.optional(methods()),
+  host: v.optional(convertedString(HOST_EXAMPLE, toRouteHost)),
+  strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
+  headers: v.optional(headerMatches()),
+  upstream: v.optional(text()),
 }
 
-/** Envoy's outlier detection defaults: consecutive_5xx 5, base_ejection_time 30s, max_ejection_time 300s, 10%. */
-const outlierSchema = v.pipe(
-  table({
-    consecutive_failures: v.optional(integer(1), 5),
-    base_ejection: v.optional(positiveDuration(), '30s'),
-    max_ejection: v.optional(positiveDuration(), '300s'),
-    max_ejected_percent: v.optional(integer(1, 100), 10),
-  }),
-  v.forward(
-    v.partialCheck(
-      [['base_ejection'], ['max_ejection']],
-      ({ base_ejection, max_ejection }) => max_ejection >= base_ejection,
-      'expected a duration no shorter than base_ejection',
-    ),
-    ['max_ejection'],
-  ),
-)
-
-const HEALTH_PATH_EXAMPLE = 'a path like "/healthz"'
-
-const healthCheckSchema = table({
-  path: convertedString(HEALTH_PATH_EXAMPLE, (path): Conversion<string> =>
-    path.startsWith('/') && !/[#\s]/.test(path) ? { value: path } : { problem: expectedGot(HEALTH_PATH_EXAMPLE, path) },
-  ),
-  interval: v.optional(positiveDuration(), '5s'),
-  timeout: v.optional(positiveDuration(), '1s'),
-  unhealthy_threshold: v.optional(integer(1), 3),
-  healthy_threshold: v.optional(integer(1), 2),
-})
-
-const DNS_EXAMPLE = '"host:port" like "payments.internal:8080"'
-
-/** A port is required and cannot be 0: it is where the resolved addresses are called. */
-function dnsTarget() {
-  return convertedString(DNS_EXAMPLE, (address): Conversion<HostPort> => {
-    const parsed = parseHostPort(address)
-    return parsed !== undefined && parsed.port > 0 ? { value: parsed } : { problem: expectedGot(DNS_EXAMPLE, address) }
-  })
-}
-
-const discoverySchema = v.pipe(
-  table({
-    dns: v.optional(dnsTarget()),
-    file: v.optional(text()),
-    refresh: v.optional(positiveDuration(), '10s'),
-    scheme: v.optional(oneOf(['http', 'https'])),
-  }),
-  v.check(
-    ({ dns, file }) => (dns === undefined) !== (file === undefined),
-    'expected exactly one of dns or file, like { dns = "payments.internal:8080" } or { file = "endpoints.json" }',
-  ),
-  v.forward(
-    v.partialCheck([['file'], ['scheme']], ({ file, scheme }) => file === undefined || scheme === undefined, 'applies to dns only (file lists whole URLs)'),
-    ['scheme'],
-  ),
-)
-
-const upstreamSchema = v.pipe(
-  table({
-    endpoints: v.optional(
-      v.pipe(
-        arrayOf(convertedString(ENDPOINT_EXAMPLE, normalizeEndpointUrl)),
-        v.minLength(1, 'expected at least one endpoint, got none'),
-      ),
-    ),
-    balance: v.optional(oneOf(['round_robin', 'least_request', 'random']), 'round_robin'),
-    weights: v.optional(
-      arrayOf(v.pipe(v.number(), v.check((weight) => Number.isSafeInteger(weight) && weight > 0, (issue) => expectedGot('a positive integer', issue.input)))),
-    ),
-    connect_timeout: v.optional(duration(), '1s'),
-    ca: v.optional(text()),
-    outlier: v.optional(outlierSchema),
-    health_check: v.optional(healthCheckSchema),
-    discovery: v.optional(discoverySchema),
-  }),
-  // One source of endpoints: a static seed that discovery silently replaces would be a surprise.
-  v.forward(
-    v.partialCheck(
-      [['endpoints'], ['discovery']],
-      ({ endpoints, discovery }) => endpoints !== undefined || discovery !== undefined,
-      'required key missing (or set discovery)',
-    ),
-    ['endpoints'],
-  ),
-  v.forward(
-    v.partialCheck(
-      [['endpoints'], ['discovery']],
-      ({ endpoints, discovery }) => endpoints === undefined || discovery === undefined,
-      'expected endpoints or discovery, not both',
-    ),
-    ['discovery'],
-  ),
-  v.forward(
-    v.partialCheck(
-      [['endpoints'], ['weights']],
-      ({ endpoints, weights }) => weights === undefined || weights.length === endpoints?.length,
-      (issue) =>
-        issue.input.endpoints === undefined
-          ? 'applies to endpoints only (a discovery file gives each endpoint its own weight)'
-          : `expected ${issue.input.endpoints.length} weights, one per endpoint, got ${issue.input.weights?.length}`,
-    ),
-    ['weights'],
-  ),
-)
+/** The policies' keys are known to the registry only; split and sticky decide, with upstream, where a route goes. */
+type RouteTable = v.InferOutput<v.StrictObjectSchema<typeof routeOwnKeys, undefined>> & { split?: unknown; sticky?: unknown } & Record<string, unknown>
 
 const routeSchema = v.pipe(
-  table({
-    name: v.optional(name()),
-    listener: text(),
-    path: convertedString(PATH_EXAMPLE, toRoutePath),
-    methods: v.optional(methods()),
-    host: v.optional(convertedString(HOST_EXAMPLE, toRouteHost)),
-    strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
-    headers: v.optional(headerMatches()),
-    upstream: v.optional(text()),
-    ...policyEntries(),
-    split: v.optional(splitSchema),
-    sticky: v.optional(stickySchema),
-  }),
+  table({ ...routeOwnKeys, ...policyEntries('route') }) as unknown as v.GenericSchema<unknown, RouteTable>,
   // A route goes to one upstream, or splits its traffic over several: exactly one of the two.
   v.forward(
     v.partialCheck([['upstream'], ['split']], ({ upstream, split }) => upstream !== undefined || split !== undefined, 'required key missing'),
@@ -275,7 +156,7 @@ const routeSchema = v.pipe(
   ),
   v.forward(
     v.partialCheck(
-      [['path'], ['strip_prefix']],
+      [['path'], ['strip_prefix']] as const,
       ({ path, strip_prefix }) => strip_prefix === undefined || prefixCanMatch(path, strip_prefix),
       (issue) => `${describeValue(issue.input.strip_prefix)} can never be stripped: it is not a prefix of path ${describeValue(issue.input.path)}`,
     ),
@@ -290,7 +171,7 @@ export const configFileSchema = table({
     v.check((listeners) => Object.keys(listeners).length > 0, 'expected at least one listener, got none'),
   ),
   upstreams: v.optional(namedTables(upstreamSchema), () => ({})),
-  defaults: v.optional(table(policyEntries()), () => ({})),
+  defaults: v.optional(table(policyEntries('defaults')), () => ({})),
   routes: v.optional(
     v.array(routeSchema, (issue) => expectedGot('an array of tables, written [[routes]]', issue.input)),
     () => [],

@@ -42,3 +42,9 @@ export function describeValue(value: unknown): string {
 export function expectedGot(expected: string, found: unknown): string {
   return `expected ${expected}, got ${describeValue(found)}`
 }
+
+/** "no upstream named \"x\" (defined: a, b)" when `name` is a non-empty string that is not among `defined`. */
+export function missingReference(kind: string, name: unknown, defined: string[]): string | undefined {
+  if (typeof name !== 'string' || name === '' || defined.includes(name)) return undefined
+  return `no ${kind} named ${JSON.stringify(name)} (defined: ${defined.length > 0 ? defined.join(', ') : 'none'})`
+}

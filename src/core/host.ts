@@ -1,4 +1,3 @@
-import type { OpenRateLimitStore } from '../policies/rate-limit/global-store.ts'
 
 /** The one seam between Pillion's web-standard core and the runtime that hosts it. */
 
@@ -87,12 +86,10 @@ export interface Runtime {
    * batches off the request path; a write never blocks the event loop on a slow reader or disk.
    */
   openAppendSink(to: string): Promise<AppendSink>
-  /** The shared rate-limit store on Redis ([redis]); ioredis on every runtime, loaded on first use. */
-  redisStore: OpenRateLimitStore
   writeOut(line: string): void
   writeErr(line: string): void
   exit(code: number): never
-  /** Starts and watches copies of this program for `pillion run --workers N` (src/workers.ts). */
+  /** Starts and watches copies of this program for `pillion run --workers N` (src/gateway/workers.ts). */
   workers: WorkerHost
 }
 

@@ -1,5 +1,6 @@
 import * as v from 'valibot'
 import { describeValue, expectedGot } from './config-error.ts'
+import { duration, parseDuration } from './units.ts'
 
 /** Building blocks for policy-file schemas: every message says what was expected and what was found. */
 
@@ -65,4 +66,19 @@ export function fraction() {
 
 export function boolean() {
   return v.boolean((issue) => expectedGot('true or false', issue.input))
+}
+
+/**
+ * A duration that may not be zero: a zero window, open period or stale age would mean nothing.
+ * The check runs on the text, before it becomes milliseconds, so the message can quote it.
+ */
+export function positiveDuration() {
+  return v.pipe(
+    v.unknown(),
+    v.check(
+      (input) => typeof input !== 'string' || parseDuration(input) !== 0,
+      (issue) => expectedGot('a duration above zero, like "200ms" or "10s"', issue.input),
+    ),
+    duration(),
+  )
 }

@@ -3,14 +3,13 @@ import type { Config, ListenerConfig } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 import { EventBus } from '../core/events.ts'
 import { buildRouteChain, createUpstreams } from './pipeline.ts'
-import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
-import type { BreakerSnapshot } from '../policies/policy.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { createListenerApp, type ListenerEnv, type RouteRuntime } from '../listener/request-handler.ts'
 import { AuditLog } from '../observability/audit.ts'
 import type { RequestObserver } from '../observability/observer.ts'
 import { compileRoute } from '../listener/router.ts'
-import type { SecurityDeps } from '../policies/shared/security-deps.ts'
+import type { GatewayDeps } from '../policies/policy.ts'
+import { PolicyStates } from '../core/policy-states.ts'
 import { listenerSecurity } from './listener-setup.ts'
 import { GlobalLimitStore, type OpenRateLimitStore } from '../policies/rate-limit/global-store.ts'
 import { StateCarrier } from '../core/state-carrier.ts'
@@ -23,8 +22,8 @@ export interface GatewayApps {
   listeners: Array<{ listener: ListenerConfig; app: Hono<ListenerEnv> }>
   events: EventBus
   upstreams: ReadonlyMap<string, UpstreamRuntime>
-  breakers: ReadonlyMap<string, () => BreakerSnapshot>
-  bulkheads: ReadonlyMap<string, () => BulkheadSnapshot>
+  /** What the policies' layers registered for the admin API, metrics and dashboard (breakers, bulkheads). */
+  states: PolicyStates
   /** The [audit] trail; carried across reloads while [audit] is unchanged. */
   audit?: AuditLog
   /** The [redis] store for global rate limits; carried across reloads while [redis] is unchanged. */
@@ -42,14 +41,13 @@ export function createGateway(
 ): GatewayApps {
   const send = runtime.upstream
   const upstreams = createUpstreams(config, { send, events, host: runtime }, carrier)
-  const breakers = new Map<string, () => BreakerSnapshot>()
-  const bulkheads = new Map<string, () => BulkheadSnapshot>()
+  const states = new PolicyStates()
   const redis = config.redis
   const globalLimits =
     redis && carrier.keep('redis', { redis, service: config.gateway.service }, () => new GlobalLimitStore(redisOpener(runtime), redis, config.gateway.service, events))
-  const security: SecurityDeps = { host: runtime, keep: (key, policy, create) => carrier.keep(`security:${key}`, policy, create) }
+  const gateway: GatewayDeps = { host: runtime, keep: (key, policy, create) => carrier.keep(`security:${key}`, policy, create), states, globalLimits }
   const tlsListeners = new Set(Object.values(config.listeners).flatMap((listener) => (listener.tls ? [listener.name] : [])))
-  const deps = { carrier, send, events, upstreams, breakers, bulkheads, globalLimits, security, tlsListeners }
+  const deps = { carrier, send, events, upstreams, gateway, tlsListeners }
   const auditConfig = config.audit
   const service = config.gateway.service
   const audit = auditConfig && carrier.keep('audit', { auditConfig, service }, () => new AuditLog(auditConfig, { send, events, service }))
@@ -60,7 +58,7 @@ export function createGateway(
       .map((route) => compileRoute<RouteRuntime>(route, { name: route.name, chain: buildRouteChain(route, deps) }))
     return { listener, app: createListenerApp(routes, routeObservers, logger, listenerSecurity(config, listener.name)) }
   })
-  return { listeners, events, upstreams, breakers, bulkheads, audit, globalLimits }
+  return { listeners, events, upstreams, states, audit, globalLimits }
 }
 
 function redisOpener(runtime: GatewayRuntime): OpenRateLimitStore {

@@ -2,7 +2,7 @@ import type { Config, ListenerConfig } from '../config/types.ts'
 import type { ListenerSecurity } from '../listener/request-handler.ts'
 import { toCidrSet } from '../policies/ip/index.ts'
 import { caseGuard } from '../listener/route-case.ts'
-import type { ListenerTls } from '../security/types.ts'
+import type { ListenerTls } from '../config/types.ts'
 
 /** What one listener checks before routing, prepared once per config load. */
 export function listenerSecurity(config: Config, listener: string): ListenerSecurity {

@@ -1,6 +1,6 @@
 import { createAdminApp, type AdminState } from '../admin/admin-api.ts'
 import { createGateway, type GatewayApps } from './build.ts'
-import type { Config, HostPort } from '../config/types.ts'
+import type { Config } from '../config/types.ts'
 import { EventBus } from '../core/events.ts'
 import type { Logger } from '../core/log.ts'
 import type { AuditLog } from '../observability/audit.ts'
@@ -14,6 +14,7 @@ import { StateCarrier, type Part } from '../core/state-carrier.ts'
 import { adminToken } from '../admin/token.ts'
 import { checkUpstreamCaFiles, listenerServing, readTls, type Serving } from './listener-setup.ts'
 import { VERSION } from '../core/version.ts'
+import { formatAddress, type HostPort } from '../core/address.ts'
 
 export interface RunningGateway {
   readonly config: Config
@@ -49,10 +50,6 @@ function longestRequestMs(config: Config): number {
 /** What a bound server is compared by on reload: a listener is rebound when its address, TLS or header deadline changes. */
 function bindingKey(address: HostPort, serving: Serving = {}): string {
   return serving.tls === undefined && serving.headersTimeoutMs === undefined ? formatAddress(address) : `${formatAddress(address)} ${JSON.stringify(serving)}`
-}
-
-export function formatAddress({ host, port }: HostPort): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`
 }
 
 interface Bound {
@@ -92,15 +89,14 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     ready: false,
     draining: false,
     upstreams: generation.upstreams,
-    breakers: generation.breakers,
-    bulkheads: generation.bulkheads,
+    states: generation.states,
     metrics: observability.metrics,
     status: options.admin?.status ?? (() => ({ version: '' })),
     reload: options.admin?.reload,
     adminToken: initialToken,
   }
   const admin = createAdminApp(state)
-  observability.metrics.setSources(() => ({ ...state, bulkheads: state.bulkheads ?? new Map() }))
+  observability.metrics.setSources(() => state)
   const bound = new Map<string, Bound>()
   const dispatchers = new Map<string, Handler>()
   const dispatcherFor = (name: string): Handler => {
@@ -192,8 +188,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       state.config = next
       state.adminToken = nextToken
       state.upstreams = generation.upstreams
-      state.breakers = generation.breakers
-      state.bulkheads = generation.bulkheads
+      state.states = generation.states
       observing.commit()
       const { created, dropped } = carrier.commit()
       startParts(created)

@@ -1,5 +1,4 @@
-import type { RouteConfig } from '../config/types.ts'
-import { compileRoute, firstMatch, type RequestFacts } from './router.ts'
+import { compileRoute, firstMatch, type RequestFacts, type RouteMatch } from './router.ts'
 
 /**
  * Route matching is case-sensitive, as in Envoy and RFC 3986. But many services are not
@@ -11,7 +10,7 @@ import { compileRoute, firstMatch, type RequestFacts } from './router.ts'
 export type CaseGuard = (facts: RequestFacts, matched: string | undefined) => string | undefined
 
 /** Undefined when no route path has a letter in it, so case can never matter. */
-export function caseGuard(routes: readonly RouteConfig[]): CaseGuard | undefined {
+export function caseGuard(routes: readonly RouteMatch[]): CaseGuard | undefined {
   if (!routes.some((route) => /[a-z]/i.test(route.path.replace(/:[a-z_][a-z0-9_]*/gi, '')))) return undefined
   const folded = routes.map((route) => compileRoute({ ...route, path: route.path.toLowerCase() }, route.name))
   const upperCaseRoutes = routes.some((route) => route.path !== route.path.toLowerCase())

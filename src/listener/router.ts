@@ -1,4 +1,3 @@
-import type { RouteConfig } from '../config/types.ts'
 
 export type PathMatcher = (path: string) => boolean
 
@@ -36,7 +35,16 @@ export interface CompiledRoute<T> {
   target: T
 }
 
-export function compileRoute<T>(route: RouteConfig, target: T): CompiledRoute<T> {
+/** What a route matches, as config/ normalizes it: path pattern, methods (upper-case), host and headers (lower-case). */
+export interface RouteMatch {
+  name: string
+  path: string
+  methods?: readonly string[]
+  host?: string
+  headers?: ReadonlyArray<readonly [name: string, value: string]>
+}
+
+export function compileRoute<T>(route: RouteMatch, target: T): CompiledRoute<T> {
   const matchPath = compilePath(route.path)
   const methods = route.methods ? new Set(route.methods) : undefined
   const host = route.host

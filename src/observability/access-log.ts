@@ -1,10 +1,10 @@
-import type { AccessLogConfig } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 import type { AppendSink } from '../core/host.ts'
 import type { AccessLogField } from './config.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import { incomingContext } from './trace-context.ts'
+import type { AccessLogConfig } from './config.ts'
 
 /** Writes wait this long to gather more lines (Envoy's access log flush interval is 1s)... */
 export const FLUSH_MS = 1000

@@ -1,13 +1,12 @@
 import * as v from 'valibot'
 import { describeValue, expectedGot } from '../core/config-error.ts'
 import { arrayOf, integer, name, table } from '../core/schema-kit.ts'
-import type { AuditConfig } from '../config/types.ts'
 import { convertedString, type Conversion } from '../core/units.ts'
 import type { EventBus } from '../core/events.ts'
-import { positiveDuration } from '../policies/shared/schema-parts.ts'
 import type { UpstreamClient } from '../core/host.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { discardBody } from '../core/body.ts'
+import { positiveDuration } from '../core/schema-kit.ts'
 
 /** Defaults, and where each comes from. */
 const DEFAULT_BATCH = 100 // Kong's queue sends 1 by default, APISIX's batch processor 1000: one POST a second at 100 rps
@@ -362,5 +361,27 @@ export class AuditLog implements RequestObserver {
       const timer = this.#timers.set(done, ms)
       this.#wake = done
     })
+  }
+}
+
+/** [audit]: one record per request, sent in batches to a sink off the request path. */
+export interface AuditConfig {
+  sink: string
+  batch: number
+  flushMs: number
+  maxQueue: number // records held, the batch being sent included
+  /** Route names to audit; undefined means every route. */
+  routes?: string[]
+  headers: string[] // request headers copied into each record, lower-case
+  timeoutMs: number // each POST to the sink
+  backoff: { baseMs: number; maxMs: number }
+}
+
+declare module '../core/events.ts' {
+  interface GatewayEventMap {
+    audit_sent: { records: number }
+    /** A POST to the audit sink failed; the batch is sent again after retryInMs. */
+    audit_failed: { records: number; attempt: number; retryInMs: number }
+    audit_dropped: { reason: 'queue_full' | 'rejected' | 'shutdown'; records: number }
   }
 }

@@ -1,7 +1,6 @@
 import * as v from 'valibot'
 import { expectedGot } from '../core/config-error.ts'
 import { arrayOf, fraction, integer, table, text } from '../core/schema-kit.ts'
-import type { AccessLogConfig, ObservabilityConfig, TracesConfig } from '../config/types.ts'
 import { convertedString, duration, type Conversion } from '../core/units.ts'
 
 /**
@@ -151,4 +150,34 @@ export function normalizeObservability(file: ObservabilityFile, service: string,
     normalized.traces = traces
   }
   return normalized
+}
+
+/** [observability]: where access log lines go and which fields they carry; where spans are exported. */
+export interface AccessLogConfig {
+  /** "stdout", "off", or a file path (resolved against the policy file's directory). */
+  to: string
+  fields: string[]
+}
+
+export interface TracesConfig {
+  /** OTLP/HTTP traces endpoint, JSON encoding. */
+  otlp: string
+  /** Share of traces this gateway starts that are sampled, 0–1; a caller's decision always wins. */
+  sample: number
+  serviceName: string
+  headers: Array<[name: string, value: string]>
+  flushMs: number
+  maxQueue: number
+}
+
+/** What observability reads of a whole config: its own table, and each route's name, path and direction. */
+export interface ObservedConfig {
+  observability?: ObservabilityConfig
+  routes: ReadonlyArray<{ name: string; listener: string; path: string }>
+  listeners: Readonly<Record<string, { direction: 'ingress' | 'egress' }>>
+}
+
+export interface ObservabilityConfig {
+  accessLog: AccessLogConfig
+  traces?: TracesConfig
 }

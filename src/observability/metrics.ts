@@ -1,6 +1,5 @@
 import type { EventBus } from '../core/events.ts'
-import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
-import type { BreakerSnapshot } from '../policies/policy.ts'
+import { PolicyStates, type PolicyStateMap } from '../core/policy-states.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 import type { UpstreamRuntime, UpstreamSnapshot } from '../upstream/upstream.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
@@ -26,13 +25,13 @@ export interface ReloadStatus {
 
 /** Where scrape-time gauges read from: the maps of the config in force, which a reload replaces. */
 export interface MetricSources {
-  breakers: ReadonlyMap<string, () => BreakerSnapshot>
-  bulkheads: ReadonlyMap<string, () => BulkheadSnapshot>
+  /** Snapshots the policies registered (circuit_breaker, bulkhead). */
+  states: PolicyStates
   upstreams: ReadonlyMap<string, UpstreamRuntime>
   status?: () => ReloadStatus
 }
 
-const NO_SOURCES: MetricSources = { breakers: new Map(), bulkheads: new Map(), upstreams: new Map() }
+const NO_SOURCES: MetricSources = { states: new PolicyStates(), upstreams: new Map() }
 
 /**
  * One route's children, resolved once per route name and kept: the request path bumps numbers in
@@ -315,14 +314,14 @@ export class GatewayMetrics implements RequestObserver {
     }
     this.breakerState.collect = (family) => {
       family.reset()
-      for (const snapshot of this.#sources().breakers.values()) {
+      for (const snapshot of this.#sources().states.of('circuit_breaker').values()) {
         const { route, upstream, state } = snapshot()
         for (const each of BREAKER_STATES) family.labels(route, upstream, each).value = each === state ? 1 : 0
       }
     }
-    const bulkheads = (family: Family, pick: (snapshot: BulkheadSnapshot) => number) => {
+    const bulkheads = (family: Family, pick: (snapshot: PolicyStateMap['bulkhead']) => number) => {
       family.reset()
-      for (const snapshot of this.#sources().bulkheads.values()) {
+      for (const snapshot of this.#sources().states.of('bulkhead').values()) {
         const shown = snapshot()
         family.labels(shown.route).value = pick(shown)
       }

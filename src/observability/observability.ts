@@ -1,4 +1,3 @@
-import type { AccessLogConfig, Config, TracesConfig } from '../config/types.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 import type { Logger } from '../core/log.ts'
 import type { Runtime } from '../core/host.ts'
@@ -8,6 +7,7 @@ import { GatewayMetrics } from './metrics.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { OtlpExporter } from './otlp.ts'
 import { Tracer } from './tracing.ts'
+import type { AccessLogConfig, ObservedConfig, TracesConfig } from './config.ts'
 
 export type ObservabilityRuntime = Pick<Runtime, 'name' | 'version' | 'upstream' | 'openAppendSink'>
 
@@ -27,7 +27,7 @@ export interface Observability {
   /** Pass to createGateway for every config generation. */
   readonly observers: readonly RequestObserver[]
   /** Opens what a new config's [observability] needs (a log file); nothing changes until commit. */
-  prepare(config: Config): Promise<PreparedObservability>
+  prepare(config: ObservedConfig): Promise<PreparedObservability>
   /** Writes buffered log lines and sends queued spans, waiting at most `timeoutMs`; for shutdown. */
   close(timeoutMs: number): Promise<void>
 }
@@ -45,7 +45,7 @@ interface Generation {
  * const observability = await createObservability(config, runtime, logger, VERSION)
  * createGateway(config, runtime, logger, observability.observers, events)
  */
-export async function createObservability(config: Config, runtime: ObservabilityRuntime, logger: Logger, version: string): Promise<Observability> {
+export async function createObservability(config: ObservedConfig, runtime: ObservabilityRuntime, logger: Logger, version: string): Promise<Observability> {
   const metrics = new GatewayMetrics({ version, runtime: runtime.name })
   // One tracer for the process: spans of requests that began before a reload still find their context.
   let sharedTracer: Tracer | undefined
@@ -90,7 +90,7 @@ export async function createObservability(config: Config, runtime: Observability
     })
   }
 
-  async function prepare(next: Config): Promise<PreparedObservability> {
+  async function prepare(next: ObservedConfig): Promise<PreparedObservability> {
     const settings = next.observability ?? defaultObservability()
     const logTo = settings.accessLog.to === 'off' ? undefined : settings.accessLog.to
     const reuseLog = logTo !== undefined && logTo === current.accessLogTo

@@ -1,9 +1,9 @@
-import type { TracesConfig } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 import { discardBody } from '../core/body.ts'
 import type { UpstreamClient } from '../core/host.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import type { AttributeValue, FinishedSpan } from './tracing.ts'
+import type { TracesConfig } from './config.ts'
 
 /** OpenTelemetry's BatchSpanProcessor: at most this many spans per export request. */
 export const MAX_BATCH = 512

@@ -1,5 +1,4 @@
-import type { BulkheadSnapshot } from '../policies/bulkhead/index.ts'
-import type { BreakerSnapshot } from '../policies/policy.ts'
+import type { PolicyStateMap } from '../core/policy-states.ts'
 import type { UpstreamSnapshot } from '../upstream/upstream.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import { LATENCY_BUCKETS, quantile, type HistogramChild } from './registry.ts'
@@ -24,8 +23,8 @@ export interface DashboardStats {
   buckets: readonly number[]
   routes: RouteStats[]
   errors: Array<{ route: string; error: string; count: number }>
-  breakers: Array<BreakerSnapshot & { rejections: number }>
-  bulkheads: Array<BulkheadSnapshot & { rejections: number }>
+  breakers: Array<PolicyStateMap['circuit_breaker'] & { rejections: number }>
+  bulkheads: Array<PolicyStateMap['bulkhead'] & { rejections: number }>
   rateLimits: Array<{ route: string; limit: string; decision: string; count: number }>
   upstreams: UpstreamSnapshot[]
 }
@@ -72,11 +71,11 @@ export function dashboardStats(metrics: GatewayMetrics): DashboardStats {
     buckets: LATENCY_BUCKETS,
     routes: [...routes.values()].sort((a, b) => a.route.localeCompare(b.route)),
     errors: counted(metrics.errors, ([route, error], count) => ({ route: route!, error: error!, count })),
-    breakers: [...sources.breakers.values()].map((snapshot) => {
+    breakers: [...sources.states.of('circuit_breaker').values()].map((snapshot) => {
       const shown = snapshot()
       return { ...shown, rejections: breakerRejections.get(`${shown.route}/${shown.upstream}`) ?? 0 }
     }),
-    bulkheads: [...sources.bulkheads.values()].map((snapshot) => {
+    bulkheads: [...sources.states.of('bulkhead').values()].map((snapshot) => {
       const shown = snapshot()
       return { ...shown, rejections: bulkheadRejections.get(shown.route) ?? 0 }
     }),

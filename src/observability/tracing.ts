@@ -1,7 +1,7 @@
-import type { Config, TracesConfig } from '../config/types.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { formatB3, formatTraceparent, incomingContext, randomId } from './trace-context.ts'
+import type { ObservedConfig, TracesConfig } from './config.ts'
 
 /** OTLP span kinds (opentelemetry-proto trace.proto). */
 export const SPAN_KIND = { server: 2, client: 3 } as const
@@ -64,7 +64,7 @@ export class Tracer implements RequestObserver {
   }
 
   /** Per-config facts: each route's listener direction and path pattern, and the sample rate. */
-  apply(config: Config, traces: TracesConfig): void {
+  apply(config: ObservedConfig, traces: TracesConfig): void {
     const routes = new Map<string, RouteTrace>()
     for (const route of config.routes) {
       const direction = config.listeners[route.listener]?.direction

@@ -1,6 +1,6 @@
 import type { Redis as RedisClient, RedisOptions } from 'ioredis'
-import type { RateLimitAlgorithm, RedisSettings } from '../config/types.ts'
 import type { RateLimitStore, StoreDecision } from '../policies/rate-limit/global-store.ts'
+import type { RateLimitAlgorithm, RedisSettings } from '../policies/rate-limit/config.ts'
 
 /**
  * The rate-limit store on Redis, with ioredis: the one client verified on Node, Bun and Deno alike

@@ -1,4 +1,4 @@
-import type { BalanceMode } from '../config/types.ts'
+import type { BalanceMode } from './config.ts'
 
 export interface Endpoint {
   readonly url: string

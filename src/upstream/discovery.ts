@@ -1,8 +1,8 @@
-import type { DiscoveryConfig, EndpointConfig } from '../config/types.ts'
 import type { DiscoveryHost } from '../core/host.ts'
 import { parseEndpointFile } from './endpoint-file.ts'
 import { addressUrl } from './endpoint-url.ts'
 import type { Timers } from '../core/timers.ts'
+import type { DiscoveryConfig, EndpointConfig } from './config.ts'
 
 /** Where a discovery round's outcome goes; the upstream decides what is new and what to announce. */
 export interface DiscoveryListener {

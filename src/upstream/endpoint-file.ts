@@ -1,7 +1,7 @@
 import { describeValue } from '../core/config-error.ts'
-import type { EndpointConfig } from '../config/types.ts'
 import type { Conversion } from '../core/units.ts'
 import { normalizeEndpointUrl } from './endpoint-url.ts'
+import type { EndpointConfig } from './config.ts'
 
 const FILE_SHAPE = 'a JSON array of endpoint URLs or of { "url": ..., "weight": ... } objects'
 

@@ -1,8 +1,8 @@
-import type { HealthCheckPolicy } from '../config/types.ts'
 import type { UpstreamClient } from '../core/host.ts'
 import { discardBody } from '../core/body.ts'
 import type { Timers } from '../core/timers.ts'
 import type { UpstreamEndpoint } from './endpoint.ts'
+import type { HealthCheckPolicy } from './config.ts'
 
 /** A probe's answer up to this size is read whole (most are a few bytes); a larger one is cut, not read. */
 const PROBE_BODY_BYTES = 64 * 1024

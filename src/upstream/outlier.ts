@@ -1,5 +1,5 @@
-import type { OutlierPolicy } from '../config/types.ts'
 import type { UpstreamEndpoint } from './endpoint.ts'
+import type { OutlierPolicy } from './config.ts'
 
 /**
  * Passive health, Envoy's consecutive-5xx outlier detection: an endpoint whose last N calls failed

@@ -1,4 +1,3 @@
-import type { EndpointConfig, UpstreamConfig } from '../config/types.ts'
 import type { EventBus } from '../core/events.ts'
 import type { DiscoveryHost, UpstreamClient } from '../core/host.ts'
 import { createBalancer, type Balancer, type Endpoint } from './balancer.ts'
@@ -7,6 +6,7 @@ import { HealthChecker, recordProbe } from './health-check.ts'
 import { OutlierDetector } from './outlier.ts'
 import { systemTimers, type Timers } from '../core/timers.ts'
 import { UpstreamEndpoint } from './endpoint.ts'
+import type { EndpointConfig, UpstreamConfig } from './config.ts'
 
 export interface EndpointSnapshot {
   url: string
@@ -229,5 +229,15 @@ class Upstream implements UpstreamRuntime {
     if (reason === this.#discoveryError) return
     this.#discoveryError = reason
     this.#events.emit('discovery_failed', { upstream: this.config.name, error: reason })
+  }
+}
+
+declare module '../core/events.ts' {
+  interface GatewayEventMap {
+    endpoint_ejected: { upstream: string; endpoint: string; times: number; durationMs: number }
+    endpoint_returned: { upstream: string; endpoint: string }
+    health_check: { upstream: string; endpoint: string; ok: boolean; healthy: boolean; changed: boolean }
+    discovery_updated: { upstream: string; endpoints: number }
+    discovery_failed: { upstream: string; error: string }
   }
 }

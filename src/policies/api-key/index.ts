@@ -4,10 +4,7 @@ import { boolean, table, text } from '../../core/schema-kit.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { EventBus } from '../../core/events.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { SecurityDeps, SecurityHost } from '../shared/security-deps.ts'
-import type { ApiKeyPolicy } from '../../security/types.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyHost, PolicyModule, RouteContext } from '../policy.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 
@@ -20,7 +17,7 @@ function headerName(example: string) {
 }
 
 /** [routes.api_key]: a key in a request header, looked up by its SHA-256 in a watched JSON file. */
-export const apiKeyPolicy: PolicyModule<'apiKey'> = {
+export const apiKeyPolicy: PolicyModule<ApiKeyPolicy, 'apiKey'> = {
   key: 'api_key',
   field: 'apiKey',
   schema: v.pipe(
@@ -43,6 +40,8 @@ export const apiKeyPolicy: PolicyModule<'apiKey'> = {
     ),
   ),
   builtInDefault: undefined,
+  resolveFiles: (policy, resolve) => ({ ...policy, keysFile: resolve(policy.keysFile) }),
+  layer: (policy, context) => apiKeyLayer(policy, context),
 }
 
 const SHA256_HEX = /^[0-9a-f]{64}$/
@@ -96,11 +95,11 @@ export class ApiKeyStore {
    * KNOWN_KEYS of them, and the map is emptied whenever the file is read again.
    */
   readonly #known = new Map<string, string>()
-  readonly #host: SecurityHost
+  readonly #host: PolicyHost
   readonly #events: EventBus
   #loading: Promise<void>
 
-  constructor(file: string, host: SecurityHost, events: EventBus) {
+  constructor(file: string, host: PolicyHost, events: EventBus) {
     this.file = file
     this.#host = host
     this.#events = events
@@ -162,11 +161,11 @@ export class ApiKeyStore {
  * The consumer header is always set by us, so a client cannot send its own; the key itself is
  * removed unless forward_key is set.
  *
- * @example apiKeyLayer({ header: 'x-api-key', keysFile: 'consumers.json', consumerHeader: 'x-consumer', forwardKey: false }, context, security)
+ * @example apiKeyLayer({ header: 'x-api-key', keysFile: 'consumers.json', consumerHeader: 'x-consumer', forwardKey: false }, context)
  */
-export function apiKeyLayer(policy: ApiKeyPolicy, context: RouteContext, security: SecurityDeps): Layer {
+export function apiKeyLayer(policy: ApiKeyPolicy, context: RouteContext): Layer {
   const { header, consumerHeader, forwardKey } = policy
-  const store = security.keep(`api_keys:${policy.keysFile}`, policy.keysFile, () => new ApiKeyStore(policy.keysFile, security.host, context.events))
+  const store = context.gateway.keep(`api_keys:${policy.keysFile}`, policy.keysFile, () => new ApiKeyStore(policy.keysFile, context.gateway.host, context.events))
   const route = context.route.name
   const events = context.events
   const challenge = { 'www-authenticate': `ApiKey header="${header}"` }
@@ -186,4 +185,21 @@ export function apiKeyLayer(policy: ApiKeyPolicy, context: RouteContext, securit
       if (!forwardKey) exchange.setUpstreamHeader(header, null)
       return next(exchange)
     }
+}
+
+export interface ApiKeyPolicy {
+  header: string // lower-case
+  /** Resolved against the policy file's directory. */
+  keysFile: string
+  /** Upstream header that carries the consumer's name. */
+  consumerHeader: string
+  /** Keep the key header on the way upstream; off by default. */
+  forwardKey: boolean
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    api_keys_loaded: { file: string; keys: number }
+    api_keys_failed: { file: string; error: string }
+  }
 }

@@ -1,12 +1,10 @@
 import * as v from 'valibot'
 import { integer, table } from '../../core/schema-kit.ts'
-import type { BulkheadPolicy } from '../../config/types.ts'
 import { duration } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { EventBus, GatewayEventMap } from '../../core/events.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 
 /**
  * How long a queued request waits when max_queue is set without queue_timeout. Long enough to ride
@@ -26,7 +24,7 @@ const bulkheadTable = table({
  * [routes.bulkhead]: at most max_concurrent requests in flight, max_queue more waiting for a slot
  * for at most queue_timeout; everything beyond gets 503 bulkhead_full.
  */
-export const bulkheadPolicy: PolicyModule<'bulkhead'> = {
+export const bulkheadPolicy: PolicyModule<BulkheadPolicy, 'bulkhead'> = {
   key: 'bulkhead',
   field: 'bulkhead',
   schema: v.pipe(
@@ -56,6 +54,7 @@ export const bulkheadPolicy: PolicyModule<'bulkhead'> = {
     ),
   ),
   builtInDefault: undefined,
+  layer: (policy, context) => bulkheadLayer(policy, context),
 }
 
 /** A bulkhead's state as an admin page or a metrics gauge would show it. */
@@ -105,7 +104,9 @@ export function bulkheadLayer(policy: BulkheadPolicy, context: RouteContext, tim
       exchange.onFinish(slots.release)
       return response
     }
-  return Object.assign(layer, { snapshot: () => slots.snapshot() })
+  const snapshot = () => slots.snapshot()
+  context.gateway.states.register('bulkhead', context.route.name, snapshot)
+  return Object.assign(layer, { snapshot })
 }
 
 /** One queued request: a node of the FIFO's doubly linked list, and its own abort listener. */
@@ -245,5 +246,24 @@ class Bulkhead {
     if (waiter.timer !== undefined) this.#timers.clear(waiter.timer)
     waiter.signal.removeEventListener('abort', waiter)
     return true
+  }
+}
+
+export interface BulkheadPolicy {
+  maxConcurrent: number
+  maxQueue: number
+  queueTimeoutMs: number
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    bulkhead_reject: { route: string; reason: 'full' | 'queue_timeout' }
+  }
+}
+
+declare module '../../core/policy-states.ts' {
+  interface PolicyStateMap {
+    /** Keyed by route. */
+    bulkhead: BulkheadSnapshot
   }
 }

@@ -1,7 +1,6 @@
-import type { CircuitBreakerPolicy } from '../../config/types.ts'
-import type { BreakerState, EventBus } from '../../core/events.ts'
-import type { BreakerSnapshot } from '../policy.ts'
+import type { EventBus } from '../../core/events.ts'
 import { CountWindow, TimeWindow, type OutcomeWindow } from './window.ts'
+import type { BreakerSnapshot, BreakerState, CircuitBreakerPolicy } from './types.ts'
 
 /**
  * How a call ended, as far as the breaker cares. "ignored": the client left, or the gateway itself

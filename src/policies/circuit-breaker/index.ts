@@ -1,14 +1,13 @@
 import * as v from 'valibot'
 import { expectedGot } from '../../core/config-error.ts'
 import { fraction, integer, table } from '../../core/schema-kit.ts'
-import type { CircuitBreakerPolicy } from '../../config/types.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Layer } from '../../proxy/exchange.ts'
 import { CircuitBreaker, REJECTED, type Outcome } from './breaker.ts'
 import { compileConditions, conditionList } from '../shared/conditions.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
-import { positiveDuration } from '../shared/schema-parts.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
+import type { CircuitBreakerPolicy } from './types.ts'
+import { positiveDuration } from '../../core/schema-kit.ts'
 
 /** Defaults, and where each comes from: see the README's circuit breaker section. */
 const DEFAULT_WINDOW_MS = 10_000 // opossum rollingCountTimeout, Hystrix rolling window, Linkerd's success-rate window
@@ -75,11 +74,13 @@ const breakerSchema = v.pipe(
 )
 
 /** resilience4j-style breaker per route and upstream: rates over a window, slow calls, several half-open probes. */
-export const circuitBreakerPolicy: PolicyModule<'circuitBreaker'> = {
+export const circuitBreakerPolicy: PolicyModule<CircuitBreakerPolicy, 'circuitBreaker'> = {
   key: 'circuit_breaker',
   field: 'circuitBreaker',
   schema: breakerSchema,
   builtInDefault: undefined,
+  scope: 'upstream',
+  layer: (policy, context) => circuitBreakerLayer(policy, context),
 }
 
 /**
@@ -90,7 +91,7 @@ export function circuitBreakerLayer(policy: CircuitBreakerPolicy, context: Route
   const route = context.route.name
   const upstream = context.upstream.config.name
   const breaker = context.keep('breaker', { policy, upstream }, () => new CircuitBreaker(policy, { route, upstream, events: context.events }))
-  context.breakers.set(`${route}/${upstream}`, () => breaker.snapshot(context.now()))
+  context.gateway.states.register('circuit_breaker', `${route}/${upstream}`, () => breaker.snapshot(context.now()))
   const isFailure = compileConditions(policy.failures)
   const slowMs = policy.slowCall?.durationMs ?? Number.POSITIVE_INFINITY
   const now = context.now
@@ -129,3 +130,4 @@ export function circuitBreakerLayer(policy: CircuitBreakerPolicy, context: Route
       return response
     }
 }
+

@@ -4,10 +4,8 @@ import { expectedGot } from '../../core/config-error.ts'
 import { arrayOf, boolean, table, text } from '../../core/schema-kit.ts'
 import { duration } from '../../core/units.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { CorsPolicy } from '../../security/types.ts'
-import type { RouteContext } from '../policy.ts'
 import { aroundChain } from '../shared/hono-middleware.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 /** Hono cors's default allowMethods. */
@@ -35,7 +33,7 @@ function tokens(example: string, upper: boolean) {
 }
 
 /** [routes.cors]: Envoy's and Istio's corsPolicy fields, answered by Hono's cors middleware. */
-export const corsPolicy: PolicyModule<'cors'> = {
+export const corsPolicy: PolicyModule<CorsPolicy, 'cors'> = {
   key: 'cors',
   field: 'cors',
   schema: v.pipe(
@@ -68,6 +66,7 @@ export const corsPolicy: PolicyModule<'cors'> = {
     }),
   ),
   builtInDefault: undefined,
+  layer: (policy, context) => corsLayer(policy, context),
 }
 
 /**
@@ -95,4 +94,15 @@ export function corsLayer(policy: CorsPolicy, _context: RouteContext): Layer {
       if (request.method === 'OPTIONS' && !request.headers.has('access-control-request-method')) return next(exchange)
       return aroundChain(middleware, exchange, next)
     }
+}
+
+export interface CorsPolicy {
+  /** Exact origins, or ["*"]. */
+  origins: string[]
+  methods: string[]
+  /** Empty: reflect Access-Control-Request-Headers (Hono's default). */
+  headers: string[]
+  exposeHeaders: string[]
+  maxAgeSeconds?: number
+  credentials: boolean
 }

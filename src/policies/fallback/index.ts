@@ -1,13 +1,12 @@
 import * as v from 'valibot'
 import { describeValue, expectedGot } from '../../core/config-error.ts'
 import { integer, name, table, text } from '../../core/schema-kit.ts'
-import type { FallbackPolicy } from '../../config/types.ts'
 import { GatewayError, type ErrorCode } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
-import { positiveDuration } from '../shared/schema-parts.ts'
+import { isTable, upstreamReference } from '../shared/references.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 import { StaleCache, storable, type StaleEntry } from './stale-cache.ts'
+import { positiveDuration } from '../../core/schema-kit.ts'
 
 const DEFAULT_STATUS = 200
 const DEFAULT_CONTENT_TYPE = 'text/plain; charset=utf-8'
@@ -56,11 +55,13 @@ const fallbackSchema = v.pipe(
 )
 
 /** What the client gets when the upstream cannot answer: the last good answer, another upstream, or a fixed one. */
-export const fallbackPolicy: PolicyModule<'fallback'> = {
+export const fallbackPolicy: PolicyModule<FallbackPolicy, 'fallback'> = {
   key: 'fallback',
   field: 'fallback',
   schema: fallbackSchema,
   builtInDefault: undefined,
+  references: (value, at, file) => (isTable(value) ? upstreamReference(value.upstream, `${at}.upstream`, file) : []),
+  layer: (policy, context) => fallbackLayer(policy, context),
 }
 
 /** Failures a fallback answers for; client_closed is not one (nobody is left to answer). */
@@ -171,7 +172,7 @@ function otherUpstream(context: RouteContext, upstreamName: string): (exchange: 
   // load.ts checks the name for routes; this catches any path around that check at load, not per request.
   if (upstream === undefined) throw new Error(`fallback upstream ${JSON.stringify(upstreamName)} is not defined`)
   const forward: Step = context.forwardTo(upstream)
-  const timeoutMs = context.route.policies.timeoutMs
+  const timeoutMs = context.route.timeoutMs
   const timeoutMessage = `no complete response from fallback upstream ${upstreamName} within ${timeoutMs}ms`
   return async function sendElsewhere(exchange) {
     if (!canResend(exchange)) return undefined
@@ -205,4 +206,19 @@ function otherUpstream(context: RouteContext, upstreamName: string): (exchange: 
 /** A request body can go out again only if there was none, it was buffered, or nothing has read it yet. */
 function canResend(exchange: Exchange): boolean {
   return exchange.body === null || exchange.replayableBody !== undefined || exchange.attempts === 0
+}
+
+export interface FallbackPolicy {
+  /** Serve the last good GET/HEAD 2xx response for this method+path if younger than this. */
+  staleMs?: number
+  /** Send the request to this upstream instead. */
+  upstream?: string
+  /** A fixed answer; set when status or body is given. */
+  static?: { status: number; contentType: string; body: string }
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    fallback_served: { route: string; kind: 'stale' | 'upstream' | 'static'; cause: string }
+  }
 }

@@ -1,13 +1,11 @@
 import * as v from 'valibot'
 import { boolean, integer, table } from '../../core/schema-kit.ts'
-import type { FaultPolicy } from '../../config/types.ts'
 import { MAX_DURATION_MS } from '../../core/units.ts'
 import type { Exchange, Layer } from '../../proxy/exchange.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 import { inPercent, percent } from '../shared/percent.ts'
-import { positiveDuration } from '../shared/schema-parts.ts'
 import { waitFor } from '../../core/wait.ts'
+import { positiveDuration } from '../../core/schema-kit.ts'
 
 /** Request headers that inject a fault into that request, when header_control is on. */
 export const FAULT_DELAY_HEADER = 'x-pillion-fault-delay'
@@ -37,11 +35,13 @@ const faultSchema = v.pipe(
 )
 
 /** [routes.fault]: injected delays and aborts, to test how the chain and the client cope. */
-export const faultPolicy: PolicyModule<'fault'> = {
+export const faultPolicy: PolicyModule<FaultPolicy, 'fault'> = {
   key: 'fault',
   field: 'fault',
   schema: faultSchema,
   builtInDefault: undefined,
+  scope: 'upstream',
+  layer: (policy, context) => faultLayer(policy, context),
 }
 
 /** `x-pillion-fault-delay: 500` → 500; anything but whole milliseconds is ignored, as Envoy ignores it. */
@@ -125,4 +125,18 @@ function abortResponse(status: number, requestId: string): Response {
   headers.set('content-type', 'application/json')
   const body = JSON.stringify({ code: 'fault_injected', message: `injected fault: abort with status ${status}`, request_id: requestId })
   return new Response(body, { status, headers })
+}
+
+/** Injected delays and aborts; percentages 0–100, fractions allowed. */
+export interface FaultPolicy {
+  delay?: { percent: number; durationMs: number }
+  abort?: { percent: number; status: number }
+  /** x-pillion-fault-delay / x-pillion-fault-abort request headers inject per request. */
+  headerControl: boolean
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    fault_injected: { route: string; upstream: string; kind: 'delay' | 'abort'; source: 'percent' | 'header'; delayMs?: number; status?: number }
+  }
 }

@@ -4,9 +4,7 @@ import { arrayOf, table } from '../../core/schema-kit.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { CidrSet, parseCidr, parseIp, type Cidr } from '../../core/cidr.ts'
-import type { IpPolicy } from '../../security/types.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 
 const CIDR_EXAMPLE = 'an address or CIDR range like "10.0.0.0/8", "192.168.1.7" or "fd00::/8"'
 
@@ -29,7 +27,7 @@ export function toCidrSet(list: readonly string[]): CidrSet {
 }
 
 /** [routes.ip]: allow and deny lists of IPv4 and IPv6 ranges, matched against the client address. */
-export const ipPolicy: PolicyModule<'ip'> = {
+export const ipPolicy: PolicyModule<IpPolicy, 'ip'> = {
   key: 'ip',
   field: 'ip',
   schema: v.pipe(
@@ -38,6 +36,7 @@ export const ipPolicy: PolicyModule<'ip'> = {
     v.transform((t): IpPolicy => ({ allow: t.allow, deny: t.deny })),
   ),
   builtInDefault: undefined,
+  layer: (policy, context) => ipLayer(policy, context),
 }
 
 /**
@@ -64,4 +63,16 @@ export function ipLayer(policy: IpPolicy, context: RouteContext): Layer {
       }
       return next(exchange)
     }
+}
+
+/** CIDRs as written; parsed into bytes when the route's chain is built. */
+export interface IpPolicy {
+  allow: string[]
+  deny: string[]
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    ip_reject: { route: string; address: string; reason: 'denied' | 'not_allowed' }
+  }
 }

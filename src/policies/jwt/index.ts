@@ -6,10 +6,7 @@ import { arrayOf, boolean, table, text } from '../../core/schema-kit.ts'
 import { duration } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { SecurityDeps } from '../shared/security-deps.ts'
-import type { JwtPolicy } from '../../security/types.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 import { JwksUnavailableError, RemoteJwks } from './jwks.ts'
 
 const HMAC = ['HS256', 'HS384', 'HS512']
@@ -129,11 +126,12 @@ const jwtSchema = v.pipe(
 )
 
 /** [routes.jwt]: a bearer token verified against a JWKS, inline public keys or an HMAC secret. */
-export const jwtPolicy: PolicyModule<'jwt'> = {
+export const jwtPolicy: PolicyModule<JwtPolicy, 'jwt'> = {
   key: 'jwt',
   field: 'jwt',
   schema: jwtSchema,
   builtInDefault: undefined,
+  layer: (policy, context) => jwtLayer(policy, context),
 }
 
 /** How a token failed, for the event and the error_description. */
@@ -173,10 +171,10 @@ export function claimHeaderValue(claim: unknown): string | null {
 const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)[ ]*$/i
 
 /** The key, or the resolver that finds it, decided once per route; HMAC secrets are read from the environment here. */
-function keySource(policy: JwtPolicy, context: RouteContext, security: SecurityDeps): JWTVerifyGetKey | Uint8Array {
+function keySource(policy: JwtPolicy, context: RouteContext): JWTVerifyGetKey | Uint8Array {
   const where = `routes.${context.route.name}.jwt`
   if (policy.secretEnv !== undefined) {
-    const secret = security.host.env?.(policy.secretEnv)
+    const secret = context.gateway.host.env?.(policy.secretEnv)
     if (secret === undefined || secret === '') throw new Error(`${where}: environment variable ${policy.secretEnv} (secret_env) is not set`)
     const bytes = new TextEncoder().encode(secret)
     if (bytes.length < MIN_SECRET_BYTES) {
@@ -186,9 +184,9 @@ function keySource(policy: JwtPolicy, context: RouteContext, security: SecurityD
   }
   if (policy.keys !== undefined) return createLocalJWKSet({ keys: policy.keys as never })
   const url = policy.jwks!
-  const remote = security.keep(`jwks:${url}`, url, () => {
-    const fetchKeys = security.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init))
-    return new RemoteJwks(url, { fetch: fetchKeys as typeof fetch, now: security.now ?? (() => performance.now()), events: context.events })
+  const remote = context.gateway.keep(`jwks:${url}`, url, () => {
+    const fetchKeys = context.gateway.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init))
+    return new RemoteJwks(url, { fetch: fetchKeys as typeof fetch, now: context.now, events: context.events })
   })
   return remote.getKey
 }
@@ -199,10 +197,10 @@ function keySource(policy: JwtPolicy, context: RouteContext, security: SecurityD
  * verified payload goes on the exchange for rate limits; forward_claims become upstream headers,
  * and those headers are removed from what the client sent whether or not the claim is there.
  *
- * @example jwtLayer({ jwks: 'http://127.0.0.1:7001/jwks.json', algorithms: ['RS256'], ... }, context, security)
+ * @example jwtLayer({ jwks: 'http://127.0.0.1:7001/jwks.json', algorithms: ['RS256'], ... }, context)
  */
-export function jwtLayer(policy: JwtPolicy, context: RouteContext, security: SecurityDeps): Layer {
-  const key = keySource(policy, context, security)
+export function jwtLayer(policy: JwtPolicy, context: RouteContext): Layer {
+  const key = keySource(policy, context)
   const options: JWTVerifyOptions = {
     algorithms: policy.algorithms,
     clockTolerance: Math.ceil(policy.clockSkewMs / 1000),
@@ -248,4 +246,29 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext, security: Sec
       if (!forwardToken) exchange.setUpstreamHeader('authorization', null)
       return next(exchange)
     }
+}
+
+export interface JwtPolicy {
+  /** Exactly one key source: a JWKS URL, inline public JWKs, or an environment variable holding an HMAC secret. */
+  jwks?: string
+  keys?: Array<Record<string, unknown>>
+  secretEnv?: string
+  issuer?: string[]
+  audience?: string[]
+  /** Accepted "alg" values; never "none", never HMAC with public keys or the reverse. */
+  algorithms: string[]
+  requiredClaims: string[]
+  /** Refuse tokens without "exp". */
+  requireExpiration: boolean
+  clockSkewMs: number
+  /** Upstream header (lower-case) ← claim name. */
+  forwardClaims: Array<[header: string, claim: string]>
+  /** Keep the Authorization header on the way upstream; off by default (Envoy's forward: false). */
+  forwardToken: boolean
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    jwks_refresh: { url: string; reason: 'initial' | 'expired' | 'unknown_kid'; ok: boolean; keys: number; error?: string }
+  }
 }

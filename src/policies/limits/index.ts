@@ -5,9 +5,7 @@ import { duration, size } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { EventBus } from '../../core/events.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { LimitsPolicy } from '../../security/types.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 
@@ -33,7 +31,7 @@ function methodList() {
 }
 
 /** [routes.limits]: request size, method and pace limits; `limits = {}` turns them all on with defaults. */
-export const limitsPolicy: PolicyModule<'limits'> = {
+export const limitsPolicy: PolicyModule<LimitsPolicy, 'limits'> = {
   key: 'limits',
   field: 'limits',
   schema: v.pipe(
@@ -57,6 +55,7 @@ export const limitsPolicy: PolicyModule<'limits'> = {
     }),
   ),
   builtInDefault: undefined,
+  layer: (policy, context) => limitsLayer(policy, context),
 }
 
 /** Bytes of the header section as sent on the wire: "name: value\r\n" for each (values joined if repeated). */
@@ -207,5 +206,21 @@ class BodyWatch {
       },
       { highWaterMark: 0 },
     )
+  }
+}
+
+export interface LimitsPolicy {
+  maxBodyBytes: number
+  maxHeaderBytes: number
+  maxUrlLength: number
+  /** Methods the route accepts; others get 405 with Allow. Undefined: any. */
+  methods?: string[]
+  /** Deadline for reading the request body; 0 is off. Also the listener's header deadline where the runtime has one. */
+  clientTimeoutMs: number
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    limit_reject: { route: string; limit: 'body' | 'headers' | 'url' | 'method' | 'client_timeout' }
   }
 }

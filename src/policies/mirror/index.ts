@@ -1,16 +1,15 @@
 import * as v from 'valibot'
 import { integer, name, table } from '../../core/schema-kit.ts'
-import type { MirrorPolicy } from '../../config/types.ts'
 import { size } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { GatewayEventMap } from '../../core/events.ts'
 import { Exchange, type Layer, type Step } from '../../proxy/exchange.ts'
 import { bufferForReplay } from '../../proxy/replay.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import { isTable, upstreamReference } from '../shared/references.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 import { inPercent, percent } from '../shared/percent.ts'
-import { positiveDuration } from '../shared/schema-parts.ts'
 import { discardBody } from '../../core/body.ts'
+import { positiveDuration } from '../../core/schema-kit.ts'
 
 /**
  * Copies in flight at once, per route. Enough for a shadow answering in 100ms to keep up with
@@ -47,11 +46,13 @@ const mirrorSchema = v.pipe(
 )
 
 /** [routes.mirror]: a shadow copy of each request to another upstream, never waited on. */
-export const mirrorPolicy: PolicyModule<'mirror'> = {
+export const mirrorPolicy: PolicyModule<MirrorPolicy, 'mirror'> = {
   key: 'mirror',
   field: 'mirror',
   schema: mirrorSchema,
   builtInDefault: undefined,
+  references: (value, at, file) => (isTable(value) ? upstreamReference(value.upstream, `${at}.upstream`, file) : []),
+  layer: (policy, context) => mirrorLayer(policy, context),
 }
 
 /**
@@ -132,4 +133,21 @@ function shadowOf(exchange: Exchange, startedAt: number): Exchange {
 
 function abortCopy(copy: Exchange, message: string): void {
   copy.controller.abort(new GatewayError('upstream_timeout', message))
+}
+
+/** A shadow copy of the request to another upstream, never waited on. */
+export interface MirrorPolicy {
+  upstream: string
+  percent: number // 0–100, fractions allowed
+  maxInFlight: number // copies beyond this are dropped
+  maxBodyBytes: number // larger request bodies are not copied
+  timeoutMs: number // the copy's own deadline
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    mirror_dropped: { route: string; upstream: string; reason: 'max_in_flight' | 'body_too_large' }
+    /** A shadow copy ended: its status, or the error code it failed with. */
+    mirror_done: { route: string; upstream: string; status: number | undefined; error: string | undefined; durationMs: number }
+  }
 }

@@ -1,9 +1,9 @@
 import * as v from 'valibot'
 import { describeValue, expectedGot, type ConfigProblem } from '../../core/config-error.ts'
 import { arrayOf, integer, name, oneOf, table } from '../../core/schema-kit.ts'
-import type { RateLimitAlgorithm, RateLimitKey, RateLimitPolicy, RedisSettings } from '../../config/types.ts'
 import { convertedString, parseDuration, parseRate, type Conversion } from '../../core/units.ts'
-import { positiveDuration } from '../shared/schema-parts.ts'
+import { isTable } from '../shared/references.ts'
+import { positiveDuration } from '../../core/schema-kit.ts'
 
 /** Per limit, per route: keys one limit may hold in memory (about 210 bytes each on Node, so ~21 MiB). */
 export const DEFAULT_MAX_KEYS = 100_000
@@ -152,23 +152,51 @@ export const redisSchema = v.pipe(
  * A limit with store = "redis" needs the [redis] table. Read from the raw document, so the problem is
  * reported at the limit's own key path even when other parts of the file are broken.
  */
-export function redisStoreProblems(document: Record<string, unknown>): ConfigProblem[] {
-  if (document.redis !== undefined) return []
-  const problems: ConfigProblem[] = []
-  const check = (table: unknown, at: string) => {
-    const limits = isTable(table) ? table.rate_limit : undefined
-    if (!Array.isArray(limits)) return
-    for (const [index, limit] of limits.entries()) {
-      if (isTable(limit) && limit.store === 'redis') {
-        problems.push({ path: `${at}.rate_limit[${index}].store`, message: 'store = "redis" needs a [redis] table with its url' })
-      }
-    }
-  }
-  check(document.defaults, 'defaults')
-  if (Array.isArray(document.routes)) for (const [index, route] of document.routes.entries()) check(route, `routes[${index}]`)
-  return problems
+/** Each `store = "redis"` limit of one route or [defaults] table needs a [redis] table. */
+export function redisStoreProblems(limits: unknown, at: string, document: Readonly<Record<string, unknown>>): ConfigProblem[] {
+  if (document.redis !== undefined || !Array.isArray(limits)) return []
+  return limits.flatMap((limit: unknown, index) =>
+    isTable(limit) && limit.store === 'redis' ? [{ path: `${at}[${index}].store`, message: 'store = "redis" needs a [redis] table with its url' }] : [],
+  )
 }
 
-function isTable(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
+/** What a rate limit counts requests by; a request without the value counts against one shared "absent" bucket. */
+export type RateLimitKey =
+  | { from: 'client_ip' }
+  | { from: 'route' }
+  | { from: 'header'; name: string } // lower-case
+  | { from: 'jwt'; claim: string }
+
+export type RateLimitAlgorithm =
+  | { kind: 'token_bucket'; ratePerSecond: number; burst: number }
+  | { kind: 'fixed_window'; limit: number; windowMs: number }
+
+export interface RateLimitPolicy {
+  /** In RateLimit-Policy and Redis keys; default "limit-N" (its zero-based place in the list). */
+  name: string
+  key: RateLimitKey
+  algorithm: RateLimitAlgorithm
+  /** Counts and reports what it would reject, rejects nothing. */
+  dryRun: boolean
+  store: 'local' | 'redis'
+  /** Local store only: most keys held at once; the least recently used goes first. */
+  maxKeys: number
+}
+
+/** [redis]: where store = "redis" limits count, shared by every replica. */
+export interface RedisSettings {
+  url: string
+  onError: 'allow' | 'deny'
+  timeoutMs: number
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    /** One limit's verdict on one request; a dry-run limit's refusal let the request through. */
+    rate_limit_decision: { route: string; limit: string; allowed: boolean; dryRun: boolean }
+    /** Redis failed or was slow: the first failure, then at most one event per 10 s with the count since the last. */
+    redis_error: { error: string; failures: number; onError: 'allow' | 'deny' }
+    /** Redis answered again after a redis_error; failures not yet reported in one. */
+    redis_recovered: { failures: number }
+  }
 }

@@ -1,5 +1,5 @@
-import type { RateLimitAlgorithm, RedisSettings } from '../../config/types.ts'
 import type { EventBus } from '../../core/events.ts'
+import type { RateLimitAlgorithm, RedisSettings } from './config.ts'
 
 /** One counting decision made by a shared store, atomically on its side. */
 export interface StoreDecision {
@@ -120,4 +120,11 @@ export class GlobalLimitStore {
 function describeError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error)
   return message === '' ? String(error) : message
+}
+
+declare module '../../core/host.ts' {
+  interface Runtime {
+    /** The shared rate-limit store on Redis ([redis]); ioredis on every runtime, loaded on first use. */
+    redisStore: OpenRateLimitStore
+  }
 }

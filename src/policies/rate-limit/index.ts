@@ -1,22 +1,30 @@
-import type { RateLimitAlgorithm, RateLimitKey, RateLimitPolicy } from '../../config/types.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { GatewayEventMap } from '../../core/events.ts'
 import type { Exchange, Layer } from '../../proxy/exchange.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
-import { rateLimitsSchema } from './config.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
+import { rateLimitsSchema, redisStoreProblems } from './config.ts'
 import { localLimiter, type LocalLimiter } from './local-store.ts'
 import type { GlobalLimitStore, StoreDecision } from './global-store.ts'
+import type { RateLimitAlgorithm, RateLimitKey, RateLimitPolicy } from './config.ts'
 
 /**
  * `[[routes.rate_limit]]`: token buckets (rate + burst) and fixed-window quotas, counted in this
  * process or in Redis, keyed by client address, a header, a JWT claim or the whole route.
  */
-export const rateLimitPolicy: PolicyModule<'rateLimits'> = {
+export const rateLimitPolicy: PolicyModule<RateLimitPolicy[], 'rateLimits'> = {
   key: 'rate_limit',
   field: 'rateLimits',
   schema: rateLimitsSchema,
   builtInDefault: undefined,
+  references: (value, at, file) => redisStoreProblems(value, at, file.document),
+  layer: (policies, context) => (policies.length > 0 ? rateLimitLayer(policies, context) : undefined),
+}
+
+declare module '../policy.ts' {
+  interface GatewayDeps {
+    /** The [redis] store that `store = "redis"` limits count in, when the file has [redis]. */
+    globalLimits?: GlobalLimitStore
+  }
 }
 
 /**
@@ -125,7 +133,7 @@ const systemClocks: RateLimitClocks = { monotonic: () => performance.now(), wall
 export function rateLimitLayer(
   policies: readonly RateLimitPolicy[],
   context: RouteContext,
-  store?: GlobalLimitStore,
+  store: GlobalLimitStore | undefined = context.gateway.globalLimits,
   clocks: RateLimitClocks = systemClocks,
 ): Layer {
   const route = context.route.name

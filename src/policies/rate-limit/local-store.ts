@@ -1,4 +1,4 @@
-import type { RateLimitAlgorithm } from '../../config/types.ts'
+import type { RateLimitAlgorithm } from './config.ts'
 
 /**
  * One rate limit's counters in this process, one entry per key, refilled lazily (no timer per key).

@@ -3,9 +3,8 @@ import * as v from 'valibot'
 import { expectedGot } from '../../core/config-error.ts'
 import { arrayOf, table, text } from '../../core/schema-kit.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import type { SecureHeadersPolicy } from '../../security/types.ts'
 import { aroundChain } from '../shared/hono-middleware.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule } from '../policy.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 
@@ -52,7 +51,7 @@ const camel = (kebab: string) => kebab.replace(/-([a-z])/g, (_, letter: string) 
  * [routes.secure_headers] (or `secure_headers = true`): Hono's secureHeaders defaults (HSTS,
  * nosniff, X-Frame-Options SAMEORIGIN, ...), set only where the upstream did not set its own.
  */
-export const secureHeadersPolicy: PolicyModule<'secureHeaders'> = {
+export const secureHeadersPolicy: PolicyModule<SecureHeadersPolicy, 'secureHeaders'> = {
   key: 'secure_headers',
   field: 'secureHeaders',
   schema: v.union(
@@ -79,10 +78,11 @@ export const secureHeadersPolicy: PolicyModule<'secureHeaders'> = {
     (issue) => expectedGot('true, false or a table of headers', issue.input),
   ),
   builtInDefault: undefined,
+  layer: (policy) => (policy ? secureHeadersLayer(policy) : undefined),
 }
 
 /** strip_response_headers = ["server", "x-powered-by"]: removed from every upstream answer. */
-export const stripResponseHeadersPolicy: PolicyModule<'stripResponseHeaders'> = {
+export const stripResponseHeadersPolicy: PolicyModule<string[], 'stripResponseHeaders'> = {
   key: 'strip_response_headers',
   field: 'stripResponseHeaders',
   schema: arrayOf(
@@ -93,21 +93,33 @@ export const stripResponseHeadersPolicy: PolicyModule<'stripResponseHeaders'> = 
     ),
   ),
   builtInDefault: undefined,
+  layer: (names) => (names.length > 0 ? stripResponseHeadersLayer(names) : undefined),
 }
 
 /**
- * What the client sees of the answer's headers: secure headers added (also to error answers),
- * upstream headers that reveal the stack removed.
+ * Hono's secureHeaders around the rest of the chain: added where the upstream did not set its own,
+ * error answers included.
  *
- * @example responseHeadersLayer({}, ['server', 'x-powered-by'])
+ * @example secureHeadersLayer({ xFrameOptions: 'DENY' })
  */
-export function responseHeadersLayer(secure: SecureHeadersPolicy | undefined, strip: readonly string[] | undefined): Layer {
-  const middleware = secure ? secureHeaders({ ...secure, overwrite: false, removePoweredBy: false }) : undefined
-  const names = strip !== undefined && strip.length > 0 ? strip : undefined
+export function secureHeadersLayer(secure: Exclude<SecureHeadersPolicy, false>): Layer {
+  const middleware = secureHeaders({ ...secure, overwrite: false, removePoweredBy: false })
   return (next: Step) =>
-    async function responseHeaders(exchange: Exchange): Promise<Response> {
-      const response = middleware === undefined ? await next(exchange) : await aroundChain(middleware, exchange, next)
-      if (names === undefined) return response
+    function addSecureHeaders(exchange: Exchange): Promise<Response> {
+      return aroundChain(middleware, exchange, next)
+    }
+}
+
+/**
+ * Upstream headers that reveal the stack, removed from every answer. It sits outside secure_headers
+ * in the chain, so a header named in both is removed.
+ *
+ * @example stripResponseHeadersLayer(['server', 'x-powered-by'])
+ */
+export function stripResponseHeadersLayer(names: readonly string[]): Layer {
+  return (next: Step) =>
+    async function stripResponseHeaders(exchange: Exchange): Promise<Response> {
+      const response = await next(exchange)
       try {
         // In place: the chain's answers are its own Responses, and the same object keeps the forwarder's buffered answer recognised.
         for (const name of names) response.headers.delete(name)
@@ -120,3 +132,10 @@ export function responseHeadersLayer(secure: SecureHeadersPolicy | undefined, st
       }
     }
 }
+
+/**
+ * Hono secureHeaders options (camelCase, as Hono names them): true keeps Hono's value, a string
+ * replaces it, false leaves the header out; contentSecurityPolicy maps camelCase directives to
+ * sources. false for the whole policy turns it off (a route overriding [defaults]).
+ */
+export type SecureHeadersPolicy = Record<string, boolean | string | Record<string, string[]>> | false

@@ -1,14 +1,12 @@
 import * as v from 'valibot'
 import { expectedGot } from '../../core/config-error.ts'
 import { boolean, fraction, integer, table } from '../../core/schema-kit.ts'
-import type { RetryPolicy } from '../../config/types.ts'
 import { duration, size } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { bufferForReplay } from '../../proxy/replay.ts'
-import { compileConditions, conditionList, type TryResult } from '../shared/conditions.ts'
-import type { RouteContext } from '../policy.ts'
-import type { PolicyModule } from '../index.ts'
+import { compileConditions, conditionList, type FailureCondition, type TryResult } from '../shared/conditions.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
 import { RetryBudget } from './budget.ts'
 import { waitFor } from '../../core/wait.ts'
 
@@ -56,11 +54,12 @@ const schema = v.pipe(
 )
 
 /** Retries with exponential backoff and full jitter, a budget, per-try timeouts and Retry-After. */
-export const retryPolicy: PolicyModule<'retry'> = {
+export const retryPolicy: PolicyModule<RetryPolicy, 'retry'> = {
   key: 'retry',
   field: 'retry',
   schema,
   builtInDefault: undefined,
+  layer: (policy, context) => retryLayer(policy, context),
 }
 
 /** Full jitter (AWS architecture blog; Envoy's default): uniform in [0, min(max, base × 2^(n-1))). */
@@ -191,4 +190,23 @@ class TryAbort {
 
 function expireTry(controller: AbortController, message: string): void {
   controller.abort(new GatewayError('upstream_timeout', message))
+}
+
+export interface RetryPolicy {
+  attempts: number // total tries including the first
+  perTryTimeoutMs: number // 0: each try may use what is left of the route timeout
+  backoff: { baseMs: number; maxMs: number } // exponential with full jitter
+  on: FailureCondition[]
+  methods: string[] // upper-case
+  idempotencyKey: boolean // also retry any method when the request carries Idempotency-Key
+  budget: { ratio: number; minPerSecond: number; ttlMs: number }
+  maxBodyBytes: number // larger request bodies are streamed once and never retried
+}
+
+declare module '../../core/events.ts' {
+  interface GatewayEventMap {
+    retry: { route: string; attempt: number; reason: string; delayMs: number }
+    retry_give_up: { route: string; attempts: number; reason: string }
+    retry_budget_exhausted: { route: string }
+  }
 }

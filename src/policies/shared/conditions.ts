@@ -1,7 +1,6 @@
 import * as v from 'valibot'
 import { expectedGot } from '../../core/config-error.ts'
 import { arrayOf } from '../../core/schema-kit.ts'
-import type { FailureCondition } from '../../config/types.ts'
 import { GatewayError } from '../../core/errors.ts'
 
 /** What came back from a try: an upstream status, or a gateway error (connect failure, reset, timeout...). */
@@ -57,3 +56,10 @@ export function compileConditions(conditions: readonly FailureCondition[]): Cond
 export function isGatewayError(error: unknown): error is GatewayError {
   return error instanceof GatewayError
 }
+
+/**
+ * What a retry, breaker or fallback counts as a failed call. Strings from the policy file:
+ * "5xx", "gateway-error" (502, 503, 504), "retriable-4xx" (409), "connect-failure", "reset",
+ * "timeout", or an explicit status like "429".
+ */
+export type FailureCondition = string

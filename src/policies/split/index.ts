@@ -1,11 +1,11 @@
 import * as v from 'valibot'
 import { describeValue, expectedGot } from '../../core/config-error.ts'
 import { arrayOf, integer, name, table } from '../../core/schema-kit.ts'
-import type { SplitPolicy, StickyKey } from '../../config/types.ts'
 import { convertedString, type Conversion } from '../../core/units.ts'
 import type { Exchange, Layer } from '../../proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../upstream/upstream.ts'
-import type { RouteContext } from '../policy.ts'
+import type { PolicyModule, RouteContext } from '../policy.ts'
+import { isTable, upstreamReference } from '../shared/references.ts'
 
 /** `[[routes.split]]` entries: which upstream, and its share of the route's traffic. */
 export const splitSchema = v.pipe(
@@ -134,4 +134,37 @@ export function splitLayer(policy: SplitPolicy, context: RouteContext): Layer {
       exchange.target = pick(key === undefined ? random() : stickyHash(key) / 0x1_0000_0000)
       return next(exchange)
     }
+}
+
+/**
+ * `[[routes.split]]` (and the route's `sticky`): weighted version routing. A key of the route
+ * alone: the route's upstream or its split says where it goes, so [defaults] cannot set it.
+ */
+export const splitPolicy: PolicyModule<SplitPolicy, 'split', SplitPolicy['backends']> = {
+  key: 'split',
+  field: 'split',
+  schema: splitSchema,
+  builtInDefault: undefined,
+  routeOnly: true,
+  extraKeys: { sticky: stickySchema },
+  pick: (table) => {
+    const backends = table.split as SplitPolicy['backends'] | undefined
+    if (backends === undefined) return undefined
+    const sticky = table.sticky as StickyKey | undefined
+    return sticky === undefined ? { backends } : { backends, sticky }
+  },
+  references: (value, at, file) =>
+    Array.isArray(value) ? value.flatMap((entry: unknown, index) => (isTable(entry) ? upstreamReference(entry.upstream, `${at}[${index}].upstream`, file) : [])) : [],
+  targets: (policy) => policy.backends.map((backend) => backend.upstream),
+  layer: (policy, context) => splitLayer(policy, context),
+}
+
+/** What a sticky split hashes: a request header, a cookie, or the client's address. */
+export type StickyKey = { kind: 'header'; name: string } | { kind: 'cookie'; name: string } | { kind: 'client_ip' }
+
+/** Weighted version routing: each request goes to one of these upstreams. */
+export interface SplitPolicy {
+  /** In file order; whole-number weights, at least one above zero. */
+  backends: Array<{ upstream: string; weight: number }>
+  sticky?: StickyKey
 }

@@ -1,14 +1,15 @@
 import { duration } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer } from '../../proxy/exchange.ts'
-import type { PolicyModule } from '../index.ts'
+import type { PolicyModule } from '../policy.ts'
 
 /** Whole-request deadline, response body included; 15s matches Envoy's route default, "0s" turns it off. */
-export const timeoutPolicy: PolicyModule<'timeoutMs'> = {
+export const timeoutPolicy: PolicyModule<number, 'timeoutMs'> = {
   key: 'timeout',
   field: 'timeoutMs',
   schema: duration(),
   builtInDefault: 15_000,
+  layer: (timeoutMs) => (timeoutMs > 0 ? timeoutLayer(timeoutMs) : undefined),
 }
 
 /** Aborts the exchange with upstream_timeout when the deadline passes before the response is fully delivered. */

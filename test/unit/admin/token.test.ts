@@ -1,9 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../src/config/load.ts'
-import { adminToken, isLoopback } from '../../../src/admin/token.ts'
+import { adminToken } from '../../../src/admin/token.ts'
 import { REDACTED, redact } from '../../../src/admin/redact.ts'
 import { ONE_ROUTE, problemLines } from '../fakes/policy-text.ts'
+import { isLoopback } from '../../../src/core/address.ts'
 
 describe('admin lock-down', () => {
   test('loopback addresses', () => {

@@ -384,7 +384,8 @@ describe('fallback upstreams', () => {
     const error = loadError(text, 'p.toml')
     assert.deepEqual(
       error.problems.map((p) => p.path),
-      ['routes[0].fallback.upstream', 'defaults.fallback.upstream'],
+      // In file order: [defaults] before [[routes]], as every policy's reference checks report.
+      ['defaults.fallback.upstream', 'routes[0].fallback.upstream'],
     )
   })
 })

@@ -1,22 +1,20 @@
 import { EventBus, type GatewayEventMap, type GatewayEventName } from '../../../src/core/events.ts'
-import type { RouteContext } from '../../../src/policies/policy.ts'
+import { PolicyStates } from '../../../src/core/policy-states.ts'
+import type { GatewayDeps, PolicyHost, RouteContext } from '../../../src/policies/policy.ts'
 import { Exchange, type Step } from '../../../src/proxy/exchange.ts'
-import type { RouteConfig } from '../../../src/config/types.ts'
-import type { SecurityDeps, SecurityHost } from '../../../src/policies/shared/security-deps.ts'
 
-/** A route context with nothing behind it: enough for the security layers, which only read route and events. */
-export function fakeContext(name = 'r'): RouteContext {
-  const route: RouteConfig = { index: 0, name, listener: 'in', path: '/*', upstream: 'u', policies: { timeoutMs: 0 } }
+/** A route context with nothing behind it: enough for the security layers, which only read route, events and gateway. */
+export function fakeContext(name = 'r', gateway: GatewayDeps = fakeGateway()): RouteContext {
   return {
-    route,
+    route: { name, timeoutMs: 0 },
     upstream: undefined as never,
     upstreams: new Map(),
     events: new EventBus(),
-    breakers: new Map(),
     forwardTo: () => () => Promise.reject(new Error('no upstream in unit tests')),
     keep: (_kind, _policy, create) => create(),
     now: () => 0,
     random: () => 0.5,
+    gateway,
   }
 }
 
@@ -54,7 +52,7 @@ export function echoStep(): Step & { calls: Exchange[] } {
 }
 
 /** Files in memory, with watchers the test fires itself. */
-export class MemoryHost implements SecurityHost {
+export class MemoryHost implements PolicyHost {
   files = new Map<string, string>()
   env_ = new Map<string, string>()
   watchers = new Map<string, () => void>()
@@ -78,7 +76,8 @@ export class MemoryHost implements SecurityHost {
   }
 }
 
-export function securityDeps(host: SecurityHost = new MemoryHost(), extra: Partial<SecurityDeps> = {}): SecurityDeps {
+/** What the gateway shares with every route's policies, in memory: files and environment from `host`, one instance per key. */
+export function fakeGateway(host: PolicyHost = new MemoryHost(), extra: Partial<GatewayDeps> = {}): GatewayDeps {
   const kept = new Map<string, unknown>()
   return {
     host,
@@ -86,6 +85,7 @@ export function securityDeps(host: SecurityHost = new MemoryHost(), extra: Parti
       if (!kept.has(key)) kept.set(key, create())
       return kept.get(key) as T
     },
+    states: new PolicyStates(),
     ...extra,
   }
 }

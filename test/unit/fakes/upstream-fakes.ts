@@ -1,10 +1,10 @@
 // Test doubles for upstream unit tests: a manual clock, a scripted upstream client and discovery host.
-import type { UpstreamConfig } from '../../../src/config/types.ts'
 import { EventBus, type GatewayEventMap, type GatewayEventName } from '../../../src/core/events.ts'
 import type { Endpoint } from '../../../src/upstream/balancer.ts'
 import type { Timers } from '../../../src/core/timers.ts'
 import { createUpstream, type UpstreamDeps, type UpstreamRuntime } from '../../../src/upstream/upstream.ts'
 import type { DiscoveryHost, UpstreamClient, UpstreamRequest } from '../../../src/core/host.ts'
+import type { UpstreamConfig } from '../../../src/upstream/config.ts'
 
 interface Scheduled {
   at: number

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { loadConfigText } from '../../../src/config/load.ts'
-import type { AuditConfig } from '../../../src/config/types.ts'
 import { EventBus, type GatewayEventMap } from '../../../src/core/events.ts'
 import { AuditLog, type AuditEntry, type AuditTimers } from '../../../src/observability/audit.ts'
 import type { RequestRecord } from '../../../src/observability/observer.ts'
 import { Exchange } from '../../../src/proxy/exchange.ts'
 import type { UpstreamRequest } from '../../../src/core/host.ts'
 import { ONE_ROUTE, problemLines } from '../fakes/policy-text.ts'
+import type { AuditConfig } from '../../../src/observability/audit.ts'
 
 const loadAudit = (table: string) => loadConfigText(`${ONE_ROUTE}\n[audit]\n${table}\n`, 'x.toml').audit
 

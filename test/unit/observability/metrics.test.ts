@@ -6,7 +6,8 @@ import type { RequestRecord } from '../../../src/observability/observer.ts'
 import { LATENCY_BUCKETS, negotiate, quantile, Registry } from '../../../src/observability/registry.ts'
 import { dashboardStats } from '../../../src/observability/stats.ts'
 import type { BulkheadSnapshot } from '../../../src/policies/bulkhead/index.ts'
-import type { BreakerSnapshot } from '../../../src/policies/policy.ts'
+import type { BreakerSnapshot } from '../../../src/policies/circuit-breaker/types.ts'
+import { PolicyStates } from '../../../src/core/policy-states.ts'
 import { Exchange } from '../../../src/proxy/exchange.ts'
 import type { UpstreamRuntime, UpstreamSnapshot } from '../../../src/upstream/upstream.ts'
 import { samples } from '../../prometheus-text.ts'
@@ -236,6 +237,13 @@ describe('policy events', () => {
   })
 })
 
+function statesOf(breaker: [string, BreakerSnapshot], bulkhead: [string, BulkheadSnapshot]): PolicyStates {
+  const states = new PolicyStates()
+  states.register('circuit_breaker', breaker[0], () => breaker[1])
+  states.register('bulkhead', bulkhead[0], () => bulkhead[1])
+  return states
+}
+
 function sources(overrides: Partial<MetricSources> = {}): MetricSources {
   const breaker: BreakerSnapshot = { route: 'api', upstream: 'local', state: 'half_open', calls: 4, failures: 3, slowCalls: 0, retryInMs: 0 }
   const bulkhead: BulkheadSnapshot = { route: 'api', active: 2, queued: 1, maxConcurrent: 4, maxQueue: 8 }
@@ -249,8 +257,7 @@ function sources(overrides: Partial<MetricSources> = {}): MetricSources {
     ],
   }
   return {
-    breakers: new Map([['api/local', () => breaker]]),
-    bulkheads: new Map([['api', () => bulkhead]]),
+    states: statesOf(['api/local', breaker], ['api', bulkhead]),
     upstreams: new Map([['local', { snapshot: () => upstream } as UpstreamRuntime]]),
     ...overrides,
   }
@@ -271,7 +278,7 @@ describe('scrape-time gauges', () => {
     assert.equal(s.get('pillion_endpoint_ejected{upstream="local",endpoint="http://b"}'), 1)
     assert.equal(s.get('pillion_endpoint_active_requests{upstream="local",endpoint="http://a"}'), 3)
     // A reload that drops the bulkhead and the breaker drops their series too.
-    current = sources({ breakers: new Map(), bulkheads: new Map() })
+    current = sources({ states: new PolicyStates() })
     s = samples(metrics.render())
     assert.equal(s.get('pillion_bulkhead_active{route="api"}'), undefined)
     assert.equal(s.get('pillion_breaker_state{route="api",upstream="local",state="half_open"}'), undefined)

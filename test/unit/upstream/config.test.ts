@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError } from '../../../src/core/config-error.ts'
 import { loadConfigText } from '../../../src/config/load.ts'
-import type { UpstreamConfig } from '../../../src/config/types.ts'
+import type { UpstreamConfig } from '../../../src/upstream/config.ts'
 
 const BASE = `
 [gateway]

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import { besidePolicyFile } from '../../../src/config/load.ts'
-import type { DiscoveryConfig, OutlierPolicy } from '../../../src/config/types.ts'
 import { parseEndpointFile } from '../../../src/upstream/endpoint-file.ts'
 import { endpointFor, picks, recordEvents, settle, testUpstream } from '../fakes/upstream-fakes.ts'
+import type { DiscoveryConfig, OutlierPolicy } from '../../../src/upstream/config.ts'
+import { besidePolicyFile } from '../../../src/core/policy-file.ts'
 
 const dns = (host: string, refreshMs = 10_000): DiscoveryConfig => ({ dns: { host, port: 8080, scheme: 'http', refreshMs } })
 const file = (path: string, refreshMs = 10_000): DiscoveryConfig => ({ file: { path, refreshMs } })

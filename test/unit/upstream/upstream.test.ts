@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
-import type { HealthCheckPolicy, OutlierPolicy } from '../../../src/config/types.ts'
 import { maxEjected } from '../../../src/upstream/outlier.ts'
 import { endpointFor, endpoints, picks, recordEvents, testUpstream } from '../fakes/upstream-fakes.ts'
+import type { HealthCheckPolicy, OutlierPolicy } from '../../../src/upstream/config.ts'
 
 const A = 'http://10.0.0.1:8080'
 const B = 'http://10.0.0.2:8080'

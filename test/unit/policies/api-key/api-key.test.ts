@@ -4,9 +4,9 @@ import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { apiKeyLayer, parseKeysFile } from '../../../../src/policies/api-key/index.ts'
-import type { ApiKeyPolicy } from '../../../../src/security/types.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
-import { echoStep, exchangeFor, fakeContext, MemoryHost, record, securityDeps } from '../../fakes/security-fakes.ts'
+import { echoStep, exchangeFor, fakeContext, fakeGateway, MemoryHost, record } from '../../fakes/security-fakes.ts'
+import type { ApiKeyPolicy } from '../../../../src/policies/api-key/index.ts'
 
 const sha = (key: string) => createHash('sha256').update(key).digest('hex')
 const POLICY: ApiKeyPolicy = { header: 'x-api-key', keysFile: '/keys.json', consumerHeader: 'x-consumer', forwardKey: false }
@@ -14,14 +14,14 @@ const POLICY: ApiKeyPolicy = { header: 'x-api-key', keysFile: '/keys.json', cons
 function setup(files: Record<string, string>) {
   const host = new MemoryHost()
   for (const [path, text] of Object.entries(files)) host.files.set(path, text)
-  const context = fakeContext()
+  const security = fakeGateway(host)
+  const context = fakeContext('r', security)
   const events = {
     rejects: record(context.events, 'auth_reject'),
     loaded: record(context.events, 'api_keys_loaded'),
     failed: record(context.events, 'api_keys_failed'),
   }
-  const security = securityDeps(host)
-  const step = apiKeyLayer(POLICY, context, security)(echoStep())
+  const step = apiKeyLayer(POLICY, context)(echoStep())
   const store = security.keep<{ start(): void; stop(): void; reload(): Promise<void>; known(key: string): string | undefined }>('api_keys:/keys.json', null, () => assert.fail('not kept'))
   const send = async (headers: Record<string, string>) => {
     try {

@@ -1,13 +1,14 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { BulkheadPolicy } from '../../../../src/config/types.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus, type GatewayEventMap } from '../../../../src/core/events.ts'
 import { bulkheadLayer, type QueueTimers } from '../../../../src/policies/bulkhead/index.ts'
 import type { RouteContext } from '../../../../src/policies/policy.ts'
 import { Exchange, type Step } from '../../../../src/proxy/exchange.ts'
 import { ONE_ROUTE, rejection } from '../../fakes/policy-text.ts'
+import type { BulkheadPolicy } from '../../../../src/policies/bulkhead/index.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 
 
 function loadBulkhead(table: string): BulkheadPolicy | undefined {
@@ -119,7 +120,7 @@ function setup(policy: BulkheadPolicy) {
   const events = new EventBus()
   const rejects: Array<GatewayEventMap['bulkhead_reject']> = []
   events.on('bulkhead_reject', (event) => rejects.push(event))
-  const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create() } as unknown as RouteContext
+  const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create(), gateway: fakeGateway() } as unknown as RouteContext
   const clock = manualTimers()
   const upstream = heldUpstream()
   const layer = bulkheadLayer(policy, context, clock.timers)
@@ -292,7 +293,7 @@ describe('bulkhead layer', () => {
 
   test('the real timers expire a queued request too', async () => {
     const events = new EventBus()
-    const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create() } as unknown as RouteContext
+    const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create(), gateway: fakeGateway() } as unknown as RouteContext
     const layer = bulkheadLayer({ maxConcurrent: 1, maxQueue: 1, queueTimeoutMs: 5 }, context)
     const chain = layer(() => new Promise<Response>(() => {}))
     void chain(exchange('a'))

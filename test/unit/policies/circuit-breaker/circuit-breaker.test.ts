@@ -2,15 +2,16 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import * as v from 'valibot'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { CircuitBreakerPolicy, RouteConfig } from '../../../../src/config/types.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus } from '../../../../src/core/events.ts'
 import { CountWindow, TimeWindow } from '../../../../src/policies/circuit-breaker/window.ts'
 import { circuitBreakerLayer, circuitBreakerPolicy } from '../../../../src/policies/circuit-breaker/index.ts'
-import type { BreakerSnapshot, RouteContext } from '../../../../src/policies/policy.ts'
+import type { RouteContext } from '../../../../src/policies/policy.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 import { Exchange } from '../../../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../../../src/upstream/upstream.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
+import type { CircuitBreakerPolicy } from '../../../../src/policies/circuit-breaker/types.ts'
 
 /** The policy as the schema makes it from a TOML table, defaults included. */
 function policyOf(table: Record<string, unknown>): CircuitBreakerPolicy {
@@ -27,13 +28,13 @@ function harness(table: Record<string, unknown>) {
   let rejects = 0
   events.on('breaker_transition', (event) => transitions.push(`${event.from}->${event.to}`))
   events.on('breaker_reject', () => rejects++)
-  const breakers = new Map<string, () => BreakerSnapshot>()
+  const gateway = fakeGateway()
   const context = {
-    route: { name: 'api', policies: { timeoutMs: 0 } } as unknown as RouteConfig,
+    route: { name: 'api', timeoutMs: 0 },
     upstream: { config: { name: 'orders' } } as UpstreamRuntime,
     upstreams: new Map(),
     events,
-    breakers,
+    gateway,
     forwardTo: () => assert.fail('the breaker never forwards itself'),
     keep: (_kind, _policy, create) => create(),
     now: () => clock.now,
@@ -55,7 +56,7 @@ function harness(table: Record<string, unknown>) {
     get upstreamCalls() {
       return upstreamCalls
     },
-    snapshot: () => breakers.get('api/orders')!(),
+    snapshot: () => gateway.states.of('circuit_breaker').get('api/orders')!(),
     call,
     respond(status: number) {
       behaviour = () => new Response(null, { status })

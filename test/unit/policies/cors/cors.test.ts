@@ -3,11 +3,11 @@ import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { corsLayer } from '../../../../src/policies/cors/index.ts'
-import { responseHeadersLayer } from '../../../../src/policies/response-headers/index.ts'
+import { secureHeadersLayer, stripResponseHeadersLayer } from '../../../../src/policies/response-headers/index.ts'
 import type { Step } from '../../../../src/proxy/exchange.ts'
-import type { CorsPolicy } from '../../../../src/security/types.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
 import { echoStep, exchangeFor, fakeContext } from '../../fakes/security-fakes.ts'
+import type { CorsPolicy } from '../../../../src/policies/cors/index.ts'
 
 const POLICY: CorsPolicy = {
   origins: ['https://app.example', 'https://admin.example'],
@@ -123,7 +123,7 @@ describe('secure headers and stripped response headers', () => {
   })
 
   test("Hono's secure headers are added where the upstream set none; listed headers are stripped", async () => {
-    const response = await responseHeadersLayer({}, ['server', 'x-powered-by'])(upstream)(exchangeFor('http://gw/x'))
+    const response = await stripResponseHeadersLayer(['server', 'x-powered-by'])(secureHeadersLayer({})(upstream))(exchangeFor('http://gw/x'))
     assert.equal(response.headers.get('x-content-type-options'), 'nosniff')
     assert.equal(response.headers.get('strict-transport-security'), 'max-age=15552000; includeSubDomains')
     assert.equal(response.headers.get('x-frame-options'), 'DENY', "the upstream's own value stays")
@@ -134,7 +134,7 @@ describe('secure headers and stripped response headers', () => {
 
   test('stripping edits the answer in place; an immutable one is copied', async () => {
     const own = new Response('x', { headers: { server: 'gunicorn/20' } })
-    const layer = responseHeadersLayer(undefined, ['server'])
+    const layer = stripResponseHeadersLayer(['server'])
     assert.equal(await layer(async () => own)(exchangeFor('http://gw/x')), own)
     assert.equal(own.headers.get('server'), null)
     const immutable = Response.redirect('https://app.example/next', 302)
@@ -144,7 +144,7 @@ describe('secure headers and stripped response headers', () => {
   })
 
   test('options replace or drop headers; error answers get them too', async () => {
-    const layer = responseHeadersLayer({ xContentTypeOptions: false, referrerPolicy: 'same-origin' }, undefined)
+    const layer = secureHeadersLayer({ xContentTypeOptions: false, referrerPolicy: 'same-origin' })
     const response = await layer(upstream)(exchangeFor('http://gw/x'))
     assert.equal(response.headers.get('x-content-type-options'), null)
     assert.equal(response.headers.get('referrer-policy'), 'same-origin')

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import * as v from 'valibot'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { FallbackPolicy, RouteConfig } from '../../../../src/config/types.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus, type GatewayEventMap } from '../../../../src/core/events.ts'
 import type { RouteContext } from '../../../../src/policies/policy.ts'
@@ -11,6 +10,8 @@ import { StaleCache, type StaleEntry } from '../../../../src/policies/fallback/s
 import { Exchange, type Step } from '../../../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../../../src/upstream/upstream.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
+import type { FallbackPolicy } from '../../../../src/policies/fallback/index.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 
 function policyOf(table: Record<string, unknown>): FallbackPolicy {
   return v.parse(fallbackPolicy.schema, table)
@@ -36,11 +37,11 @@ function harness(table: Record<string, unknown>, options: { timeoutMs?: number }
   let alternate: Step = async () => new Response('from readonly')
   let primary: Step = async () => new Response('from primary')
   const context = {
-    route: { name: 'api', policies: { timeoutMs: options.timeoutMs ?? 0 } } as unknown as RouteConfig,
+    route: { name: 'api', timeoutMs: options.timeoutMs ?? 0 },
     upstream: { config: { name: 'orders' } } as UpstreamRuntime,
     upstreams: new Map([['readonly', readonly]]),
     events,
-    breakers: new Map(),
+    gateway: fakeGateway(),
     forwardTo: (upstream: UpstreamRuntime) => {
       assert.equal(upstream, readonly)
       return (exchange: Exchange) => {

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { FaultPolicy, RouteConfig } from '../../../../src/config/types.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus, type GatewayEventMap } from '../../../../src/core/events.ts'
 import { buildRouteChain } from '../../../../src/gateway/pipeline.ts'
@@ -11,6 +10,8 @@ import { Exchange, type Step } from '../../../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../../../src/upstream/upstream.ts'
 import { StateCarrier } from '../../../../src/core/state-carrier.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
+import type { FaultPolicy } from '../../../../src/policies/fault/index.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 
 const loadFault = (table: string) => loadConfigText(`${ONE_ROUTE}\n[routes.fault]\n${table}\n`, 'x.toml').routes[0]!.policies.fault
 
@@ -54,11 +55,11 @@ function harness(policy: FaultPolicy, random: () => number = () => assert.fail('
   const injected: Array<GatewayEventMap['fault_injected']> = []
   events.on('fault_injected', (event) => injected.push(event))
   const context = {
-    route: { name: 'orders' } as RouteConfig,
+    route: { name: 'orders', timeoutMs: 0 },
     upstream: { config: { name: 'orders-v1' } } as UpstreamRuntime,
     upstreams: new Map(),
     events,
-    breakers: new Map(),
+    gateway: fakeGateway(),
     forwardTo: () => assert.fail('the fault layer never forwards itself'),
     keep: (_kind, _policy, create) => create(),
     now: () => 0,
@@ -197,7 +198,7 @@ abort = { percent = 100, status = 503 }
       send: () => assert.fail('nothing is sent'),
       events,
       upstreams: new Map([['local', upstream]]),
-      breakers: new Map(),
+      gateway: fakeGateway(),
     })
     const exchange = new Exchange(new Request('http://gateway/x'), { remoteAddress: '127.0.0.1' }, 'id', '/x', '', 0)
     const response = await chain(exchange)

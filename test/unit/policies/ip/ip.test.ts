@@ -2,9 +2,9 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
 import { ipLayer } from '../../../../src/policies/ip/index.ts'
-import type { IpPolicy } from '../../../../src/security/types.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
 import { echoStep, exchangeFor, fakeContext, record } from '../../fakes/security-fakes.ts'
+import type { IpPolicy } from '../../../../src/policies/ip/index.ts'
 
 async function verdict(policy: IpPolicy, remoteAddress: string): Promise<number> {
   const step = ipLayer(policy, fakeContext())(echoStep())

@@ -6,9 +6,9 @@ import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus } from '../../../../src/core/events.ts'
 import { cacheLifetimeMs, RemoteJwks } from '../../../../src/policies/jwt/jwks.ts'
 import { jwtLayer } from '../../../../src/policies/jwt/index.ts'
-import type { JwtPolicy } from '../../../../src/security/types.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
-import { echoStep, exchangeFor, fakeContext, MemoryHost, record, securityDeps } from '../../fakes/security-fakes.ts'
+import { echoStep, exchangeFor, fakeContext, fakeGateway, MemoryHost, record } from '../../fakes/security-fakes.ts'
+import type { JwtPolicy } from '../../../../src/policies/jwt/index.ts'
 
 const rsa = await generateKeyPair('RS256')
 const other = await generateKeyPair('RS256')
@@ -46,10 +46,10 @@ function policy(overrides: Partial<JwtPolicy> = {}): JwtPolicy {
 }
 
 async function call(token: string | undefined, jwt = policy(), headers: Record<string, string> = {}) {
-  const context = fakeContext()
+  const context = fakeContext('r', fakeGateway())
   const rejects = record(context.events, 'auth_reject')
   const next = echoStep()
-  const step = jwtLayer(jwt, context, securityDeps())(next)
+  const step = jwtLayer(jwt, context)(next)
   const exchange = exchangeFor('http://gw/x', { headers: { ...headers, ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) } })
   try {
     const response = await step(exchange)
@@ -195,15 +195,15 @@ describe('jwt layer', () => {
     host.env_.set('JWT_SECRET', secret)
     const hmac = policy({ keys: undefined, secretEnv: 'JWT_SECRET', algorithms: ['HS256'] })
     delete hmac.keys
-    const step = jwtLayer(hmac, fakeContext(), securityDeps(host))(echoStep())
+    const step = jwtLayer(hmac, fakeContext('r', fakeGateway(host)))(echoStep())
     const token = await new SignJWT(GOOD).setProtectedHeader({ alg: 'HS256' }).sign(new TextEncoder().encode(secret))
     assert.equal((await step(exchangeFor('http://gw/x', { headers: { authorization: `Bearer ${token}` } }))).status, 200)
     const rsToken = await sign(GOOD)
     await assert.rejects(step(exchangeFor('http://gw/x', { headers: { authorization: `Bearer ${rsToken}` } })), { code: 'unauthorized' })
     host.env_.set('JWT_SECRET', 'short')
-    assert.throws(() => jwtLayer(hmac, fakeContext(), securityDeps(host)), /is 5 bytes; HMAC secrets need at least 32/)
+    assert.throws(() => jwtLayer(hmac, fakeContext('r', fakeGateway(host))), /is 5 bytes; HMAC secrets need at least 32/)
     host.env_.delete('JWT_SECRET')
-    assert.throws(() => jwtLayer(hmac, fakeContext(), securityDeps(host)), /JWT_SECRET \(secret_env\) is not set/)
+    assert.throws(() => jwtLayer(hmac, fakeContext('r', fakeGateway(host))), /JWT_SECRET \(secret_env\) is not set/)
   })
 })
 

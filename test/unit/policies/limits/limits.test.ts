@@ -4,9 +4,9 @@ import { loadConfigText } from '../../../../src/config/load.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { headerBytes, limitsLayer } from '../../../../src/policies/limits/index.ts'
 import type { Exchange } from '../../../../src/proxy/exchange.ts'
-import type { LimitsPolicy } from '../../../../src/security/types.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
 import { echoStep, exchangeFor, fakeContext, record } from '../../fakes/security-fakes.ts'
+import type { LimitsPolicy } from '../../../../src/policies/limits/index.ts'
 
 const POLICY: LimitsPolicy = { maxBodyBytes: 10, maxHeaderBytes: 200, maxUrlLength: 30, clientTimeoutMs: 0, methods: ['GET', 'POST'] }
 

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import * as v from 'valibot'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { MirrorPolicy, RouteConfig } from '../../../../src/config/types.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus, type GatewayEventMap } from '../../../../src/core/events.ts'
 import type { RouteContext } from '../../../../src/policies/policy.ts'
@@ -10,6 +9,8 @@ import { mirrorLayer, mirrorPolicy } from '../../../../src/policies/mirror/index
 import { Exchange, type Step } from '../../../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../../../src/upstream/upstream.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
+import type { MirrorPolicy } from '../../../../src/policies/mirror/index.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 
 const WITH_SHADOW = `${ONE_ROUTE.replace('[[routes]]', '[upstreams.shadow]\nendpoints = ["http://127.0.0.1:3001"]\n\n[[routes]]')}`
 
@@ -77,11 +78,11 @@ function harness(policy: MirrorPolicy, options: { random?: () => number } = {}) 
     })
   }
   const context = {
-    route: { name: 'orders' } as RouteConfig,
+    route: { name: 'orders', timeoutMs: 0 },
     upstream: { config: { name: 'orders' } } as UpstreamRuntime,
     upstreams: new Map([['shadow', shadow]]),
     events,
-    breakers: new Map(),
+    gateway: fakeGateway(),
     forwardTo: (upstream: UpstreamRuntime) => {
       assert.equal(upstream, shadow)
       return shadowStep

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { RateLimitPolicy, RedisSettings } from '../../../../src/config/types.ts'
 import { GatewayError } from '../../../../src/core/errors.ts'
 import { EventBus, type GatewayEventMap } from '../../../../src/core/events.ts'
 import type { RouteContext } from '../../../../src/policies/policy.ts'
@@ -10,6 +9,8 @@ import { localLimiter } from '../../../../src/policies/rate-limit/local-store.ts
 import { GlobalLimitStore, STORE_ERROR_REPORT_MS, type RateLimitStore, type StoreDecision } from '../../../../src/policies/rate-limit/global-store.ts'
 import { Exchange, type Step } from '../../../../src/proxy/exchange.ts'
 import { ONE_ROUTE, rejection } from '../../fakes/policy-text.ts'
+import type { RateLimitPolicy, RedisSettings } from '../../../../src/policies/rate-limit/config.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 
 const ROUTE_LIMITS = (entries: string) => `${ONE_ROUTE}\n${entries}\n`
 const loadLimits = (entries: string, extra = '') =>
@@ -313,7 +314,7 @@ function setup(policies: RateLimitPolicy[], store?: GlobalLimitStore) {
   const events = new EventBus()
   const decisions: Array<GatewayEventMap['rate_limit_decision']> = []
   events.on('rate_limit_decision', (event) => decisions.push(event))
-  const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create() } as unknown as RouteContext
+  const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create(), gateway: fakeGateway() } as unknown as RouteContext
   const clock = manualClock()
   let calls = 0
   const upstream: Step = async () => {
@@ -432,7 +433,7 @@ describe('rate limit layer', () => {
 
   test('errors from below carry the admitted request\'s headers', async () => {
     const events = new EventBus()
-    const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create() } as unknown as RouteContext
+    const context = { route: { name: 'orders' }, events, keep: (_k: string, _p: unknown, create: () => unknown) => create(), gateway: fakeGateway() } as unknown as RouteContext
     const failing: Step = async () => {
       throw new GatewayError('upstream_timeout', 'slow')
     }

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, test } from 'node:test'
 import { Redis } from 'ioredis'
-import type { RateLimitAlgorithm, RedisSettings } from '../../../../src/config/types.ts'
 import { closedPort } from '../../../e2e/harness.ts'
 import { createRedisStore } from '../../../../src/runtime/redis.ts'
+import type { RateLimitAlgorithm, RedisSettings } from '../../../../src/policies/rate-limit/config.ts'
 
 const URL = 'redis://127.0.0.1:6379'
 const PREFIX = `pillion-test:${randomUUID()}:`

@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { loadConfigText } from '../../../../src/config/load.ts'
-import type { RouteConfig, SplitPolicy } from '../../../../src/config/types.ts'
 import { EventBus } from '../../../../src/core/events.ts'
 import { buildRouteChain } from '../../../../src/gateway/pipeline.ts'
 import type { RouteContext } from '../../../../src/policies/policy.ts'
@@ -10,6 +9,8 @@ import { Exchange } from '../../../../src/proxy/exchange.ts'
 import type { UpstreamRuntime } from '../../../../src/upstream/upstream.ts'
 import { StateCarrier } from '../../../../src/core/state-carrier.ts'
 import { problemLines } from '../../fakes/policy-text.ts'
+import type { SplitPolicy } from '../../../../src/policies/split/index.ts'
+import { fakeGateway } from '../../fakes/security-fakes.ts'
 
 const TWO_VERSIONS = `
 [gateway]
@@ -103,11 +104,11 @@ function upstreams(...names: string[]): Map<string, UpstreamRuntime> {
 function harness(policy: SplitPolicy, random: () => number = Math.random) {
   const all = upstreams('v1', 'v2', 'v3')
   const context = {
-    route: { name: 'orders' } as RouteConfig,
+    route: { name: 'orders', timeoutMs: 0 },
     upstream: all.get('v1')!,
     upstreams: all,
     events: new EventBus(),
-    breakers: new Map(),
+    gateway: fakeGateway(),
     forwardTo: () => assert.fail('the split layer never forwards itself'),
     keep: (_kind, _policy, create) => create(),
     now: () => 0,
@@ -266,9 +267,9 @@ describe('a split route in the pipeline', () => {
       const endpoint = { url: upstream.endpoints[0]!.url, active: 0 }
       all.set(upstream.name, { config: upstream, pick: () => endpoint, report: () => {} } as unknown as UpstreamRuntime)
     }
-    const breakers = new Map()
+    const gateway = fakeGateway()
     const carrier = new StateCarrier()
-    const chain = buildRouteChain(config.routes[0]!, { carrier, send, events: new EventBus(), upstreams: all, breakers })
+    const chain = buildRouteChain(config.routes[0]!, { carrier, send, events: new EventBus(), upstreams: all, gateway })
     const ports = new Map<string, string>()
     for (let user = 0; user < 200; user++) {
       const request = new Request('http://gateway/x', { headers: { 'x-user': `u${user}` } })
@@ -277,6 +278,6 @@ describe('a split route in the pipeline', () => {
       ports.set(exchange.upstream!, sent.at(-1)!)
     }
     assert.deepEqual(Object.fromEntries(ports), { 'orders-v1': '3000', 'orders-v2': '3001' })
-    assert.deepEqual([...breakers.keys()].sort(), ['orders/orders-v1', 'orders/orders-v2'])
+    assert.deepEqual([...gateway.states.of('circuit_breaker').keys()].sort(), ['orders/orders-v1', 'orders/orders-v2'])
   })
 })

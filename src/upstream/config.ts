@@ -1,0 +1,202 @@
+import * as v from 'valibot'
+import { parseHostPort, type HostPort } from '../core/address.ts'
+import { expectedGot } from '../core/config-error.ts'
+import { besidePolicyFile } from '../core/policy-file.ts'
+import { arrayOf, integer, oneOf, table, text } from '../core/schema-kit.ts'
+import { convertedString, duration, type Conversion } from '../core/units.ts'
+import { ENDPOINT_EXAMPLE, normalizeEndpointUrl } from './endpoint-url.ts'
+
+/** [upstreams.<name>]: its schema, its normalized type, and the step from one to the other. */
+
+/** Intervals and ejection times, where "0s" would mean a busy loop or nothing at all. */
+function positiveInterval() {
+  return v.pipe(duration(), v.check((ms) => ms > 0, 'expected a duration of at least "1ms", got "0s"'))
+}
+
+/** Envoy's outlier detection defaults: consecutive_5xx 5, base_ejection_time 30s, max_ejection_time 300s, 10%. */
+const outlierSchema = v.pipe(
+  table({
+    consecutive_failures: v.optional(integer(1), 5),
+    base_ejection: v.optional(positiveInterval(), '30s'),
+    max_ejection: v.optional(positiveInterval(), '300s'),
+    max_ejected_percent: v.optional(integer(1, 100), 10),
+  }),
+  v.forward(
+    v.partialCheck(
+      [['base_ejection'], ['max_ejection']],
+      ({ base_ejection, max_ejection }) => max_ejection >= base_ejection,
+      'expected a duration no shorter than base_ejection',
+    ),
+    ['max_ejection'],
+  ),
+)
+
+const HEALTH_PATH_EXAMPLE = 'a path like "/healthz"'
+
+const healthCheckSchema = table({
+  path: convertedString(HEALTH_PATH_EXAMPLE, (path): Conversion<string> =>
+    path.startsWith('/') && !/[#\s]/.test(path) ? { value: path } : { problem: expectedGot(HEALTH_PATH_EXAMPLE, path) },
+  ),
+  interval: v.optional(positiveInterval(), '5s'),
+  timeout: v.optional(positiveInterval(), '1s'),
+  unhealthy_threshold: v.optional(integer(1), 3),
+  healthy_threshold: v.optional(integer(1), 2),
+})
+
+const DNS_EXAMPLE = '"host:port" like "payments.internal:8080"'
+
+/** A port is required and cannot be 0: it is where the resolved addresses are called. */
+function dnsTarget() {
+  return convertedString(DNS_EXAMPLE, (address): Conversion<HostPort> => {
+    const parsed = parseHostPort(address)
+    return parsed !== undefined && parsed.port > 0 ? { value: parsed } : { problem: expectedGot(DNS_EXAMPLE, address) }
+  })
+}
+
+const discoverySchema = v.pipe(
+  table({
+    dns: v.optional(dnsTarget()),
+    file: v.optional(text()),
+    refresh: v.optional(positiveInterval(), '10s'),
+    scheme: v.optional(oneOf(['http', 'https'])),
+  }),
+  v.check(
+    ({ dns, file }) => (dns === undefined) !== (file === undefined),
+    'expected exactly one of dns or file, like { dns = "payments.internal:8080" } or { file = "endpoints.json" }',
+  ),
+  v.forward(
+    v.partialCheck([['file'], ['scheme']], ({ file, scheme }) => file === undefined || scheme === undefined, 'applies to dns only (file lists whole URLs)'),
+    ['scheme'],
+  ),
+)
+
+export const upstreamSchema = v.pipe(
+  table({
+    endpoints: v.optional(
+      v.pipe(
+        arrayOf(convertedString(ENDPOINT_EXAMPLE, normalizeEndpointUrl)),
+        v.minLength(1, 'expected at least one endpoint, got none'),
+      ),
+    ),
+    balance: v.optional(oneOf(['round_robin', 'least_request', 'random']), 'round_robin'),
+    weights: v.optional(
+      arrayOf(v.pipe(v.number(), v.check((weight) => Number.isSafeInteger(weight) && weight > 0, (issue) => expectedGot('a positive integer', issue.input)))),
+    ),
+    connect_timeout: v.optional(duration(), '1s'),
+    ca: v.optional(text()),
+    outlier: v.optional(outlierSchema),
+    health_check: v.optional(healthCheckSchema),
+    discovery: v.optional(discoverySchema),
+  }),
+  // One source of endpoints: a static seed that discovery silently replaces would be a surprise.
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['discovery']],
+      ({ endpoints, discovery }) => endpoints !== undefined || discovery !== undefined,
+      'required key missing (or set discovery)',
+    ),
+    ['endpoints'],
+  ),
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['discovery']],
+      ({ endpoints, discovery }) => endpoints === undefined || discovery === undefined,
+      'expected endpoints or discovery, not both',
+    ),
+    ['discovery'],
+  ),
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['weights']],
+      ({ endpoints, weights }) => weights === undefined || weights.length === endpoints?.length,
+      (issue) =>
+        issue.input.endpoints === undefined
+          ? 'applies to endpoints only (a discovery file gives each endpoint its own weight)'
+          : `expected ${issue.input.endpoints.length} weights, one per endpoint, got ${issue.input.weights?.length}`,
+    ),
+    ['weights'],
+  ),
+)
+
+type UpstreamFile = v.InferOutput<typeof upstreamSchema>
+
+export function normalizeUpstream(name: string, upstream: UpstreamFile, source: string): UpstreamConfig {
+  const { endpoints = [], weights, outlier, health_check, discovery } = upstream
+  const normalized: UpstreamConfig = {
+    name,
+    endpoints: endpoints.map((url, index) => ({ url, weight: weights?.[index] ?? 1 })),
+    balance: upstream.balance,
+    connectTimeoutMs: upstream.connect_timeout,
+  }
+  if (upstream.ca !== undefined) normalized.ca = besidePolicyFile(upstream.ca, source)
+  if (outlier !== undefined) {
+    normalized.outlier = {
+      consecutiveFailures: outlier.consecutive_failures,
+      baseEjectionMs: outlier.base_ejection,
+      maxEjectionMs: outlier.max_ejection,
+      maxEjectedPercent: outlier.max_ejected_percent,
+    }
+  }
+  if (health_check !== undefined) {
+    normalized.healthCheck = {
+      path: health_check.path,
+      intervalMs: health_check.interval,
+      timeoutMs: health_check.timeout,
+      unhealthyThreshold: health_check.unhealthy_threshold,
+      healthyThreshold: health_check.healthy_threshold,
+    }
+  }
+  if (discovery?.dns !== undefined) {
+    const { host, port } = discovery.dns
+    normalized.discovery = { dns: { host, port, scheme: discovery.scheme ?? 'http', refreshMs: discovery.refresh } }
+  } else if (discovery?.file !== undefined) {
+    normalized.discovery = { file: { path: besidePolicyFile(discovery.file, source), refreshMs: discovery.refresh } }
+  }
+  return normalized
+}
+
+export type BalanceMode = 'round_robin' | 'least_request' | 'random'
+
+export interface EndpointConfig {
+  /** Origin plus optional base path, no trailing slash: "http://127.0.0.1:3000" or "http://h:1/base" */
+  url: string
+  weight: number
+}
+
+/** Passive health: an endpoint that keeps failing is ejected for a while (Envoy's outlier detection). */
+export interface OutlierPolicy {
+  consecutiveFailures: number // default 5 (Envoy consecutive_5xx)
+  baseEjectionMs: number // default 30s, multiplied by the times ejected, capped at maxEjectionMs
+  maxEjectionMs: number // default 300s (Envoy max_ejection_time)
+  maxEjectedPercent: number // default 10 (Envoy), but at least one endpoint may always be ejected
+}
+
+/** Active health: GET path on every endpoint every interval. */
+export interface HealthCheckPolicy {
+  path: string
+  intervalMs: number // default 5s
+  timeoutMs: number // default 1s
+  unhealthyThreshold: number // default 3
+  healthyThreshold: number // default 2
+}
+
+/**
+ * Where endpoints come from when not listed. A file path is already resolved against the policy
+ * file's directory; its refreshMs is a re-read that backs up watching.
+ */
+export type DiscoveryConfig =
+  | { dns: { host: string; port: number; scheme: 'http' | 'https'; refreshMs: number } }
+  | { file: { path: string; refreshMs: number } }
+
+export interface UpstreamConfig {
+  name: string
+  /** The static list; empty when discovery supplies the endpoints. */
+  endpoints: EndpointConfig[]
+  balance: BalanceMode
+  connectTimeoutMs: number
+  /** PEM file of the CA that signs https endpoints' certificates (instead of the system's); resolved against the policy file. */
+  ca?: string
+  outlier?: OutlierPolicy
+  healthCheck?: HealthCheckPolicy
+  discovery?: DiscoveryConfig
+}
