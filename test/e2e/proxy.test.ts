@@ -262,6 +262,22 @@ for (const target of targets()) {
       assert.equal((await request(`${ingress}/users/42/orders/9`)).status, 404)
     })
 
+    it('serves an app that uses the egress listener as its HTTP_PROXY: absolute-form targets route by host', async () => {
+      // What curl, Python's requests or Node's undici send with HTTP_PROXY set: the whole URL as the target.
+      const reply = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const outgoing = httpRequest({ host: '127.0.0.1', port: Number(new URL(egress).port), path: 'http://payments/pay/charge', headers: { host: 'payments' } }, (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (chunk) => (body += chunk))
+          res.on('end', () => resolve({ status: res.statusCode!, body }))
+        })
+        outgoing.on('error', reject)
+        outgoing.end()
+      })
+      assert.equal(reply.status, 200)
+      assert.equal(JSON.parse(reply.body).url, '/charge', 'the payments route took it, strip_prefix applied')
+    })
+
     it('balances round robin across endpoints', async () => {
       const seen = []
       for (let i = 0; i < 4; i++) {
