@@ -40,6 +40,9 @@ export class GatewayError extends Error {
   }
 }
 
+/** A client's x-request-id is kept when it matches this (the rule of Hono's requestId middleware), else replaced. */
+export const SANE_REQUEST_ID = /^[\w\-=]{1,255}$/
+
 /** A gateway-made answer: JSON body with code and request id, never a stack trace. */
 export function errorResponse(code: ErrorCode, message: string, requestId: string, headers?: Record<string, string>): Response {
   const responseHeaders = new Headers(headers)
@@ -48,4 +51,16 @@ export function errorResponse(code: ErrorCode, message: string, requestId: strin
   responseHeaders.set('x-pillion-error', code)
   const body = JSON.stringify({ code, message, request_id: requestId })
   return new Response(body, { status: ERROR_STATUS[code], headers: responseHeaders })
+}
+
+/** What a proxied request may use; a CONNECT tunnel is not carried, so its refusal lists these in Allow. */
+export const PROXIED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS'
+
+/**
+ * The answer to CONNECT, on every runtime alike: a tunnel would hide each request from the policies,
+ * so it is refused rather than forwarded (Node's server hands CONNECT to its adapter, not to the app).
+ */
+export function tunnelRefusal(requestId: string): Response {
+  const message = 'CONNECT tunnels are not carried: send plain http:// requests (with HTTP_PROXY they arrive in absolute form) and let the upstream endpoint be https://'
+  return errorResponse('method_not_allowed', message, requestId, { allow: PROXIED_METHODS })
 }

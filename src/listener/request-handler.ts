@@ -1,5 +1,5 @@
 import { Hono } from 'hono'
-import { GatewayError, errorResponse, type ErrorCode } from '../core/errors.ts'
+import { GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
 import type { Logger } from '../core/log.ts'
 import type { RequestObserver, RequestRecord } from '../observability/observer.ts'
 import { observeBody } from '../core/body.ts'
@@ -55,6 +55,11 @@ export function createListenerApp(
 async function handle(request: Request, peer: ClientInfo, id: string, context: ListenerContext): Promise<Response> {
   const startedAt = performance.now()
   const url = splitUrl(request.url)
+  if (request.method === 'CONNECT') {
+    const response = tunnelRefusal(id)
+    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'method_not_allowed', 0)
+    return response
+  }
   // Hygiene and normalization come before routing: what routes and policies match is what goes upstream.
   const problem = requestProblem(request.headers)
   const path = problem === undefined ? normalizePath(url.pathname) : undefined
@@ -186,12 +191,10 @@ async function readSmallBody(response: Response): Promise<ArrayBuffer | undefine
   }
 }
 
-const SANE_ID = /^[\w\-=]{1,255}$/
-
 /** The client's x-request-id when it is sane (the rule of Hono's requestId middleware), else a new one. */
 function requestIdOf(request: Request): string {
   const given = request.headers.get('x-request-id')
-  return given !== null && SANE_ID.test(given) ? given : crypto.randomUUID()
+  return given !== null && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID()
 }
 
 /**

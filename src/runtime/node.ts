@@ -1,7 +1,8 @@
 import { serve } from '@hono/node-server'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
+import { SANE_REQUEST_ID, tunnelRefusal } from '../core/errors.ts'
 import { nodeUpstream } from './node-upstream.ts'
 import type { ClientInfo, Runtime, ServeOptions, Server } from '../core/host.ts'
 import { processHost } from './process-host.ts'
@@ -41,6 +42,23 @@ class NodeClient implements ClientInfo {
   }
 }
 
+/**
+ * Node hands CONNECT to a 'connect' listener instead of the app (and a web Request cannot carry the
+ * method), so the adapter writes the core's refusal itself; without a listener Node would just
+ * close the socket.
+ */
+async function refuseTunnel(incoming: IncomingMessage, socket: Socket): Promise<void> {
+  const given = incoming.headers['x-request-id']
+  const id = typeof given === 'string' && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID()
+  const answer = tunnelRefusal(id)
+  const body = await answer.text()
+  let head = `HTTP/1.1 ${answer.status} Method Not Allowed\r\n`
+  answer.headers.forEach((value, name) => (head += `${name}: ${value}\r\n`))
+  head += `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n`
+  socket.on('error', () => {})
+  socket.end(head + body)
+}
+
 export function createNodeRuntime(): Runtime {
   return {
     name: 'node',
@@ -68,6 +86,7 @@ export function createNodeRuntime(): Runtime {
             }),
         )
         server.once('error', reject)
+        server.on('connect', refuseTunnel)
       })
     },
     redisStore: createRedisStore,

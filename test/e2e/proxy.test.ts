@@ -278,6 +278,26 @@ for (const target of targets()) {
       assert.equal(JSON.parse(reply.body).url, '/charge', 'the payments route took it, strip_prefix applied')
     })
 
+    it('refuses CONNECT with 405 method_not_allowed and Allow, never forwarding it', async () => {
+      const before = upstream.connections
+      const raw = await new Promise<string>((resolve) => {
+        const socket = connect(Number(new URL(egress).port), '127.0.0.1')
+        let data = ''
+        socket.setEncoding('utf8')
+        socket.on('data', (chunk) => (data += chunk))
+        socket.on('close', () => resolve(data))
+        socket.on('error', () => resolve(data))
+        socket.write('CONNECT payments:443 HTTP/1.1\r\nHost: payments:443\r\nx-request-id: tunnel-1\r\n\r\n')
+        // The answer ends with the JSON body; the gateway may keep the socket open afterwards.
+        socket.on('data', () => data.includes('"request_id"') && data.trimEnd().endsWith('}') && socket.destroy())
+      })
+      const [head, body] = raw.split('\r\n\r\n')
+      assert.match(head!, /^HTTP\/1\.1 405 /)
+      assert.match(head!, /\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS/i)
+      assert.deepEqual(JSON.parse(body!), { code: 'method_not_allowed', message: JSON.parse(body!).message, request_id: 'tunnel-1' })
+      assert.equal(upstream.connections, before, 'nothing reached the upstream')
+    })
+
     it('balances round robin across endpoints', async () => {
       const seen = []
       for (let i = 0; i < 4; i++) {
