@@ -91,6 +91,12 @@ const CASES: Record<string, Case> = {
   ip: { route: 'ip = { allow = ["127.0.0.0/8"] }' },
   secure_headers: { route: 'secure_headers = true' },
   strip_response_headers: { route: 'strip_response_headers = ["server"]' },
+  'request_headers (4 edits, 3 vars)': {
+    tables: '[routes.request_headers]\nset = { "x-user" = "${header.user-agent}", "x-route" = "${route}@${upstream}" }\nadd = { "x-tags" = "gw" }\nremove = ["accept"]',
+  },
+  'response_headers (4 edits, 1 var)': {
+    tables: '[routes.response_headers]\nset = { "cache-control" = "no-store", "x-served-by" = "${upstream}" }\nadd = { vary = "accept" }\nremove = ["server"]',
+  },
   'audit (every request)': { top: '[audit]\nsink = "http://127.0.0.1:9/audit"' },
   metrics: { observe: true, top: ACCESS_LOG_OFF },
   'metrics + access log': { observe: true, top: '[observability.access_log]\nto = "stdout"' },

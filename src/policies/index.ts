@@ -12,7 +12,8 @@ import { limitsPolicy } from './limits/index.ts'
 import { mirrorPolicy } from './mirror/index.ts'
 import type { FileFacts, PolicyModule } from './policy.ts'
 import { rateLimitPolicy } from './rate-limit/index.ts'
-import { secureHeadersPolicy, stripResponseHeadersPolicy } from './response-headers/index.ts'
+import { requestHeadersPolicy } from './request-headers/index.ts'
+import { responseHeadersPolicy, secureHeadersPolicy, stripResponseHeadersPolicy } from './response-headers/index.ts'
 import { retryPolicy } from './retry/index.ts'
 import { splitPolicy } from './split/index.ts'
 import { timeoutPolicy } from './timeout/index.ts'
@@ -33,6 +34,8 @@ export const policyRegistry = {
   cors: corsPolicy,
   secureHeaders: secureHeadersPolicy,
   stripResponseHeaders: stripResponseHeadersPolicy,
+  requestHeaders: requestHeadersPolicy,
+  responseHeaders: responseHeadersPolicy,
   ip: ipPolicy,
   limits: limitsPolicy,
   jwt: jwtPolicy,
@@ -56,11 +59,15 @@ export type RoutePolicies = { timeoutMs: number } & { [Field in PolicyField]?: V
  *   cors                    answers preflights; adds CORS headers to every answer
  *   strip_response_headers  removes headers that reveal the stack, also ones secure_headers would add
  *   secure_headers          adds HSTS, nosniff and the rest where the upstream did not, error answers included
+ *   response_headers        set/add/remove on every answer, error answers included; inside cors, strip and
+ *                           secure_headers so they keep the last word on Vary, stack-revealing and security headers
  *   ip                      allow/deny by client address
  *   limits                  methods, body size (while streaming), header and URL sizes
  *   jwt, api_key            who is calling; forwards claims / consumer upstream
  *   rate_limit              local and global (Redis) quotas, keyed by client, header, claim or route
  *   split                   picks the upstream version (weights, sticky hashing)
+ *   request_headers         set/add/remove on what goes upstream: after auth and split, so ${jwt.*},
+ *                           ${consumer} and ${upstream} are known; before mirror, so the shadow copy gets them too
  *   mirror                  a shadow copy to another upstream, never waited on
  *   fallback                answers when everything below failed or the breaker is open
  *   timeout                 the whole request's deadline, queueing and retries included
@@ -77,12 +84,14 @@ export const chain: readonly PolicyField[] = [
   'cors',
   'stripResponseHeaders',
   'secureHeaders',
+  'responseHeaders',
   'ip',
   'limits',
   'jwt',
   'apiKey',
   'rateLimits',
   'split',
+  'requestHeaders',
   'mirror',
   'fallback',
   'timeoutMs',

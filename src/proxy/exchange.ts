@@ -27,12 +27,14 @@ export class Exchange {
   /** Which fallback answered, or which fault was injected, for logs and metrics. */
   fallback: string | undefined
   fault: string | undefined
-  /** The verified JWT payload, set by the jwt policy; rate limits key on its claims. */
+  /** The verified JWT payload, set by the jwt policy; rate limits and header rules read its claims. */
   claims: Record<string, unknown> | undefined
+  /** The API-key consumer's name, set by the api_key policy once the key is valid; header rules read it. */
+  consumer: string | undefined
   /** The forwarder's answer when it read the body whole, and its size: nothing left to watch. */
   buffered: { response: Response; bytes: number } | undefined
-  /** Changes to the headers sent upstream, applied after the proxy's own: a null value removes. */
-  upstreamHeaderEdits: Array<[name: string, value: string | null]> | undefined
+  /** Changes to the headers sent upstream, applied in order after the proxy's own (see UpstreamHeaderEdit). */
+  upstreamHeaderEdits: UpstreamHeaderEdit[] | undefined
   /** performance.now() by which the whole exchange must be done; Infinity when the route has no timeout. */
   deadline = Number.POSITIVE_INFINITY
   /** Tries sent upstream so far. */
@@ -120,6 +122,13 @@ export class Exchange {
     if (this.#cleanups) for (const cleanup of this.#cleanups) cleanup()
   }
 }
+
+/**
+ * One change to the headers sent upstream: a value replaces the header, null removes it, and a value
+ * marked 'append' is added beside the values it has. Edits are never changed once made, so a layer
+ * may push the same constant edit on every request.
+ */
+export type UpstreamHeaderEdit = readonly [name: string, value: string | null, mode?: 'append']
 
 /** Each layer wraps the next one; built once per route at config load. */
 export type Step = (exchange: Exchange) => Promise<Response>

@@ -35,8 +35,9 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
       requestId: exchange.requestId,
     })
     if (exchange.upstreamHeaderEdits !== undefined) {
-      for (const [name, value] of exchange.upstreamHeaderEdits) {
+      for (const [name, value, mode] of exchange.upstreamHeaderEdits) {
         if (value === null) headers.delete(name)
+        else if (mode === 'append') headers.append(name, value)
         else headers.set(name, value)
       }
     }

@@ -157,7 +157,8 @@ export class ApiKeyStore {
 }
 
 /**
- * Looks the request's key up and forwards the consumer's name upstream (x-consumer by default).
+ * Looks the request's key up, records the consumer on the exchange (`${consumer}` in header rules)
+ * and forwards its name upstream (x-consumer by default).
  * The consumer header is always set by us, so a client cannot send its own; the key itself is
  * removed unless forward_key is set.
  *
@@ -181,6 +182,7 @@ export function apiKeyLayer(policy: ApiKeyPolicy, context: RouteContext): Layer 
       if (key === null || key === '') return reject('missing')
       const consumer = store.known(key) ?? (await store.consumer(key))
       if (consumer === undefined) return reject('unknown')
+      exchange.consumer = consumer
       exchange.setUpstreamHeader(consumerHeader, consumer)
       if (!forwardKey) exchange.setUpstreamHeader(header, null)
       return next(exchange)

@@ -7,6 +7,7 @@ import { duration } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { asHeaderValue } from '../shared/header-template.ts'
 import { JwksUnavailableError, RemoteJwks } from './jwks.ts'
 
 const HMAC = ['HS256', 'HS384', 'HS512']
@@ -161,13 +162,6 @@ function failureOf(error: unknown): { reason: string; description: string } {
   return { reason: 'malformed', description: 'the token is malformed' }
 }
 
-/** A claim as a header value: strings as they are when printable ASCII, anything else percent-encoded or JSON. */
-export function claimHeaderValue(claim: unknown): string | null {
-  if (claim === undefined || claim === null) return null
-  const textValue = typeof claim === 'string' ? claim : typeof claim === 'object' ? JSON.stringify(claim) : String(claim)
-  return /^[\x20-\x7e]*$/.test(textValue) ? textValue : encodeURIComponent(textValue)
-}
-
 const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)[ ]*$/i
 
 /** The key, or the resolver that finds it, decided once per route; HMAC secrets are read from the environment here. */
@@ -242,7 +236,7 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext): Layer {
         verified.remember(token, payload, Date.now(), skewMs)
       }
       exchange.claims = payload
-      for (const [header, claim] of forwardClaims) exchange.setUpstreamHeader(header, claimHeaderValue(payload[claim]))
+      for (const [header, claim] of forwardClaims) exchange.setUpstreamHeader(header, asHeaderValue(payload[claim]))
       if (!forwardToken) exchange.setUpstreamHeader('authorization', null)
       return next(exchange)
     }

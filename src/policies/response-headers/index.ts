@@ -6,6 +6,8 @@ import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { aroundChain } from '../shared/hono-middleware.ts'
 import type { PolicyModule } from '../policy.ts'
 
+export { responseHeadersLayer, responseHeadersPolicy } from './header-rules.ts'
+
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 
 /** Hono secureHeaders' single-value headers, by the snake_case key the policy file uses. */
