@@ -33,7 +33,7 @@ for (const target of targets()) {
     let upstream: Upstream
     let gateway: Gateway
     /** The client's receipt of each event, which the upstream awaits before sending the next. */
-    let received: Array<ReturnType<typeof deferred>> = []
+    let received: Array<{ promise: Promise<void>; resolve: (value: void) => void }> = []
 
     before(async () => {
       upstream = await startUpstream(async (_req, res) => {
@@ -53,7 +53,7 @@ for (const target of targets()) {
     })
 
     it('delivers each event before the upstream writes the next', { timeout: 20_000 }, async () => {
-      received = Array.from({ length: EVENTS }, () => deferred())
+      received = Array.from({ length: EVENTS }, () => deferred<void>())
       const seen: string[] = []
       const status = await new Promise<number>((resolve, reject) => {
         const outgoing = httpRequest(`${gateway.listeners.ingress}/events`, { headers: { accept: 'text/event-stream' } }, (res) => {
@@ -67,7 +67,7 @@ for (const target of targets()) {
               buffer = buffer.slice(end + 2)
               seen.push(event)
               // Only now may the upstream go on: a gateway that held the event back would stall here.
-              received[seen.length - 1]!.resolve()
+              received[seen.length - 1]!.resolve(undefined)
             }
           })
           res.on('end', () => resolve(res.statusCode!))
