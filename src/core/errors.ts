@@ -16,6 +16,10 @@ export const ERROR_STATUS = {
   body_too_large: 413,
   uri_too_long: 414,
   header_too_large: 431,
+  /** A WebSocket handshake on a route with [routes.websocket] enabled = false. */
+  websocket_disabled: 403,
+  /** A WebSocket handshake beyond the route's [routes.websocket] max_connections. */
+  too_many_connections: 503,
   /** An abort injected by [routes.fault]; it answers with the configured status, 503 the usual one. */
   fault_injected: 503,
 } as const

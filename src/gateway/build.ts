@@ -8,6 +8,7 @@ import { createListenerApp, type ListenerEnv, type RouteRuntime } from '../liste
 import { AuditLog } from '../observability/audit.ts'
 import type { RequestObserver } from '../observability/observer.ts'
 import { compileRoute } from '../listener/router.ts'
+import type { WebSocketConnector } from '../core/websocket.ts'
 import type { GatewayDeps } from '../policies/policy.ts'
 import { PolicyStates } from '../core/policy-states.ts'
 import { listenerSecurity } from './listener-setup.ts'
@@ -16,7 +17,7 @@ import { StateCarrier } from '../core/state-carrier.ts'
 import type { DiscoveryHost, UpstreamClient } from '../core/host.ts'
 
 /** What the gateway needs from its runtime: the upstream client, and name resolution and files for discovery. */
-export type GatewayRuntime = DiscoveryHost & { upstream: UpstreamClient; redisStore?: OpenRateLimitStore }
+export type GatewayRuntime = DiscoveryHost & { upstream: UpstreamClient; redisStore?: OpenRateLimitStore; websocket?: WebSocketConnector }
 
 export interface GatewayApps {
   listeners: Array<{ listener: ListenerConfig; app: Hono<ListenerEnv> }>
@@ -47,7 +48,7 @@ export function createGateway(
     redis && carrier.keep('redis', { redis, service: config.gateway.service }, () => new GlobalLimitStore(redisOpener(runtime), redis, config.gateway.service, events))
   const gateway: GatewayDeps = { host: runtime, keep: (key, policy, create) => carrier.keep(`security:${key}`, policy, create), states, globalLimits }
   const tlsListeners = new Set(Object.values(config.listeners).flatMap((listener) => (listener.tls ? [listener.name] : [])))
-  const deps = { carrier, send, events, upstreams, gateway, tlsListeners }
+  const deps = { carrier, send, connectWebSocket: runtime.websocket, events, upstreams, gateway, tlsListeners }
   const auditConfig = config.audit
   const service = config.gateway.service
   const audit = auditConfig && carrier.keep('audit', { auditConfig, service }, () => new AuditLog(auditConfig, { send, events, service }))

@@ -2,6 +2,7 @@ import type { Config, RouteConfig } from '../config/types.ts'
 import type { EventBus } from '../core/events.ts'
 import type { UpstreamClient } from '../core/host.ts'
 import type { StateCarrier } from '../core/state-carrier.ts'
+import type { WebSocketConnector } from '../core/websocket.ts'
 import { chainModules, type AnyPolicyModule, type RoutePolicies } from '../policies/index.ts'
 import type { GatewayDeps, RouteContext } from '../policies/policy.ts'
 import type { Layer, Step } from '../proxy/exchange.ts'
@@ -13,6 +14,8 @@ export interface PipelineDeps {
   /** Keeps stateful parts across reloads when their config is unchanged. */
   carrier: StateCarrier
   send: UpstreamClient
+  /** Opens the upstream side of WebSockets; without it a handshake gets 502. */
+  connectWebSocket?: WebSocketConnector
   events: EventBus
   upstreams: ReadonlyMap<string, UpstreamRuntime>
   /** What every route's policies share: files and environment, JWKS fetches, the Redis store, the state registry. */
@@ -49,7 +52,7 @@ export function buildRouteChain(route: RouteConfig, deps: PipelineDeps): Step {
     upstream: deps.upstreams.get(route.upstream)!,
     upstreams: deps.upstreams,
     events: deps.events,
-    forwardTo: (target) => createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto }, trusting(target.config, deps.send)),
+    forwardTo: (target) => createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto }, trusting(target.config, deps.send), deps.connectWebSocket),
     keep: (kind, policy, create) => deps.carrier.keep(`${kind}:${route.name}`, policy, create),
     now: () => performance.now(),
     random: Math.random,

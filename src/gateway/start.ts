@@ -75,7 +75,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const carrier = new StateCarrier()
   // Once per process, before the first config: counters, the trace exporter and the access log outlive reloads.
   const observability = await createObservability(config, runtime, logger, VERSION)
-  observability.metrics.watch(events)
+  observability.watch(events)
   const observers = [...(options.observers ?? []), ...observability.observers]
   const build = (next: Config): GatewayApps => createGateway(next, runtime, logger, observers, events, carrier)
 

@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
 import { GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
+import { isWebSocketRequest, sessionOf, upgradeResponse, type WebSocketCloser, type WebSocketSession } from '../core/websocket.ts'
 import type { Logger } from '../core/log.ts'
 import type { RequestObserver, RequestRecord } from '../observability/observer.ts'
 import { observeBody } from '../core/body.ts'
@@ -87,6 +88,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   }
   const exchange = new Exchange(request, client, id, path, url.search, startedAt)
   exchange.route = route.name
+  exchange.upgrade = isWebSocketRequest(request.method, request.headers)
   // A believed X-Forwarded-For goes on as received plus the proxy that sent it, not plus the client.
   if (forwardedFor !== null && client !== peer && address !== peer.remoteAddress.replace(/^::ffff:/, '')) {
     exchange.setUpstreamHeader('x-forwarded-for', `${forwardedFor}, ${peer.remoteAddress}`)
@@ -98,6 +100,8 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     response = await route.chain(exchange)
   } catch (error) {
     exchange.finish()
+    // A layer above the forwarder failed after the upstream accepted a WebSocket: nobody will bridge it.
+    if (exchange.session !== undefined) abandon(exchange.session, 'gateway')
     if (!(error instanceof GatewayError)) throw error
     if (error.status >= 500 || error.code === 'client_closed') {
       context.logger.log('warn', error.message, {
@@ -115,6 +119,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     notify(context, request, client, id, path, startedAt, exchange, error.status, error.code, 0)
     return answer
   }
+  if (exchange.session !== undefined) return switchingProtocols(exchange, response, context, client, path)
   const status = response.status
   const code = (response.headers.get('x-pillion-error') ?? undefined) as ErrorCode | undefined
   // Checked before response.body: on Node that getter turns a light Response into a full undici one.
@@ -192,6 +197,24 @@ async function readSmallBody(response: Response): Promise<ArrayBuffer | undefine
 }
 
 /** The client's x-request-id when it is sane (the rule of Hono's requestId middleware), else a new one. */
+/**
+ * The answer that becomes the client's 101: the adapter upgrades the client and bridges it to the
+ * upstream the forwarder opened. The exchange (route timeout, bulkhead slot) ends here; the
+ * connection's own life is bounded by [routes.websocket] and ends with a websocket_closed event.
+ */
+function switchingProtocols(exchange: Exchange, response: Response, context: ListenerContext, client: ClientInfo, path: string): Response {
+  const session = exchange.session!
+  exchange.finish()
+  notify(context, exchange.request, client, exchange.requestId, path, exchange.startedAt, exchange, 101, undefined, 0)
+  // A layer may have answered with a Response of its own (headers copied): the session goes with the final one.
+  return sessionOf(response) === session ? response : upgradeResponse(session, new Headers(response.headers))
+}
+
+function abandon(session: WebSocketSession, by: WebSocketCloser): void {
+  session.upstream.abandon()
+  session.closed({ code: 1006, reason: '', by, messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 })
+}
+
 function requestIdOf(request: Request): string {
   const given = request.headers.get('x-request-id')
   return given !== null && SANE_REQUEST_ID.test(given) ? given : crypto.randomUUID()

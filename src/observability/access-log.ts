@@ -1,3 +1,4 @@
+import type { WebSocketClose } from '../core/websocket.ts'
 import type { Logger } from '../core/log.ts'
 import type { AppendSink } from '../core/host.ts'
 import type { AccessLogField } from './config.ts'
@@ -121,7 +122,30 @@ export class AccessLog implements RequestObserver {
   onResponse(record: RequestRecord): void {
     this.#writer.push(this.format(record))
   }
+
+  /** A WebSocket's own line when it closes (its handshake had the usual line, status 101). */
+  onWebSocketClosed(closed: WebSocketClosedLine): void {
+    this.#writer.push(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        type: 'websocket_close',
+        request_id: closed.requestId,
+        route: closed.route,
+        duration_ms: Math.round(closed.durationMs),
+        close_code: closed.code,
+        close_reason: closed.reason === '' ? undefined : closed.reason,
+        closed_by: closed.by,
+        messages_in: closed.messagesIn,
+        bytes_in: closed.bytesIn,
+        messages_out: closed.messagesOut,
+        bytes_out: closed.bytesOut,
+      }),
+    )
+  }
 }
+
+/** What the line of a closed WebSocket says (the websocket_closed event). */
+export type WebSocketClosedLine = WebSocketClose & { route: string; requestId: string; durationMs: number }
 
 class LazyTrace implements TraceOfLine {
   readonly #lookup: TraceLookup

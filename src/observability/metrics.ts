@@ -162,6 +162,9 @@ export class GatewayMetrics implements RequestObserver {
   readonly spansExported: Family
   readonly spansDropped: Family
   readonly accessLogDropped: Family
+  readonly websocketConnections: Family
+  readonly websocketMessages: Family
+  readonly websocketBytes: Family
   readonly #routes = new Map<string, RouteSeries>()
   readonly #watched = new WeakSet<EventBus>()
   #sources: () => MetricSources = () => NO_SOURCES
@@ -210,6 +213,10 @@ export class GatewayMetrics implements RequestObserver {
     this.spansExported = r.counter('pillion_trace_spans_exported_total', 'Spans the OTLP collector accepted.')
     this.spansDropped = r.counter('pillion_trace_spans_dropped_total', 'Spans dropped: queue full or export failed.', ['reason'])
     this.accessLogDropped = r.counter('pillion_access_log_dropped_total', 'Access log lines dropped because the sink fell behind.')
+    this.websocketConnections = r.gauge('pillion_websocket_connections', 'WebSockets a route carries now.', ['route'])
+    // Added when a connection closes, with what passed through it: direction "in" is client to upstream, "out" the reverse.
+    this.websocketMessages = r.counter('pillion_websocket_messages_total', 'WebSocket messages relayed, counted when their connection closes.', ['route', 'direction'])
+    this.websocketBytes = r.counter('pillion_websocket_bytes_total', 'WebSocket message payload bytes relayed, counted when their connection closes.', ['route', 'direction'])
     // Series without labels exist from the start, so a query sees 0 rather than nothing.
     for (const family of [this.auditDropped, this.spansExported, this.accessLogDropped, this.redisErrors]) family.labels()
     this.#scrapeGauges()
@@ -234,6 +241,12 @@ export class GatewayMetrics implements RequestObserver {
     events.on('health_check', (e) => this.healthChecks.labels(e.upstream, e.ok ? 'pass' : 'fail').value++)
     events.on('discovery_updated', (e) => this.discoveryUpdates.labels(e.upstream, 'updated').value++)
     events.on('discovery_failed', (e) => this.discoveryUpdates.labels(e.upstream, 'failed').value++)
+    events.on('websocket_closed', (e) => {
+      this.websocketMessages.labels(e.route, 'in').value += e.messagesIn
+      this.websocketMessages.labels(e.route, 'out').value += e.messagesOut
+      this.websocketBytes.labels(e.route, 'in').value += e.bytesIn
+      this.websocketBytes.labels(e.route, 'out').value += e.bytesOut
+    })
     // Events of the newer policies: subscribed by name and read defensively, so a field renamed there
     // shows as "-" here instead of breaking the build or the request.
     const bus = events as unknown as LooseBus
@@ -324,6 +337,13 @@ export class GatewayMetrics implements RequestObserver {
       for (const snapshot of this.#sources().states.of('bulkhead').values()) {
         const shown = snapshot()
         family.labels(shown.route).value = pick(shown)
+      }
+    }
+    this.websocketConnections.collect = (family) => {
+      family.reset()
+      for (const snapshot of this.#sources().states.of('websocket').values()) {
+        const shown = snapshot()
+        family.labels(shown.route).value = shown.open
       }
     }
     this.bulkheadActive.collect = (family) => bulkheads(family, (s) => s.active)

@@ -1,3 +1,4 @@
+import type { EventBus } from '../core/events.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 import type { Logger } from '../core/log.ts'
 import type { Runtime } from '../core/host.ts'
@@ -28,6 +29,8 @@ export interface Observability {
   readonly observers: readonly RequestObserver[]
   /** Opens what a new config's [observability] needs (a log file); nothing changes until commit. */
   prepare(config: ObservedConfig): Promise<PreparedObservability>
+  /** Counts a generation's events in the metrics, and writes the line of each closed WebSocket. */
+  watch(events: EventBus): void
   /** Writes buffered log lines and sends queued spans, waiting at most `timeoutMs`; for shutdown. */
   close(timeoutMs: number): Promise<void>
 }
@@ -120,6 +123,10 @@ export async function createObservability(config: ObservedConfig, runtime: Obser
     metrics,
     observers: [telemetry],
     prepare,
+    watch(events) {
+      metrics.watch(events)
+      events.on('websocket_closed', (closed) => current.accessLog?.onWebSocketClosed(closed))
+    },
     async close(timeoutMs) {
       let timer: ReturnType<typeof setTimeout> | undefined
       const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))

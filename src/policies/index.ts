@@ -17,6 +17,7 @@ import { responseHeadersPolicy, secureHeadersPolicy, stripResponseHeadersPolicy 
 import { retryPolicy } from './retry/index.ts'
 import { splitPolicy } from './split/index.ts'
 import { timeoutPolicy } from './timeout/index.ts'
+import { websocketPolicy } from './websocket/index.ts'
 
 /**
  * The registry: every policy, keyed by its RoutePolicies field, in the order its TOML keys are listed
@@ -41,6 +42,7 @@ export const policyRegistry = {
   jwt: jwtPolicy,
   apiKey: apiKeyPolicy,
   split: splitPolicy,
+  websocket: websocketPolicy,
 }
 
 type Registry = typeof policyRegistry
@@ -65,6 +67,8 @@ export type RoutePolicies = { timeoutMs: number } & { [Field in PolicyField]?: V
  *   limits                  methods, body size (while streaming), header and URL sizes
  *   jwt, api_key            who is calling; forwards claims / consumer upstream
  *   rate_limit              local and global (Redis) quotas, keyed by client, header, claim or route
+ *   websocket               admits a WebSocket handshake (enabled, max_connections) once, whatever retries
+ *                           follow; the forwarder then opens the upstream side instead of sending a request
  *   split                   picks the upstream version (weights, sticky hashing)
  *   request_headers         set/add/remove on what goes upstream: after auth and split, so ${jwt.*},
  *                           ${consumer} and ${upstream} are known; before mirror, so the shadow copy gets them too
@@ -90,6 +94,7 @@ export const chain: readonly PolicyField[] = [
   'jwt',
   'apiKey',
   'rateLimits',
+  'websocket',
   'split',
   'requestHeaders',
   'mirror',

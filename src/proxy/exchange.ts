@@ -1,5 +1,6 @@
 import { GatewayError } from '../core/errors.ts'
 import type { ClientInfo } from '../core/host.ts'
+import type { WebSocketSession, WebSocketTerms } from '../core/websocket.ts'
 import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 
@@ -31,6 +32,12 @@ export class Exchange {
   claims: Record<string, unknown> | undefined
   /** The API-key consumer's name, set by the api_key policy once the key is valid; header rules read it. */
   consumer: string | undefined
+  /** The request asks to become a WebSocket (set by the listener); the websocket policy decides. */
+  upgrade = false
+  /** What the route's websocket policy admitted this handshake with; the forwarder then opens a WebSocket upstream. */
+  websocket: WebSocketTerms | undefined
+  /** Set by the forwarder once the upstream accepted the WebSocket: the listener answers with the client's 101. */
+  session: WebSocketSession | undefined
   /** The forwarder's answer when it read the body whole, and its size: nothing left to watch. */
   buffered: { response: Response; bytes: number } | undefined
   /** Changes to the headers sent upstream, applied in order after the proxy's own (see UpstreamHeaderEdit). */

@@ -1,7 +1,9 @@
 import { GatewayError } from '../core/errors.ts'
 import type { UpstreamAnswer, UpstreamClient } from '../core/host.ts'
+import { upgradeResponse, type WebSocketConnector, type WebSocketHandshake } from '../core/websocket.ts'
 import type { Exchange, Step } from './exchange.ts'
 import { toDownstream, upstreamRequestHeaders } from './headers.ts'
+import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
 
@@ -16,7 +18,7 @@ export interface ForwardTarget {
  * The innermost step: one try against one endpoint, bodies streamed both ways. The body comes back
  * raw, so a layer may still discard it (a retry); only the final response is watched to its end.
  */
-export function createForwarder(target: ForwardTarget, send: UpstreamClient): Step {
+export function createForwarder(target: ForwardTarget, send: UpstreamClient, connectWebSocket?: WebSocketConnector): Step {
   const { upstream, stripPrefix, proto } = target
   const connectTimeoutMs = upstream.config.connectTimeoutMs
   const noEndpoints = `upstream ${upstream.config.name} has no endpoints`
@@ -42,6 +44,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
       }
     }
     const url = endpoint.url + upstreamPath(exchange.path, stripPrefix) + exchange.search
+    if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, headers)
     const method = request.method
     const signal = exchange.attemptSignal
     let answer: UpstreamAnswer
@@ -67,7 +70,49 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient): St
     if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
     return response
   }
+
+  /**
+   * One try at the upstream side of a WebSocket: the runtime opens it with the forwarded handshake;
+   * a 101 becomes the session the listener's adapter bridges, any other answer is passed on. Failures
+   * count for outlier detection and breakers, and retries may move on, as for any request.
+   */
+  async function forwardWebSocket(exchange: Exchange, endpoint: Endpoint, url: string, headers: Headers): Promise<Response> {
+    if (connectWebSocket === undefined) throw new GatewayError('upstream_unavailable', 'this runtime cannot open WebSockets upstream')
+    // Extensions (permessage-deflate) are negotiated by each hop for itself; the bridge relays plain messages.
+    headers.delete('sec-websocket-extensions')
+    const signal = exchange.attemptSignal
+    let handshake: WebSocketHandshake
+    const sentAt = performance.now()
+    endpoint.active++
+    try {
+      handshake = await connectWebSocket({ url: `ws${url.slice(4)}`, headers, signal, connectTimeoutMs, ca: upstream.config.ca })
+    } catch (error) {
+      const failure = asGatewayError(error, signal, endpoint.url)
+      if (failure.code !== 'client_closed') upstream.report(endpoint, false)
+      throw failure
+    } finally {
+      endpoint.active--
+    }
+    exchange.upstreamMs = performance.now() - sentAt
+    if (!handshake.accepted) {
+      const { status, statusText, body } = handshake.answer
+      upstream.report(endpoint, status < 500)
+      const response = new Response(body, { status, statusText, headers: handshake.answer.headers })
+      toDownstream(response.headers, exchange.requestId)
+      return response
+    }
+    upstream.report(endpoint, true)
+    const terms = exchange.websocket!
+    const session = { ...terms, upstream: handshake.upstream, route: exchange.route }
+    exchange.session = session
+    const clientHeaders = toDownstream(new Headers(handshake.upstream.headers), exchange.requestId)
+    for (const name of HANDSHAKE_ONLY) clientHeaders.delete(name)
+    return upgradeResponse(session, clientHeaders)
+  }
 }
+
+/** Headers of the upstream's 101 that belong to its own handshake; the client's 101 gets its own. */
+const HANDSHAKE_ONLY = ['sec-websocket-accept', 'sec-websocket-extensions', 'content-length']
 
 /** Bodies up to this size with a declared length are read whole; larger or unsized ones stream. */
 export const SMALL_BODY_BYTES = 64 * 1024
@@ -84,7 +129,9 @@ function asGatewayError(error: unknown, signal: AbortSignal, endpoint: string): 
   if (error instanceof GatewayError) return error
   if (error instanceof UpstreamError) {
     const failure = error.failure === 'connect-timeout' ? 'connect-failure' : error.failure
-    return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed: ${error.failure}`, { cause: error, failure })
+    // A protocol error says what was wrong (a refused WebSocket handshake names the upstream's status).
+    const detail = error.failure === 'protocol-error' ? ` (${error.message})` : ''
+    return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed: ${error.failure}${detail}`, { cause: error, failure })
   }
   return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed`, { cause: error, failure: 'reset' })
 }

@@ -1,18 +1,37 @@
 import { readFileSync } from 'node:fs'
+import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
-import type { Runtime, ServeOptions } from '../core/host.ts'
+import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
+import { sessionOf } from '../core/websocket.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'
+import { BUFFER_SLACK_BYTES, LiveBridges, type RelaySocket, type WebSocketBridge } from './ws-relay.ts'
+import { webSocketClientConnector } from './ws-upstream.ts'
+
+interface BunServer {
+  port: number
+  hostname: string
+  stop(closeActiveConnections?: boolean): Promise<void>
+  requestIP(request: Request): { address: string } | null
+  upgrade(request: Request, options: { data: WebSocketBridge; headers: Headers }): boolean
+}
+
+/** Bun's ServerWebSocket, as far as the bridge uses it. */
+interface BunServerWebSocket {
+  data: WebSocketBridge
+  send(message: string | ArrayBufferView | ArrayBuffer): number
+  close(code?: number, reason?: string): void
+  terminate(): void
+  getBufferedAmount(): number
+  pause(): void
+  resume(): void
+  ping(data?: Uint8Array): number
+}
 
 declare const Bun: {
   version: string
-  serve(options: Record<string, unknown>): {
-    port: number
-    hostname: string
-    stop(closeActiveConnections?: boolean): Promise<void>
-    requestIP(request: Request): { address: string } | null
-  }
+  serve(options: Record<string, unknown>): BunServer
 }
 
 /** Bun's idle timeout counts a request still waiting on its upstream; it tops out at 255 s (0 = off). */
@@ -32,6 +51,68 @@ function caText(caFile: string): string {
   return text
 }
 
+/**
+ * Bun reads a whole message before the bridge sees it, so this caps what one client message may hold
+ * in memory whatever a route's max_message; a larger one Bun closes with 1009 itself. The bridge
+ * checks each route's own limit.
+ */
+export const BUN_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+/** The client's side of a bridge on Bun's ServerWebSocket: it can pause, ping and be dropped. */
+function clientSocket(ws: BunServerWebSocket): RelaySocket {
+  return {
+    send: (message) => void ws.send(message),
+    close: (code, reason) => (code === undefined ? ws.close() : ws.close(code, reason)),
+    bufferedAmount: () => ws.getBufferedAmount(),
+    terminate: () => ws.terminate(),
+    pause: () => ws.pause(),
+    resume: () => ws.resume(),
+    ping: (data) => void ws.ping(data),
+  }
+}
+
+/** Bun's WebSocket handlers: each connection's data is its bridge. */
+const bridgeHandlers = {
+  // The bridge pauses a sender long before this; past it Bun would drop messages, so it closes instead.
+  backpressureLimit: BUN_MAX_MESSAGE_BYTES + 2 * BUFFER_SLACK_BYTES,
+  closeOnBackpressureLimit: true,
+  maxPayloadLength: BUN_MAX_MESSAGE_BYTES,
+  // Each route has its own idle timeout, kept by the bridge; Bun's is server-wide and pings by itself.
+  idleTimeout: 0,
+  sendPings: false,
+  perMessageDeflate: false,
+  open: (ws: BunServerWebSocket) => ws.data.clientOpened(clientSocket(ws)),
+  message: (ws: BunServerWebSocket, message: string | Uint8Array) => ws.data.fromClient(message),
+  ping: (ws: BunServerWebSocket, data: Uint8Array) => ws.data.clientPing(data),
+  pong: (ws: BunServerWebSocket) => ws.data.pong(),
+  drain: (ws: BunServerWebSocket) => ws.data.drained(),
+  close: (ws: BunServerWebSocket, code: number, reason: string) => ws.data.clientClosed(code, reason),
+}
+
+/**
+ * Answers a request that asks to upgrade: when the chain's answer carries a WebSocket session, the
+ * client is upgraded with that answer's headers and bridged to the upstream the core opened.
+ */
+async function answerUpgrade(handler: Handler, request: Request, client: ClientInfo, server: BunServer, bridges: LiveBridges): Promise<Response | undefined> {
+  const response = await handler(request, client)
+  const session = sessionOf(response)
+  if (session === undefined) return response
+  const bridge = bridges.open(session)
+  // Bun runs the open handler inside upgrade(): the bridge is ready before it is called.
+  if (tryUpgrade(server, request, bridge, response.headers)) return undefined
+  // Not a WebSocket handshake Bun can complete (no Sec-WebSocket-Key, say): the upstream side goes too.
+  bridge.clientClosed(1006, '')
+  return errorResponse('bad_request', 'the WebSocket handshake could not be completed', response.headers.get('x-request-id') ?? '')
+}
+
+function tryUpgrade(server: BunServer, request: Request, bridge: WebSocketBridge, headers: Headers): boolean {
+  try {
+    return server.upgrade(request, { data: bridge, headers })
+  } catch {
+    return false
+  }
+}
+
 function bunTls(tls: NonNullable<ServeOptions['tls']>): Record<string, unknown> {
   const { cert, key, clientCa } = tls
   return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
@@ -46,8 +127,14 @@ export function createBunRuntime(): Runtime {
       classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
       trustCa: (caFile) => ({ tls: { ca: caText(caFile) } }),
     }),
+    websocket: webSocketClientConnector({
+      // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
+      options: (protocols, headers, ca) => ({ protocols, headers, perMessageDeflate: false, ...(ca === undefined ? {} : { tls: { ca: caText(ca) } }) }),
+      closeCode: (code) => code,
+    }),
     async serve(handler, options) {
-      const server = Bun.serve({
+      const bridges = new LiveBridges()
+      const server: BunServer = Bun.serve({
         hostname: options.host,
         port: options.port,
         development: false,
@@ -56,10 +143,24 @@ export function createBunRuntime(): Runtime {
         // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
         ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
         ...(options.reusePort === true ? { reusePort: true } : {}),
-        fetch: (request: Request, bunServer: typeof server) =>
-          handler(request, { remoteAddress: bunServer.requestIP(request)?.address ?? '' }),
+        websocket: bridgeHandlers,
+        fetch: (request: Request, bunServer: BunServer) => {
+          const client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
+          // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
+          if (request.headers.get('upgrade') === null) return handler(request, client)
+          return answerUpgrade(handler, request, client, bunServer, bridges)
+        },
       })
-      return { host: options.host, port: server.port, close: () => server.stop() }
+      return {
+        host: options.host,
+        port: server.port,
+        // stop() would wait for open WebSockets forever: they get a 1001 first, both ways.
+        async close() {
+          const stopped = server.stop()
+          await bridges.closeAll()
+          await stopped
+        },
+      }
     },
     redisStore: createRedisStore,
     workers: reusePortProcesses('Bun'),

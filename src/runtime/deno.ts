@@ -1,8 +1,12 @@
+import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
-import type { Runtime } from '../core/host.ts'
+import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
+import { sessionOf } from '../core/websocket.ts'
 import { debounce } from './watch.ts'
 import { createRedisStore } from './redis.ts'
 import { denoWorkers } from './workers-deno.ts'
+import { clientApiCloseCode, LiveBridges, type RelayMessage, type RelaySocket } from './ws-relay.ts'
+import { webSocketClientConnector } from './ws-upstream.ts'
 
 declare const Deno: {
   version: { deno: string }
@@ -26,6 +30,7 @@ declare const Deno: {
     options: { hostname: string; port: number; reusePort?: boolean; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
     handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
   ): { addr: { port: number }; shutdown(): Promise<void> }
+  upgradeWebSocket(request: Request, options: { idleTimeout: number }): { socket: WebSocket; response: Response }
 }
 
 const encoder = new TextEncoder()
@@ -49,6 +54,46 @@ function clientTrusting(caFile: string): unknown {
   return client
 }
 
+/** The client's side of a bridge on Deno's server WebSocket: it sends any close code, but cannot pause, ping or be dropped. */
+function clientSocket(socket: WebSocket): RelaySocket {
+  return {
+    send: (message: RelayMessage) => socket.send(message as string | ArrayBufferView<ArrayBuffer>),
+    close: (code, reason) => (code === undefined ? socket.close() : socket.close(code, reason)),
+    bufferedAmount: () => socket.bufferedAmount,
+  }
+}
+
+/** Headers of the 101 that Deno.upgradeWebSocket writes itself. */
+const DENO_HANDSHAKE = new Set(['upgrade', 'connection', 'sec-websocket-accept'])
+
+/**
+ * Answers a request that asks to upgrade: when the chain's answer carries a WebSocket session, the
+ * client is upgraded with that answer's headers and bridged to the upstream the core opened.
+ */
+async function answerUpgrade(handler: Handler, request: Request, client: ClientInfo, bridges: LiveBridges): Promise<Response> {
+  const response = await handler(request, client)
+  const session = sessionOf(response)
+  if (session === undefined) return response
+  const bridge = bridges.open(session)
+  let upgraded: { socket: WebSocket; response: Response }
+  try {
+    // Without `protocol`: Deno checks it against the offered list split on ", " only, and throws for
+    // "a,b" (as the ws library sends it). The upstream's choice is in the answer's headers, copied below.
+    upgraded = Deno.upgradeWebSocket(request, { idleTimeout: 0 })
+  } catch {
+    bridge.clientClosed(1006, '')
+    return errorResponse('bad_request', 'the WebSocket handshake could not be completed', response.headers.get('x-request-id') ?? '')
+  }
+  const { socket } = upgraded
+  socket.binaryType = 'arraybuffer'
+  socket.onopen = () => bridge.clientOpened(clientSocket(socket))
+  socket.onmessage = (event) => bridge.fromClient(event.data as string | ArrayBuffer)
+  socket.onclose = (event) => bridge.clientClosed(event.code, event.reason)
+  socket.onerror = () => {}
+  for (const [name, value] of response.headers) if (!DENO_HANDSHAKE.has(name)) upgraded.response.headers.append(name, value)
+  return upgraded.response
+}
+
 export function createDenoRuntime(): Runtime {
   return {
     name: 'deno',
@@ -58,16 +103,35 @@ export function createDenoRuntime(): Runtime {
       classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
       trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
     }),
+    websocket: webSocketClientConnector({
+      options: (protocols, headers, ca) => ({ protocols, headers, ...(ca === undefined ? {} : { client: clientTrusting(ca) }) }),
+      // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
+      closeCode: clientApiCloseCode,
+    }),
     async serve(handler, options) {
       if (options.tls?.clientCa !== undefined) {
         throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
       }
       const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
+      const bridges = new LiveBridges()
       const server = Deno.serve(
         { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
-        (request, info) => handler(request, { remoteAddress: info.remoteAddr.hostname }),
+        (request, info) => {
+          const client = { remoteAddress: info.remoteAddr.hostname }
+          // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
+          if (request.headers.get('upgrade') === null) return handler(request, client)
+          return answerUpgrade(handler, request, client, bridges)
+        },
       )
-      return { host: options.host, port: server.addr.port, close: () => server.shutdown() }
+      return {
+        host: options.host,
+        port: server.addr.port,
+        // shutdown() drops open WebSockets without a close frame: they get a 1001 first, both ways.
+        async close() {
+          await bridges.closeAll()
+          await server.shutdown()
+        },
+      }
     },
     redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),

@@ -16,7 +16,7 @@ import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from '../core/ho
 /** One keep-alive agent (a pool per origin) per connect timeout and upstream CA file. */
 const agents = new Map<string, Agent>()
 
-function agentFor(connectTimeoutMs: number, caFile: string | undefined): Agent {
+export function agentFor(connectTimeoutMs: number, caFile: string | undefined): Agent {
   const key = caFile === undefined ? String(connectTimeoutMs) : `${connectTimeoutMs} ${caFile}`
   let agent = agents.get(key)
   if (agent === undefined) {
@@ -53,7 +53,7 @@ function connectWithin(timeoutMs: number, tls: { ca?: string }): buildConnector.
 const CONNECT_FAILURES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EADDRNOTAVAIL'])
 
 /** connected: whether the request had a socket (onRequestStart); anything before it is a connect failure (TLS included). */
-function failureOf(error: Error & { code?: string }, connected: boolean): UpstreamFailure {
+export function failureOf(error: Error & { code?: string }, connected: boolean): UpstreamFailure {
   const code = error.code
   if (code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect-timeout'
   if (!connected || (code !== undefined && CONNECT_FAILURES.has(code))) return 'connect-failure'
@@ -68,7 +68,7 @@ function flatHeaders(headers: Headers): string[] {
   return flat
 }
 
-function answerHeaders(parsed: IncomingHttpHeaders): Headers {
+export function answerHeaders(parsed: IncomingHttpHeaders): Headers {
   const headers = new Headers()
   for (const name in parsed) {
     const value = parsed[name]
@@ -79,7 +79,7 @@ function answerHeaders(parsed: IncomingHttpHeaders): Headers {
 }
 
 /** "http://host:port/base/path?q" → origin and the rest; endpoint URLs are normalized (endpoint-url.ts). */
-function splitOrigin(url: string): [origin: string, path: string] {
+export function splitOrigin(url: string): [origin: string, path: string] {
   const slash = url.indexOf('/', url.indexOf('//') + 2)
   return slash === -1 ? [url, '/'] : [url.slice(0, slash), url.slice(slash)]
 }

@@ -124,7 +124,8 @@ export function fallbackLayer(policy: FallbackPolicy, context: RouteContext): La
         return rescued
       }
       const request = exchange.request
-      if (cache !== undefined && status >= 200 && status < 300 && isRead(request.method) && storable(request, response)) {
+      // An accepted WebSocket's answer is the client's 101 to be: nothing to keep for later.
+      if (cache !== undefined && exchange.session === undefined && status >= 200 && status < 300 && isRead(request.method) && storable(request, response)) {
         return cache.capture(cacheKey(exchange), request, response, now)
       }
       return response

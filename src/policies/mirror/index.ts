@@ -101,7 +101,8 @@ export function mirrorLayer(policy: MirrorPolicy, context: RouteContext): Layer 
 
   return (next) =>
     async function mirror(exchange: Exchange): Promise<Response> {
-      if (!inPercent(share, random)) return next(exchange)
+      // A WebSocket handshake is a connection, not a request a shadow upstream could answer on its own.
+      if (exchange.upgrade || !inPercent(share, random)) return next(exchange)
       if (slots.inFlight >= maxInFlight) {
         events.emit('mirror_dropped', tooBusy)
         return next(exchange)

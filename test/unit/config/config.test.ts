@@ -5,6 +5,10 @@ import { ConfigError, type ConfigProblem } from '../../../src/core/config-error.
 import { loadConfigText } from '../../../src/config/load.ts'
 import type { Config } from '../../../src/config/types.ts'
 import { builtInPolicies, policyRegistry } from '../../../src/policies/index.ts'
+import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES } from '../../../src/policies/websocket/index.ts'
+
+/** WebSockets are carried on every route unless a file says otherwise. */
+const WEBSOCKET = { enabled: true, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS, maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES }
 import { IN_AND_U } from '../fakes/policy-text.ts'
 
 function fixture(name: string): string {
@@ -93,7 +97,7 @@ describe('valid configs', () => {
           headers: [['x-tenant', 'acme']],
           stripPrefix: '/payments',
           upstream: 'payments',
-          policies: { timeoutMs: 2000 },
+          policies: { timeoutMs: 2000, websocket: WEBSOCKET },
         },
         {
           index: 1,
@@ -101,7 +105,7 @@ describe('valid configs', () => {
           listener: 'ingress',
           path: '/users/:id',
           upstream: 'local',
-          policies: { timeoutMs: 5000 },
+          policies: { timeoutMs: 5000, websocket: WEBSOCKET },
         },
       ],
     }
@@ -119,7 +123,7 @@ describe('valid configs', () => {
     })
     assert.deepEqual(config.defaults, {})
     assert.deepEqual(config.routes, [
-      { index: 0, name: 'route-0', listener: 'ingress', path: '/*', upstream: 'app', policies: { timeoutMs: 15_000 } },
+      { index: 0, name: 'route-0', listener: 'ingress', path: '/*', upstream: 'app', policies: { timeoutMs: 15_000, websocket: WEBSOCKET } },
     ])
   })
 
@@ -138,7 +142,7 @@ describe('valid configs', () => {
   })
 
   test('the policy registry supplies the built-in defaults', () => {
-    assert.deepEqual(builtInPolicies(), { timeoutMs: 15_000 })
+    assert.deepEqual(builtInPolicies(), { timeoutMs: 15_000, websocket: WEBSOCKET })
     assert.equal(policyRegistry.timeoutMs.key, 'timeout')
   })
 

@@ -1,0 +1,301 @@
+// WebSockets through the gateway on every target, checked by the `ws` library on both sides (the
+// client and the upstream), which the gateway was not written against.
+import assert from 'node:assert/strict'
+import type { IncomingMessage } from 'node:http'
+import { after, before, describe, it } from 'node:test'
+import WebSocket, { WebSocketServer, type RawData } from 'ws'
+import { closedPort, deferred, request, startGateway, startUpstream, targets, until, type Gateway, type Upstream } from './harness.ts'
+
+/** What the upstream saw of each handshake, by the test's own id (sent as x-test-id). */
+const handshakes = new Map<string, IncomingMessage>()
+/** Close codes and reasons the upstream received, by test id. */
+const upstreamCloses = new Map<string, ReturnType<typeof deferred<{ code: number; reason: string }>>>()
+/** The upstream's side of each open connection, by test id. */
+const upstreamSockets = new Map<string, WebSocket>()
+
+function testId(): string {
+  return `t-${Math.random().toString(36).slice(2)}`
+}
+
+/** An echo upstream: text stays text, binary stays binary; a few commands ask it for more. */
+async function startWebSocketUpstream(): Promise<Upstream> {
+  const upstream = await startUpstream((_req, res) => res.end('not a websocket'))
+  const server = new WebSocketServer({
+    noServer: true,
+    handleProtocols: (offered) => (offered.has('v2.proto') ? 'v2.proto' : false),
+  })
+  upstream.server.on('upgrade', (req: IncomingMessage, socket, head) => {
+    if (req.url?.startsWith('/deny')) {
+      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied')
+      return
+    }
+    server.handleUpgrade(req, socket, head, (ws) => {
+      const id = String(req.headers['x-test-id'] ?? '')
+      handshakes.set(id, req)
+      upstreamSockets.set(id, ws)
+      const closed = upstreamCloses.get(id) ?? deferred<{ code: number; reason: string }>()
+      upstreamCloses.set(id, closed)
+      ws.on('close', (code, reason) => closed.resolve({ code, reason: reason.toString() }))
+      ws.on('message', (data: RawData, isBinary) => {
+        const text = isBinary ? '' : data.toString()
+        if (text.startsWith('close:')) {
+          const [, code, reason] = text.split(':')
+          return ws.close(Number(code), reason)
+        }
+        if (text === 'fragments') {
+          ws.send('first half, ', { fin: false })
+          return ws.send('second half', { fin: true })
+        }
+        if (text === 'ping-me') return ws.ping('from upstream')
+        ws.send(data, { binary: isBinary })
+      })
+    })
+  })
+  return upstream
+}
+
+function policy(upstreamUrl: string, refusedPort: number): string {
+  return `
+[gateway]
+service = "websockets"
+admin = "127.0.0.1:0"
+shutdown_grace = "2s"
+
+[listeners.ingress]
+listen = "127.0.0.1:0"
+direction = "ingress"
+
+[upstreams.local]
+endpoints = ["${upstreamUrl}"]
+
+[upstreams.refused]
+endpoints = ["http://127.0.0.1:${refusedPort}"]
+
+[[routes]]
+name = "off"
+listener = "ingress"
+path = "/off/*"
+upstream = "local"
+[routes.websocket]
+enabled = false
+
+[[routes]]
+name = "one"
+listener = "ingress"
+path = "/one/*"
+upstream = "local"
+strip_prefix = "/one"
+[routes.websocket]
+max_connections = 1
+
+[[routes]]
+name = "small"
+listener = "ingress"
+path = "/small/*"
+upstream = "local"
+strip_prefix = "/small"
+[routes.websocket]
+max_message = "1kb"
+
+[[routes]]
+name = "quiet"
+listener = "ingress"
+path = "/quiet/*"
+upstream = "local"
+strip_prefix = "/quiet"
+[routes.websocket]
+idle_timeout = "200ms"
+
+[[routes]]
+name = "blocked"
+listener = "ingress"
+path = "/blocked/*"
+upstream = "local"
+ip = { deny = ["127.0.0.0/8", "::1/128"] }
+
+[[routes]]
+name = "down"
+listener = "ingress"
+path = "/down/*"
+upstream = "refused"
+
+[[routes]]
+name = "echo"
+listener = "ingress"
+path = "/*"
+upstream = "local"
+`
+}
+
+interface Opened {
+  ws: WebSocket
+  id: string
+  closed: Promise<{ code: number; reason: string }>
+}
+
+/** Opens a client through the gateway; resolves once open, rejects with the HTTP answer when refused. */
+function open(url: string, options: { protocols?: string[]; headers?: Record<string, string> } = {}): Promise<Opened> {
+  const id = testId()
+  upstreamCloses.set(id, deferred<{ code: number; reason: string }>())
+  const ws = new WebSocket(url, options.protocols ?? [], { headers: { 'x-test-id': id, ...options.headers } })
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => ws.on('close', (code, reason) => resolve({ code, reason: reason.toString() })))
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve({ ws, id, closed }))
+    ws.once('unexpected-response', (_req, res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('end', () => reject(Object.assign(new Error(`refused with ${res.statusCode}`), { status: res.statusCode, body })))
+    })
+    ws.once('error', reject)
+  })
+}
+
+function nextMessage(ws: WebSocket): Promise<{ data: Buffer; isBinary: boolean }> {
+  return new Promise((resolve) => ws.once('message', (data: RawData, isBinary) => resolve({ data: Buffer.from(data as Buffer), isBinary })))
+}
+
+async function refusal(url: string): Promise<{ status: number; body: string }> {
+  try {
+    const { ws } = await open(url)
+    ws.terminate()
+  } catch (error) {
+    const { status, body } = error as { status?: number; body?: string }
+    if (status !== undefined) return { status, body: body ?? '' }
+    throw error
+  }
+  throw new Error(`${url} was not refused`)
+}
+
+for (const target of targets()) {
+  describe(`websockets on ${target.name}`, { skip: target.missing }, () => {
+    let upstream: Upstream
+    let gateway: Gateway
+    let base: string
+
+    before(async () => {
+      upstream = await startWebSocketUpstream()
+      gateway = await startGateway(target, policy(upstream.url, await closedPort()))
+      base = gateway.listeners.ingress!.replace(/^http/, 'ws')
+    })
+
+    after(async () => {
+      await gateway?.stop()
+      await upstream?.close()
+    })
+
+    it('carries text and binary messages both ways, with the upstream choosing the subprotocol', async () => {
+      const { ws, id } = await open(`${base}/chat?room=1`, {
+        protocols: ['v1.proto', 'v2.proto'],
+        headers: { cookie: 'session=abc', authorization: 'Bearer token-1', 'x-request-id': 'ws-request-1' },
+      })
+      assert.equal(ws.protocol, 'v2.proto')
+      const seen = handshakes.get(id)!
+      assert.equal(seen.url, '/chat?room=1')
+      assert.equal(seen.headers.cookie, 'session=abc')
+      assert.equal(seen.headers.authorization, 'Bearer token-1')
+      assert.equal(seen.headers['x-request-id'], 'ws-request-1')
+      assert.deepEqual(String(seen.headers['sec-websocket-protocol']).split(',').map((p) => p.trim()), ['v1.proto', 'v2.proto'])
+      ws.send('hello')
+      const text = await nextMessage(ws)
+      assert.deepEqual([text.data.toString(), text.isBinary], ['hello', false])
+      ws.send(Buffer.from([0, 1, 2, 255]))
+      const binary = await nextMessage(ws)
+      assert.deepEqual([[...binary.data], binary.isBinary], [[0, 1, 2, 255], true])
+      ws.close(1000)
+    })
+
+    it('delivers fragmented messages whole, in both directions', async () => {
+      const { ws, id } = await open(`${base}/fragments`)
+      ws.send('fragments')
+      assert.equal((await nextMessage(ws)).data.toString(), 'first half, second half')
+      const arrived = new Promise<string>((resolve) => upstreamSockets.get(id)!.once('message', (data: RawData) => resolve(data.toString())))
+      ws.send('one, ', { fin: false })
+      ws.send('two', { fin: true })
+      assert.equal(await arrived, 'one, two')
+      ws.close(1000)
+    })
+
+    it('passes close codes and reasons on, both ways', async () => {
+      const fromUpstream = await open(`${base}/close`)
+      fromUpstream.ws.send('close:4001:bye')
+      assert.deepEqual(await fromUpstream.closed, { code: 4001, reason: 'bye' })
+
+      const fromClient = await open(`${base}/close`)
+      fromClient.ws.close(4002, 'later')
+      assert.deepEqual(await upstreamCloses.get(fromClient.id)!.promise, { code: 4002, reason: 'later' })
+    })
+
+    it('answers pings, and forwards the upstream ping where the runtime lets it', async () => {
+      const { ws } = await open(`${base}/ping`)
+      const pong = new Promise<string>((resolve) => ws.once('pong', (data) => resolve(data.toString())))
+      ws.ping('are you there')
+      assert.equal(await pong, 'are you there')
+      if (target.name !== 'deno') {
+        // Deno's WebSocket API has no ping: it answers pings itself and forwards none (docs/runtimes.md).
+        const ping = new Promise<string>((resolve) => ws.once('ping', (data) => resolve(data.toString())))
+        ws.send('ping-me')
+        assert.equal(await ping, 'from upstream')
+      }
+      ws.close(1000)
+    })
+
+    it('refuses handshakes with the usual JSON answers: policy, websocket.enabled, a dead upstream', async () => {
+      const blocked = await refusal(`${base}/blocked/x`)
+      assert.equal(blocked.status, 403)
+      assert.equal(JSON.parse(blocked.body).code, 'forbidden')
+      const off = await refusal(`${base}/off/x`)
+      assert.equal(off.status, 403)
+      assert.equal(JSON.parse(off.body).code, 'websocket_disabled')
+      const down = await refusal(`${base}/down/x`)
+      assert.equal(down.status, 502)
+      assert.equal(JSON.parse(down.body).code, 'upstream_unavailable')
+    })
+
+    it("passes on the upstream's refusal of the handshake", async () => {
+      const denied = await refusal(`${base}/deny`)
+      if (target.name === 'node') assert.equal(denied.status, 403, 'Node relays the upstream answer as it came')
+      else assert.equal(denied.status, 502, 'Bun and Deno WebSocket clients only report that the upstream refused')
+    })
+
+    it('limits open connections per route, and frees the slot when one closes', async () => {
+      const first = await open(`${base}/one/a`)
+      const second = await refusal(`${base}/one/b`)
+      assert.equal(second.status, 503)
+      assert.equal(JSON.parse(second.body).code, 'too_many_connections')
+      first.ws.close(1000)
+      await first.closed
+      const third = await until('the slot to come free', async () => {
+        try {
+          return await open(`${base}/one/c`)
+        } catch {
+          return undefined
+        }
+      })
+      third.ws.close(1000)
+    })
+
+    it('closes with 1009 on both sides when a message is larger than max_message', async () => {
+      const { ws, id, closed } = await open(`${base}/small/x`)
+      ws.send('x'.repeat(2048))
+      assert.equal((await closed).code, 1009)
+      const upstreamSaw = await upstreamCloses.get(id)!.promise
+      // Deno's WebSocket client may send only 1000 or 3000-4999, so it tells the upstream 1000 with the reason.
+      assert.ok([1009, 1000].includes(upstreamSaw.code), `upstream saw ${upstreamSaw.code}`)
+    })
+
+    it('closes an idle connection with 1001 after idle_timeout', async () => {
+      const { closed, id } = await open(`${base}/quiet/x`)
+      assert.equal((await closed).code, 1001)
+      const upstreamSaw = await upstreamCloses.get(id)!.promise
+      assert.ok([1001, 1000].includes(upstreamSaw.code), `upstream saw ${upstreamSaw.code}`)
+    })
+
+    it('counts open connections in /metrics', async () => {
+      const { ws } = await open(`${base}/metrics-probe`)
+      const metrics = await request(`${gateway.admin}/metrics`)
+      assert.match(metrics.body.toString(), /pillion_websocket_connections\{route="echo"\} 1/)
+      ws.close(1000)
+    })
+  })
+}
