@@ -60,8 +60,10 @@ export interface ServeOptions {
 export interface Server {
   host: string
   port: number
-  /** Stops accepting, waits for in-flight requests, then closes. */
+  /** Stops accepting, waits for in-flight requests and open WebSockets to end by themselves, then closes. */
   close(): Promise<void>
+  /** Sends close 1001 to both sides of every open WebSocket (the shutdown grace is over); they end soon after. */
+  closeWebSockets(): void
 }
 
 export type SignalName = 'SIGTERM' | 'SIGINT' | 'SIGHUP'

@@ -16,6 +16,9 @@ import { checkUpstreamCaFiles, listenerServing, readTls, type Serving } from './
 import { VERSION } from '../core/version.ts'
 import { formatAddress, type HostPort } from '../core/address.ts'
 
+/** How long WebSockets closed at the end of the shutdown grace get to finish their close handshake. */
+const WEBSOCKET_GOODBYE_MS = 1000
+
 export interface RunningGateway {
   readonly config: Config
   /** Puts a new config in service: new requests see it, in-flight ones finish on the old one. */
@@ -209,8 +212,15 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
         for (const upstream of generation.upstreams.values()) upstream.stop()
         await bound.get(' admin')?.server.close()
       }
-      const drained = await Promise.race([closeAll().then(() => true as const), graceOver])
+      const closed = closeAll()
+      const drained = await Promise.race([closed.then(() => true as const), graceOver])
       clearTimeout(timer)
+      // WebSockets may use the whole grace (they keep the listener's close waiting); now they get 1001,
+      // and a moment to say goodbye, so their access-log lines are written below.
+      if (!drained) {
+        for (const { server } of bound.values()) server.closeWebSockets()
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, WEBSOCKET_GOODBYE_MS))])
+      }
       // Access log lines and spans of the drained requests; a collector that is down gets a second at most.
       await observability.close(Math.max(1000, graceEndsAt - performance.now()))
       // The audit trail last, so it holds the drained requests too; it gets what is left of the grace.

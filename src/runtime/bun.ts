@@ -154,12 +154,9 @@ export function createBunRuntime(): Runtime {
       return {
         host: options.host,
         port: server.port,
-        // stop() would wait for open WebSockets forever: they get a 1001 first, both ways.
-        async close() {
-          const stopped = server.stop()
-          await bridges.closeAll()
-          await stopped
-        },
+        // stop() waits for open WebSockets; closeWebSockets ends them when the shutdown grace is over.
+        close: () => server.stop(),
+        closeWebSockets: () => void bridges.closeAll(),
       }
     },
     redisStore: createRedisStore,

@@ -126,11 +126,13 @@ export function createDenoRuntime(): Runtime {
       return {
         host: options.host,
         port: server.addr.port,
-        // shutdown() drops open WebSockets without a close frame: they get a 1001 first, both ways.
+        // shutdown() cuts open WebSockets without a close frame and cannot stop accepting without it,
+        // so on Deno they get their 1001 (both ways) when the shutdown starts, not when its grace ends.
         async close() {
           await bridges.closeAll()
           await server.shutdown()
         },
+        closeWebSockets: () => void bridges.closeAll(),
       }
     },
     redisStore: createRedisStore,

@@ -292,13 +292,13 @@ export function createNodeRuntime(): Runtime {
             resolve({
               host: options.host,
               port: info.port,
-              // Node waits for upgraded sockets and closeAllConnections() leaves them be: the bridges close themselves.
+              // Node waits for upgraded sockets too, and closeAllConnections() leaves them be.
               close: () =>
                 new Promise<void>((done) => {
                   server.close(() => done())
                   if ('closeIdleConnections' in server) server.closeIdleConnections()
-                  upgrades.close()
                 }),
+              closeWebSockets: () => upgrades.close(),
             }),
         )
         server.once('error', reject)

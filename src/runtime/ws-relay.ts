@@ -417,12 +417,22 @@ export class LiveBridges {
     return bridge
   }
 
+  /** Resolves once every bridge open now has finished, however it ends. */
+  async finished(): Promise<void> {
+    await Promise.all([...this.#live].map((bridge) => new Promise<void>((resolve) => this.#whenFinished(bridge, resolve))))
+  }
+
+  #whenFinished(bridge: WebSocketBridge, resolve: () => void): void {
+    const earlier = this.#finished.get(bridge)
+    this.#finished.set(bridge, earlier === undefined ? resolve : () => (earlier(), resolve()))
+  }
+
   /** Closes every bridge with 1001 both ways; resolves once each has finished (a side that does not answer is dropped after the grace period). */
   async closeAll(): Promise<void> {
     this.#closing = true
     const waits: Promise<void>[] = []
     for (const bridge of this.#live) {
-      waits.push(new Promise<void>((resolve) => this.#finished.set(bridge, resolve)))
+      waits.push(new Promise<void>((resolve) => this.#whenFinished(bridge, resolve)))
       bridge.close(CLOSE_GOING_AWAY, 'server shutting down')
     }
     await Promise.all(waits)

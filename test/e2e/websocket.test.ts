@@ -17,6 +17,25 @@ function testId(): string {
   return `t-${Math.random().toString(36).slice(2)}`
 }
 
+/** The most the upstream's own send buffer held during a flood, by test id: it grows once the gateway stops reading. */
+const floodBacklog = new Map<string, number>()
+const FLOOD_CHUNK = Buffer.alloc(64 * 1024, 0x61)
+
+/** Sends `total` bytes in 64 KiB messages as fast as the socket takes them, noting how much piles up unsent. */
+function flood(ws: WebSocket, total: number, id: string): void {
+  let sent = 0
+  const pump = () => {
+    while (sent < total && ws.readyState === WebSocket.OPEN) {
+      ws.send(FLOOD_CHUNK)
+      sent += FLOOD_CHUNK.length
+      floodBacklog.set(id, Math.max(floodBacklog.get(id) ?? 0, ws.bufferedAmount))
+      // Yield now and then, so the backlog is seen growing and other sockets get a turn.
+      if (sent % (4 * 1024 * 1024) === 0) return void setImmediate(pump)
+    }
+  }
+  pump()
+}
+
 /** An echo upstream: text stays text, binary stays binary; a few commands ask it for more. */
 async function startWebSocketUpstream(): Promise<Upstream> {
   const upstream = await startUpstream((_req, res) => res.end('not a websocket'))
@@ -47,6 +66,7 @@ async function startWebSocketUpstream(): Promise<Upstream> {
           return ws.send('second half', { fin: true })
         }
         if (text === 'ping-me') return ws.ping('from upstream')
+        if (text.startsWith('flood:')) return flood(ws, Number(text.slice(6)), id)
         ws.send(data, { binary: isBinary })
       })
     })
@@ -105,6 +125,15 @@ upstream = "local"
 strip_prefix = "/quiet"
 [routes.websocket]
 idle_timeout = "200ms"
+
+[[routes]]
+name = "firehose"
+listener = "ingress"
+path = "/firehose/*"
+upstream = "local"
+strip_prefix = "/firehose"
+[routes.websocket]
+max_message = "1mb"
 
 [[routes]]
 name = "blocked"
@@ -291,11 +320,67 @@ for (const target of targets()) {
       assert.ok([1001, 1000].includes(upstreamSaw.code), `upstream saw ${upstreamSaw.code}`)
     })
 
-    it('counts open connections in /metrics', async () => {
-      const { ws } = await open(`${base}/metrics-probe`)
+    it('counts open connections in /metrics, and what each carried when it closes, with an access-log line', async () => {
+      const { ws, closed } = await open(`${base}/metrics-probe`, { headers: { 'x-request-id': 'ws-metrics-1' } })
       const metrics = await request(`${gateway.admin}/metrics`)
       assert.match(metrics.body.toString(), /pillion_websocket_connections\{route="echo"\} 1/)
+      const sample = (text: string, direction: string) => Number(new RegExp(`pillion_websocket_messages_total\\{route="echo",direction="${direction}"\\} (\\d+)`).exec(text)?.[1] ?? 0)
+      const before = sample(metrics.body.toString(), 'in')
+      ws.send('one')
+      await nextMessage(ws)
+      ws.send('two')
+      await nextMessage(ws)
+      ws.close(1000, 'done')
+      await closed
+      const line = await gateway.waitForLine(/"type":"websocket_close".*"request_id":"ws-metrics-1"/)
+      const logged = JSON.parse(line)
+      assert.deepEqual(
+        [logged.route, logged.close_code, logged.close_reason, logged.closed_by, logged.messages_in, logged.messages_out, logged.bytes_in],
+        ['echo', 1000, 'done', 'client', 2, 2, 6],
+      )
+      const after = await until('the closed connection to be counted', async () => {
+        const text = (await request(`${gateway.admin}/metrics`)).body.toString()
+        return sample(text, 'in') >= before + 2 ? text : undefined
+      })
+      assert.match(after, /pillion_websocket_connections\{route="echo"\} 0/)
+    })
+
+    it('holds the upstream back while the client does not read, and delivers everything once it does', { timeout: 60_000 }, async () => {
+      const total = 48 * 1024 * 1024
+      const { ws, id, closed } = await open(`${base}/firehose/x`)
+      const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket
+      socket.pause()
+      ws.send(`flood:${total}`)
+      if (target.name === 'deno') {
+        // Deno's WebSocket cannot stop reading: past max_message + 16 MiB waiting, it closes the connection.
+        socket.resume()
+        const code = (await closed).code
+        assert.ok([1013, 1006].includes(code), `closed with ${code}`)
+        return
+      }
+      // The gateway stops reading the upstream, so the flood piles up in the upstream's own buffer.
+      await until('the upstream to be held back', async () => ((floodBacklog.get(id) ?? 0) > 16 * 1024 * 1024 ? true : undefined), 30_000)
+      let received = 0
+      const all = new Promise<void>((resolve) =>
+        ws.on('message', (data: RawData) => {
+          received += (data as Buffer).length
+          if (received >= total) resolve()
+        }),
+      )
+      socket.resume()
+      await all
+      assert.equal(received, total)
       ws.close(1000)
+    })
+
+    // Last: it stops the gateway.
+    it('closes open WebSockets with 1001 when the gateway shuts down', async () => {
+      const { closed, id } = await open(`${base}/drain`)
+      const exited = gateway.stop('SIGTERM')
+      assert.equal((await closed).code, 1001)
+      const upstreamSaw = await upstreamCloses.get(id)!.promise
+      assert.ok([1001, 1000].includes(upstreamSaw.code), `upstream saw ${upstreamSaw.code}`)
+      assert.equal(await exited, 0)
     })
   })
 }

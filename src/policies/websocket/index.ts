@@ -64,38 +64,43 @@ export function websocketLayer(policy: WebSocketPolicy, context: RouteContext): 
   context.gateway.states.register('websocket', route, () => ({ route, open: connections.open }))
   const disabled = `WebSocket upgrades are turned off for route ${route} ([routes.websocket] enabled = false)`
   const full = `route ${route} already carries its max_connections of ${policy.maxConnections} WebSockets`
+  /** A handshake's admission, its slot and its terms; everything else goes straight on (below). */
+  async function admit(exchange: Exchange, next: Step): Promise<Response> {
+    if (!policy.enabled) throw new GatewayError('websocket_disabled', disabled)
+    if (connections.open >= connections.limit) throw new GatewayError('too_many_connections', full)
+    // Counted from the handshake on, so handshakes in flight cannot overshoot the limit together.
+    connections.open++
+    let released = false
+    const release = (): boolean => {
+      if (released) return false
+      released = true
+      connections.open--
+      return true
+    }
+    exchange.websocket = {
+      idleTimeoutMs: policy.idleTimeoutMs,
+      maxMessageBytes: policy.maxMessageBytes,
+      closed(close) {
+        if (release()) events.emit('websocket_closed', { route, requestId: exchange.requestId, durationMs: now() - exchange.startedAt, ...close })
+      },
+    }
+    let response: Response
+    try {
+      response = await next(exchange)
+    } catch (error) {
+      release()
+      throw error
+    }
+    // A refused upstream handshake comes back as an ordinary answer: no connection to hold.
+    if (exchange.session === undefined) release()
+    else events.emit('websocket_opened', { route })
+    return response
+  }
+
+  // Not async: on every route, so an ordinary request passes without a promise of its own.
   return (next: Step) =>
-    async function websocket(exchange: Exchange): Promise<Response> {
-      if (!exchange.upgrade) return next(exchange)
-      if (!policy.enabled) throw new GatewayError('websocket_disabled', disabled)
-      if (connections.open >= connections.limit) throw new GatewayError('too_many_connections', full)
-      // Counted from the handshake on, so handshakes in flight cannot overshoot the limit together.
-      connections.open++
-      let released = false
-      const release = (): boolean => {
-        if (released) return false
-        released = true
-        connections.open--
-        return true
-      }
-      exchange.websocket = {
-        idleTimeoutMs: policy.idleTimeoutMs,
-        maxMessageBytes: policy.maxMessageBytes,
-        closed(close) {
-          if (release()) events.emit('websocket_closed', { route, requestId: exchange.requestId, durationMs: now() - exchange.startedAt, ...close })
-        },
-      }
-      let response: Response
-      try {
-        response = await next(exchange)
-      } catch (error) {
-        release()
-        throw error
-      }
-      // A refused upstream handshake comes back as an ordinary answer: no connection to hold.
-      if (exchange.session === undefined) release()
-      else events.emit('websocket_opened', { route })
-      return response
+    function websocket(exchange: Exchange): Promise<Response> {
+      return exchange.upgrade ? admit(exchange, next) : next(exchange)
     }
 }
 
