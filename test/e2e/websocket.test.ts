@@ -4,6 +4,10 @@ import assert from 'node:assert/strict'
 import type { IncomingMessage } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import WebSocket, { WebSocketServer, type RawData } from 'ws'
+import { readFileSync } from 'node:fs'
+import { createServer as createSecureServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
+import { makeCertificates, type TestCertificates } from './security-helpers.ts'
 import { closedPort, deferred, request, startGateway, startUpstream, targets, until, type Gateway, type Upstream } from './harness.ts'
 
 /** What the upstream saw of each handshake, by the test's own id (sent as x-test-id). */
@@ -36,14 +40,29 @@ function flood(ws: WebSocket, total: number, id: string): void {
   pump()
 }
 
-/** An echo upstream: text stays text, binary stays binary; a few commands ask it for more. */
+/** An echo upstream on plain HTTP: see echoWebSockets. */
 async function startWebSocketUpstream(): Promise<Upstream> {
   const upstream = await startUpstream((_req, res) => res.end('not a websocket'))
+  echoWebSockets(upstream.server)
+  return upstream
+}
+
+/** The same echo behind TLS, its certificate signed by the test CA. */
+async function startSecureWebSocketUpstream(certs: TestCertificates): Promise<{ url: string; close(): Promise<void> }> {
+  const server = createSecureServer({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) }, (_req, res) => res.end('not a websocket'))
+  echoWebSockets(server)
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return { url, close: () => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))) }
+}
+
+/** Echoes on every WebSocket: text stays text, binary stays binary; a few commands ask for more. */
+function echoWebSockets(httpServer: import('node:http').Server): void {
   const server = new WebSocketServer({
     noServer: true,
     handleProtocols: (offered) => (offered.has('v2.proto') ? 'v2.proto' : false),
   })
-  upstream.server.on('upgrade', (req: IncomingMessage, socket, head) => {
+  httpServer.on('upgrade', (req: IncomingMessage, socket, head) => {
     if (req.url?.startsWith('/deny')) {
       socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\ncontent-length: 6\r\nconnection: close\r\n\r\ndenied')
       return
@@ -71,10 +90,9 @@ async function startWebSocketUpstream(): Promise<Upstream> {
       })
     })
   })
-  return upstream
 }
 
-function policy(upstreamUrl: string, refusedPort: number): string {
+function policy(upstreamUrl: string, refusedPort: number, secure: { url: string; ca: string }): string {
   return `
 [gateway]
 service = "websockets"
@@ -87,6 +105,21 @@ direction = "ingress"
 
 [upstreams.local]
 endpoints = ["${upstreamUrl}"]
+
+[listeners.egress]
+listen = "127.0.0.1:0"
+direction = "egress"
+
+[upstreams.secure]
+endpoints = ["${secure.url}"]
+ca = "${secure.ca}"
+
+[[routes]]
+name = "outbound"
+listener = "egress"
+host = "chat.internal"
+path = "/*"
+upstream = "secure"
 
 [upstreams.refused]
 endpoints = ["http://127.0.0.1:${refusedPort}"]
@@ -199,18 +232,31 @@ async function refusal(url: string): Promise<{ status: number; body: string }> {
 for (const target of targets()) {
   describe(`websockets on ${target.name}`, { skip: target.missing }, () => {
     let upstream: Upstream
+    let secure: { url: string; close(): Promise<void> }
     let gateway: Gateway
     let base: string
 
     before(async () => {
+      const certs = makeCertificates()
       upstream = await startWebSocketUpstream()
-      gateway = await startGateway(target, policy(upstream.url, await closedPort()))
+      secure = await startSecureWebSocketUpstream(certs)
+      gateway = await startGateway(target, policy(upstream.url, await closedPort(), { url: secure.url, ca: certs.caCert }))
       base = gateway.listeners.ingress!.replace(/^http/, 'ws')
     })
 
     after(async () => {
       await gateway?.stop()
       await upstream?.close()
+      await secure?.close()
+    })
+
+    it('carries a WebSocket from the egress listener to a wss:// upstream signed by its own CA', async () => {
+      const egress = gateway.listeners.egress!.replace(/^http/, 'ws')
+      const { ws, id } = await open(`${egress}/feed`, { headers: { host: 'chat.internal' } })
+      assert.equal(handshakes.get(id)!.headers['x-forwarded-host'], 'chat.internal')
+      ws.send('over tls')
+      assert.equal((await nextMessage(ws)).data.toString(), 'over tls')
+      ws.close(1000)
     })
 
     it('carries text and binary messages both ways, with the upstream choosing the subprotocol', async () => {
