@@ -36,8 +36,8 @@ COPY --from=build /src/policies/sidecar.toml /etc/pillion/pillion.toml
 
 USER nonroot
 ENV PILLION_CONFIG=/etc/pillion/pillion.toml
-# 8080 ingress, 15001 egress, 9901 admin (metrics, /healthz)
-EXPOSE 8080 15001 9901
+# 8080 ingress, 15001 egress, 9901 admin (loopback in the default policy), 9902 probes (/healthz, /readyz, /metrics)
+EXPOSE 8080 15001 9901 9902
 
 # distroless has no shell or curl: the binary probes itself (exit 0 on a 2xx answer).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \

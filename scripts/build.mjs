@@ -6,6 +6,7 @@
 //
 // dist/pillion.js   one ESM bundle (dependencies included) that runs under `node`, `bun` and `deno run -A`;
 //                   it is the npm `bin`.
+// dist/SHA256SUMS   the SHA-256 of dist/pillion.js and of every executable in dist, for `sha256sum -c SHA256SUMS`.
 // dist/pillion-<t>  `bun build --compile` single executables. The host one is made by the installed bun;
 //                   the others are cross-compiled offline from the `@oven/bun-<t>` npm package of exactly
 //                   the installed bun version (fetched with `npm pack`, the only registry reachable),
@@ -24,6 +25,7 @@
 //   declare const PILLION_VERSION: string | undefined
 //   const version = typeof PILLION_VERSION !== 'undefined' ? PILLION_VERSION : '0.0.0-dev'
 import { spawnSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -70,7 +72,7 @@ function parseArgs(argv) {
     else if (k === '--entry' && v) o.entry = v
     else if (k === '--outdir' && v) o.outdir = v
     else if (k === '--help' || k === '-h') {
-      const head = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 25)
+      const head = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 26)
       console.log(head.map((l) => l.replace(/^\/\/ ?/, '')).join('\n'))
       process.exit(0)
     } else fail(`unknown argument ${JSON.stringify(arg)} (see --help)`)
@@ -193,6 +195,20 @@ function checkExecutable(file, target) {
   if (fs.statSync(file).size < 1 << 20) fail(`${file} is suspiciously small`)
 }
 
+/**
+ * Writes outdir/SHA256SUMS (sha256sum's format) for dist/pillion.js and every executable there, the ones
+ * this build made and any an earlier --target build left, so a partial build never drops a sum.
+ */
+function writeChecksums(outdir) {
+  const names = fs.readdirSync(outdir).filter((name) => name === 'pillion.js' || /^pillion-[a-z0-9-]+(\.exe)?$/.test(name)).sort()
+  const lines = names.map((name) => `${createHash('sha256').update(fs.readFileSync(path.join(outdir, name))).digest('hex')}  ${name}\n`)
+  const file = path.join(outdir, 'SHA256SUMS')
+  const tmp = `${file}.${process.pid}.tmp`
+  fs.writeFileSync(tmp, lines.join(''))
+  fs.renameSync(tmp, file)
+  return file
+}
+
 function mib(bytes) {
   return `${(bytes / (1 << 20)).toFixed(1)} MiB`
 }
@@ -258,6 +274,7 @@ function main() {
   } finally {
     fs.rmSync(work, { recursive: true, force: true })
   }
+  made.push([writeChecksums(outdir), 'sha256sum -c SHA256SUMS'])
 
   console.log(`build: pillion ${version} (bun ${bunVer}) in ${((Date.now() - started) / 1000).toFixed(1)} s`)
   for (const [file, note] of made) {

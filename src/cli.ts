@@ -1,5 +1,6 @@
 import { ConfigError } from './core/config-error.ts'
 import { loadConfigText } from './config/load.ts'
+import { hostSecrets } from './config/secrets.ts'
 import type { Config } from './config/types.ts'
 import { openPolicyFeed } from './control/policy-feed.ts'
 import { createReloader, type Reloader } from './control/reloader.ts'
@@ -8,6 +9,7 @@ import { jsonLogger } from './core/log.ts'
 import type { Runtime } from './core/host.ts'
 import { VERSION } from './core/version.ts'
 import { supervise, workerRole, WORKERS_ENV } from './gateway/workers.ts'
+import { init } from './init.ts'
 
 const HELP = `pillion ${VERSION}: a microgateway sidecar configured by one TOML policy file
 
@@ -17,6 +19,9 @@ Usage:
                             N processes serve the same listeners (default $PILLION_WORKERS, then 1)
   pillion check FILE        validate a policy file; exit 0, or 1 listing every problem
   pillion health URL        exit 0 if URL answers 2xx (a probe for containers without curl)
+  pillion init [-c FILE] [--service NAME] [--upstream URL] [--listen HOST:PORT]
+                            write a commented starter policy (default ./pillion.toml, service "my-service",
+                            upstream http://127.0.0.1:3000, listen 0.0.0.0:8080); never overwrites a file
   pillion version           print the version and runtime
   pillion --help            this text
 `
@@ -28,6 +33,8 @@ export async function runCli(runtime: Runtime): Promise<number> {
       return run(runtime, rest)
     case 'check':
       return check(runtime, rest)
+    case 'init':
+      return init(runtime, rest)
     case 'health':
       return health(runtime, rest)
     case 'version':
@@ -92,7 +99,7 @@ async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Con
     return undefined
   }
   try {
-    return { config: loadConfigText(text, path), text }
+    return { config: loadConfigText(text, path, hostSecrets(runtime)), text }
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     runtime.writeErr(error.message)

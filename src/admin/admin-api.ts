@@ -1,7 +1,8 @@
 import { Hono } from 'hono'
+import type { Context } from 'hono'
 import { bearerAuth } from 'hono/bearer-auth'
 import { timingSafeEqual } from 'hono/utils/buffer'
-import { redact } from './redact.ts'
+import { redactConfig } from './redact.ts'
 import { DASHBOARD_HTML } from './dashboard.ts'
 import type { Config } from '../config/types.ts'
 import type { GatewayMetrics } from '../observability/metrics.ts'
@@ -48,18 +49,47 @@ export interface ReloadOutcome {
   problems?: Array<{ path: string; message: string }>
 }
 
+/** GET /healthz, /readyz and /metrics: what the admin app and the probes app both answer. */
+function probeHandlers(state: AdminState) {
+  return {
+    healthz: (c: Context) => c.json({ status: 'ok' }),
+    readyz: (c: Context) => {
+      if (state.ready && !state.draining) return c.json({ ready: true })
+      return c.json({ ready: false, reason: state.draining ? 'draining' : 'starting' }, 503)
+    },
+    metrics: (c: Context) => {
+      if (state.metrics === undefined) return c.json({ code: 'not_found', message: 'this gateway keeps no metrics' }, 404)
+      const format = negotiate(c.req.header('accept'))
+      return c.body(state.metrics.render(format), 200, { 'content-type': CONTENT_TYPES[format] })
+    },
+  }
+}
+
+/**
+ * The probes listener (gateway.probes): health, readiness and metrics for the kubelet and Prometheus
+ * on the pod IP, without a token. They reveal nothing and change nothing; the rest of the admin API
+ * is not there at all (404), so it stays on loopback or behind its token.
+ */
+export function createProbesApp(state: AdminState): Hono {
+  const app = new Hono()
+  const { healthz, readyz, metrics } = probeHandlers(state)
+  app.get('/healthz', healthz)
+  app.get('/readyz', readyz)
+  app.get('/metrics', metrics)
+  app.notFound((c) => c.json({ code: 'not_found', message: `no probes endpoint ${c.req.path} (only /healthz, /readyz and /metrics)` }, 404))
+  return app
+}
+
 /** The operator's side door: health, readiness and what config is in force. */
 export function createAdminApp(state: AdminState): Hono {
+  const { healthz, readyz, metrics } = probeHandlers(state)
   const app = new Hono()
   // Probes stay open: they reveal nothing, and container health checks cannot send a token.
   const locked = bearerAuth({ verifyToken: (token) => timingSafeEqual(token, state.adminToken ?? '') })
   app.use('*', (c, next) => (state.adminToken === undefined || c.req.path === '/healthz' || c.req.path === '/readyz' ? next() : locked(c, next)))
-  app.get('/healthz', (c) => c.json({ status: 'ok' }))
-  app.get('/readyz', (c) => {
-    if (state.ready && !state.draining) return c.json({ ready: true })
-    return c.json({ ready: false, reason: state.draining ? 'draining' : 'starting' }, 503)
-  })
-  app.get('/config', (c) => c.json(redact(state.config)))
+  app.get('/healthz', healthz)
+  app.get('/readyz', readyz)
+  app.get('/config', (c) => c.json(redactConfig(state.config)))
   app.get('/config/status', (c) => c.json(state.status()))
   app.post('/reload', async (c) => {
     if (state.reload === undefined) return c.json({ code: 'not_supported', message: 'this gateway was started without a reloadable source' }, 501)
@@ -68,11 +98,7 @@ export function createAdminApp(state: AdminState): Hono {
   })
   app.get('/breakers', (c) => c.json({ breakers: [...state.states.of('circuit_breaker').values()].map((snapshot) => snapshot()) }))
   app.get('/upstreams', (c) => c.json({ upstreams: [...state.upstreams.values()].map((upstream) => upstream.snapshot()) }))
-  app.get('/metrics', (c) => {
-    if (state.metrics === undefined) return c.json({ code: 'not_found', message: 'this gateway keeps no metrics' }, 404)
-    const format = negotiate(c.req.header('accept'))
-    return c.body(state.metrics.render(format), 200, { 'content-type': CONTENT_TYPES[format] })
-  })
+  app.get('/metrics', metrics)
   app.get('/stats', (c) => {
     if (state.metrics === undefined) return c.json({ code: 'not_found', message: 'this gateway keeps no metrics' }, 404)
     return c.json(dashboardStats(state.metrics))

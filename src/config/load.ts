@@ -9,15 +9,26 @@ import type { FileFacts } from '../policies/policy.ts'
 import { isTable } from '../policies/shared/references.ts'
 import { normalizeUpstream, type UpstreamConfig } from '../upstream/config.ts'
 import { configFileSchema, issueMessage, type ConfigFile } from './schema.ts'
+import { hideSecretsIn, isAtOrUnder, resolveSecrets, type SecretSources } from './secrets.ts'
 import type { Config, ListenerConfig, ListenerTls, RouteConfig } from './types.ts'
 
-/** Parses, validates and normalizes a policy file; every problem in it is reported in one ConfigError. */
-export function loadConfigText(text: string, source: string): Config {
+/**
+ * Parses, validates and normalizes a policy file; every problem in it is reported in one ConfigError.
+ * `secrets` is where `${env:…}` and `${file:…}` references are looked up (none given: they are errors).
+ */
+export function loadConfigText(text: string, source: string, secrets: SecretSources = {}): Config {
   const document = parseDocument(text, source)
+  const resolved = resolveSecrets(document, source, secrets, formatPath)
+  const unresolved = resolved.problems.map((problem) => problem.path)
   const result = v.safeParse(configFileSchema, document, { abortEarly: false, message: issueMessage })
-  const problems = [...(result.issues ?? []).map(issueToProblem), ...crossReferenceProblems(document)]
+  const checked = [...(result.issues ?? []).map(issueToProblem), ...crossReferenceProblems(document)]
+  // A string whose reference failed still holds it: what the schema says about that string is noise.
+  const meaningful = checked.filter((problem) => !unresolved.some((path) => isAtOrUnder(problem.path, path)))
+  const problems = [...resolved.problems, ...hideSecretsIn(meaningful, resolved.uses)]
   if (!result.success || problems.length > 0) throw new ConfigError(source, problems)
-  return normalize(result.output, source)
+  const config = normalize(result.output, source)
+  if (resolved.uses.paths.length > 0) config.secrets = resolved.uses
+  return config
 }
 
 function parseDocument(text: string, source: string): unknown {
@@ -126,6 +137,7 @@ function addressConflicts(gateway: unknown, listeners: Record<string, unknown>):
     else problems.push({ path: owner, message: `address ${JSON.stringify(address)} is already used by ${previous}` })
   }
   claim(admin, 'gateway.admin')
+  if (isTable(gateway)) claim(gateway.probes, 'gateway.probes')
   for (const [name, listener] of Object.entries(listeners)) {
     if (isTable(listener)) claim(listener.listen, `${formatPath([{ key: 'listeners' }, { key: name }])}.listen`)
   }
@@ -190,10 +202,11 @@ function normalize(file: ConfigFile, source: string): Config {
     if (route.strip_prefix !== undefined) normalized.stripPrefix = route.strip_prefix
     return normalized
   })
-  const { service, admin, shutdown_grace, trusted_proxies, admin_token_env } = file.gateway
+  const { service, admin, shutdown_grace, trusted_proxies, admin_token_env, probes } = file.gateway
   const gateway: Config['gateway'] = { service, admin, shutdownGraceMs: shutdown_grace }
   if (trusted_proxies.length > 0) gateway.trustedProxies = trusted_proxies
   if (admin_token_env !== undefined) gateway.adminTokenEnv = admin_token_env
+  if (probes !== undefined) gateway.probes = probes
   const config: Config = { source, gateway, listeners, upstreams, defaults, routes }
   if (file.control !== undefined) config.control = { ...file.control, cache: file.control.cache && besidePolicyFile(file.control.cache, source) }
   if (file.observability !== undefined) {

@@ -110,6 +110,8 @@ const gatewaySchema = v.pipe(
     shutdown_grace: v.optional(duration(), '10s'),
     trusted_proxies: v.optional(cidrList(), []),
     admin_token_env: v.optional(text()),
+    // Read-only /healthz, /readyz and /metrics without a token, for the kubelet and Prometheus on the pod IP.
+    probes: v.optional(hostPort()),
   }),
   // An admin listener others can reach shows the config and can reload it: it must ask for a token.
   v.forward(

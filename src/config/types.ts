@@ -6,6 +6,7 @@ import type { SplitPolicy } from '../policies/split/index.ts'
 import type { UpstreamConfig } from '../upstream/config.ts'
 import type { HostPort } from '../core/address.ts'
 import type { ControlConfig } from './control.ts'
+import type { SecretUses } from './secrets.ts'
 
 /** The normalized, validated policy file: every duration is milliseconds, every size bytes, every rate per second. */
 
@@ -19,6 +20,8 @@ export interface GatewaySettings {
   trustedProxies?: string[]
   /** Environment variable holding the admin bearer token; required when admin is not on loopback. */
   adminTokenEnv?: string
+  /** The probes listener: GET /healthz, /readyz and /metrics only, without a token; absent: none. */
+  probes?: HostPort
 }
 
 export interface ListenerConfig extends HostPort {
@@ -55,6 +58,8 @@ export interface Config {
   audit?: AuditConfig
   control?: ControlConfig
   redis?: RedisSettings
+  /** Set when strings came from `${env:…}`/`${file:…}`: their key paths and the values put in, which GET /config blanks. */
+  secrets?: SecretUses
 }
 
 /** Listener TLS: PEM files, resolved against the policy file's directory. */

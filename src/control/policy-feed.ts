@@ -1,5 +1,6 @@
 import { ConfigError } from '../core/config-error.ts'
 import { loadConfigText } from '../config/load.ts'
+import { hostSecrets, type SecretSources } from '../config/secrets.ts'
 import type { Config } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 import type { Runtime } from '../core/host.ts'
@@ -18,7 +19,7 @@ export interface PolicyFeed {
   watch(reload: (trigger: string) => void): () => void
 }
 
-type Host = Pick<Runtime, 'readTextFile' | 'writeTextFile' | 'watchFile'>
+type Host = Pick<Runtime, 'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'env'>
 
 export async function openPolicyFeed(path: string, bootstrap: { config: Config; text: string }, host: Host, logger: Logger): Promise<PolicyFeed> {
   const control = bootstrap.config.control
@@ -28,14 +29,14 @@ export async function openPolicyFeed(path: string, bootstrap: { config: Config; 
       name: path,
       initial: { ...bootstrap, origin: 'file' },
       read: () => host.readTextFile(path),
-      load: (text) => loadConfigText(text, path),
+      load: (text) => loadConfigText(text, path, hostSecrets(host)),
       applied() {},
       watch: watchLocal,
     }
   }
   const source = new ControlSource(control)
   // The central policy may not move the gateway to another source: [control] stays the bootstrap's.
-  const load = (text: string): Config => ({ ...loadConfigText(text, source.url), control })
+  const load = (text: string): Config => ({ ...loadConfigText(text, source.url, centralSecrets(host)), control })
   const cache = control.cache
   const keepCopy = (text: string) => {
     if (cache === undefined) return
@@ -56,6 +57,22 @@ export async function openPolicyFeed(path: string, bootstrap: { config: Config; 
         clearInterval(poll)
         stopLocal()
       }
+    },
+  }
+}
+
+/**
+ * A central policy is written once for many sidecars: `${env:…}` is each sidecar's own environment,
+ * as for a local file. `${file:…}` must be an absolute path on the sidecar (a mounted secret): there
+ * is no policy file for a relative path to be beside, and a URL is not a directory to read from.
+ */
+function centralSecrets(host: Host): SecretSources {
+  const local = hostSecrets(host)
+  return {
+    env: local.env,
+    readFile(path) {
+      if (!path.startsWith('/') && !/^[a-z]:[\\/]/i.test(path)) throw new Error('a policy from a central source may read absolute paths only')
+      return local.readFile!(path)
     },
   }
 }

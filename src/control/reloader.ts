@@ -1,6 +1,7 @@
 import type { ConfigStatus, ReloadOutcome } from '../admin/admin-api.ts'
 import { ConfigError } from '../core/config-error.ts'
 import { loadConfigText } from '../config/load.ts'
+import type { SecretSources } from '../config/secrets.ts'
 import type { Config } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 
@@ -11,8 +12,9 @@ export interface ReloaderOptions {
   initialText: string
   /** Reads the policy text again. */
   read: () => Promise<string>
-  /** Validates and normalizes a text (loadConfigText by default). */
+  /** Validates and normalizes a text (loadConfigText by default, with `secrets` for its references). */
   load?: (text: string) => Config
+  secrets?: SecretSources
   /** A text went into service. */
   applied?: (text: string) => void
   /** Puts a validated config in service; throws if it cannot (a listener address that will not bind). */
@@ -65,7 +67,7 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
     }
     let config: Config
     try {
-      config = (options.load ?? ((t: string) => loadConfigText(t, options.source)))(text)
+      config = (options.load ?? ((t: string) => loadConfigText(t, options.source, options.secrets)))(text)
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error
       return failed({ ok: false, trigger, at, version: nextVersion, error: 'invalid policy', problems: error.problems })

@@ -35,19 +35,29 @@ export class GatewayError extends Error {
   readonly failure: TransportFailure | undefined
   /** Extra response headers, such as Retry-After on circuit_open. */
   headers: Record<string, string> | undefined
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; failure?: TransportFailure }) {
+  /**
+   * What the error log says beyond `message`, which the client gets: the endpoint's address, the
+   * runtime's or a library's own words. Never part of an answer.
+   */
+  readonly detail: string | undefined
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; failure?: TransportFailure; detail?: string }) {
     super(message, options)
     this.name = 'GatewayError'
     this.code = code
     this.status = ERROR_STATUS[code]
     this.failure = options?.failure ?? (code === 'upstream_timeout' ? 'timeout' : undefined)
+    this.detail = options?.detail
   }
 }
 
 /** A client's x-request-id is kept when it matches this (the rule of Hono's requestId middleware), else replaced. */
 export const SANE_REQUEST_ID = /^[\w\-=]{1,255}$/
 
-/** A gateway-made answer: JSON body with code and request id, never a stack trace. */
+/**
+ * A gateway-made answer: JSON body with code and request id, never a stack trace. The message is for
+ * the client: it names what failed in general terms, never an endpoint address, a file path or a
+ * library's message (those go in GatewayError.detail, for the error log).
+ */
 export function errorResponse(code: ErrorCode, message: string, requestId: string, headers?: Record<string, string>): Response {
   const responseHeaders = new Headers(headers)
   responseHeaders.set('content-type', 'application/json')

@@ -74,8 +74,13 @@ export interface Runtime {
   serve(handler: Handler, options: ServeOptions): Promise<Server>
   upstream: UpstreamClient
   readTextFile(path: string): Promise<string>
-  /** Writes the whole file at once (a temporary file renamed over it), so a reader never sees half. */
-  writeTextFile(path: string, text: string): Promise<void>
+  /** For the policy loader alone, which is synchronous: `${file:…}` references (mounted secrets, small files). */
+  readTextFileSync(path: string): string
+  /**
+   * Writes the whole file at once (a temporary file renamed over it), so a reader never sees half.
+   * With `createOnly` it creates the file instead, and rejects if it exists (`pillion init`).
+   */
+  writeTextFile(path: string, text: string, options?: { createOnly?: boolean }): Promise<void>
   /** Calls back when the file changes, also across atomic replace (rename over it). Returns a stop function. */
   watchFile(path: string, onChange: () => void): () => void
   /** Every A and AAAA address of a host name, IPv6 without brackets; rejects when it has none. */

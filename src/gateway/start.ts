@@ -1,4 +1,4 @@
-import { createAdminApp, type AdminState } from '../admin/admin-api.ts'
+import { createAdminApp, createProbesApp, type AdminState } from '../admin/admin-api.ts'
 import { createGateway, type GatewayApps } from './build.ts'
 import type { Config } from '../config/types.ts'
 import { EventBus } from '../core/events.ts'
@@ -35,13 +35,18 @@ export interface GatewayOptions {
   worker?: WorkerBinding
 }
 
-/** How a worker binds: beside its siblings on the same addresses, and the admin listener in worker 0 only. */
+/** How a worker binds: beside its siblings on the same addresses, and the admin and probes listeners in worker 0 only. */
 export interface WorkerBinding {
   reusePort: boolean
+  /** Whether this worker binds the admin listener and the probes listener (worker 0). */
   admin: boolean
   /** Ports worker 0 was given for listeners configured with port 0, so every worker binds the same ones. */
-  ports: { listeners: Record<string, number>; admin?: number }
+  ports: { listeners: Record<string, number>; admin?: number; probes?: number }
 }
+
+/** The operator's listeners, bound by worker 0 alone and closed last on shutdown. */
+const ADMIN = ' admin'
+const PROBES = ' probes'
 
 /** Longest any route may run, so a runtime's own idle cut-off never ends a request we still allow. */
 function longestRequestMs(config: Config): number {
@@ -99,6 +104,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     adminToken: initialToken,
   }
   const admin = createAdminApp(state)
+  const probes = createProbesApp(state)
   observability.metrics.setSources(() => state)
   const bound = new Map<string, Bound>()
   const dispatchers = new Map<string, Handler>()
@@ -113,9 +119,10 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
 
   async function bind(name: string, address: HostPort, label: string, handler: Handler, requestTimeoutMs: number, serving: Serving = {}): Promise<Bound> {
     const worker = options.worker
-    const pinned = address.port !== 0 || worker === undefined ? undefined : name === ' admin' ? worker.ports.admin : worker.ports.listeners[name]
+    const pinned =
+      address.port !== 0 || worker === undefined ? undefined : name === ADMIN ? worker.ports.admin : name === PROBES ? worker.ports.probes : worker.ports.listeners[name]
     const serveOptions: ServeOptions = { host: address.host, port: pinned ?? address.port, requestTimeoutMs }
-    if (worker?.reusePort === true && name !== ' admin') serveOptions.reusePort = true
+    if (worker?.reusePort === true && name !== ADMIN && name !== PROBES) serveOptions.reusePort = true
     if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile)
     if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
     const server = await runtime.serve(handler, serveOptions)
@@ -136,7 +143,10 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
         serving: listenerServing(next, listener),
       })
     }
-    if (options.worker?.admin !== false) wanted.set(' admin', { address: next.gateway.admin, label: 'admin', handler: (request) => admin.fetch(request), timeout: 0 })
+    if (options.worker?.admin !== false) {
+      wanted.set(ADMIN, { address: next.gateway.admin, label: 'admin', handler: (request) => admin.fetch(request), timeout: 0 })
+      if (next.gateway.probes !== undefined) wanted.set(PROBES, { address: next.gateway.probes, label: 'probes', handler: (request) => probes.fetch(request), timeout: 0 })
+    }
     const fresh = new Map<string, Bound>()
     try {
       for (const [name, want] of wanted) {
@@ -206,11 +216,12 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       const graceOver = new Promise<false>((resolve) => {
         timer = setTimeout(() => resolve(false), state.config.gateway.shutdownGraceMs)
       })
-      // Listeners first: the admin listener keeps answering /readyz (503, draining) while they drain.
+      // Listeners first: the admin and probes listeners keep answering /readyz (503, draining) while they drain.
+      const operators = (name: string) => name === ADMIN || name === PROBES
       const closeAll = async () => {
-        await Promise.all([...bound].filter(([name]) => name !== ' admin').map(([, { server }]) => server.close()))
+        await Promise.all([...bound].filter(([name]) => !operators(name)).map(([, { server }]) => server.close()))
         for (const upstream of generation.upstreams.values()) upstream.stop()
-        await bound.get(' admin')?.server.close()
+        await Promise.all([...bound].filter(([name]) => operators(name)).map(([, { server }]) => server.close()))
       }
       const closed = closeAll()
       const drained = await Promise.race([closed.then(() => true as const), graceOver])

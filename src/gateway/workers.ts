@@ -9,12 +9,12 @@ import type { Runtime, SignalName, WorkerProcess } from '../core/host.ts'
  *
  * Worker 0 starts first and alone: a policy that cannot start fails once, and the ports it was given
  * for listeners at port 0 are handed to the others, so every worker binds the same ones. Only worker 0
- * binds the admin listener.
+ * binds the admin listener and the probes listener.
  */
 
 /** Marks a worker and its index; set by the supervisor, never by hand. */
 export const WORKER_INDEX_ENV = 'PILLION_WORKER_INDEX'
-/** The ports worker 0 bound, as JSON: `{"listeners":{"ingress":43121},"admin":9901}`. */
+/** The ports worker 0 bound, as JSON: `{"listeners":{"ingress":43121},"admin":9901,"probes":9902}`. */
 export const WORKER_PORTS_ENV = 'PILLION_WORKER_PORTS'
 /** `PILLION_WORKERS=N` is `--workers N`. */
 export const WORKERS_ENV = 'PILLION_WORKERS'
@@ -37,6 +37,7 @@ export function workerRole(runtime: Pick<Runtime, 'env' | 'workers'>): WorkerRol
 const READY = /^pillion: (.*) ready in \d+ms/
 const LISTENER = /^pillion: listener (\S+) \(\w+\) on \S+:(\d+)$/
 const ADMIN = /^pillion: admin on \S+:(\d+)$/
+const PROBES = /^pillion: probes on \S+:(\d+)$/
 const OWN_LINE = /^pillion: /gm
 
 export interface SuperviseOptions {
@@ -100,14 +101,16 @@ export async function supervise(runtime: SupervisorRuntime, options: SuperviseOp
             service = READY.exec(line)![1]!
             runtime.writeOut(`pillion: worker ${slot.index} (pid ${worker.pid}) ready`)
             resolve(true)
-          } else if (LISTENER.test(line) || ADMIN.test(line)) {
+          } else if (LISTENER.test(line) || ADMIN.test(line) || PROBES.test(line)) {
             const listener = LISTENER.exec(line)
-            const port = Number(listener ? listener[2] : ADMIN.exec(line)![1])
-            const known = listener ? ports.listeners[listener[1]!] : ports.admin
+            const probes = PROBES.exec(line)
+            const port = Number(listener ? listener[2] : probes ? probes[1] : ADMIN.exec(line)![1])
+            const known = listener ? ports.listeners[listener[1]!] : probes ? ports.probes : ports.admin
             // Said once, by worker 0; again only if a restart moved it (port 0 under cluster).
             if (!announceBindings && known === port) continue
             runtime.writeOut(line)
             if (listener) ports.listeners[listener[1]!] = port
+            else if (probes) ports.probes = port
             else ports.admin = port
           } else runtime.writeOut(line.replace(OWN_LINE, `pillion: worker ${slot.index}: `))
         }

@@ -111,6 +111,8 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
         method: request.method,
         path,
         endpoint: exchange.endpoint,
+        // The client's answer is generic; what failed where (address, the runtime's words) is here.
+        ...(error.detail === undefined ? {} : { detail: error.detail }),
         request_id: id,
         duration_ms: Math.round(performance.now() - startedAt),
       })

@@ -22,11 +22,12 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
   const { upstream, stripPrefix, proto } = target
   const connectTimeoutMs = upstream.config.connectTimeoutMs
   const noEndpoints = `upstream ${upstream.config.name} has no endpoints`
+  const unavailable = { failure: 'connect-failure', detail: noEndpoints } as const
   return async function forward(exchange: Exchange): Promise<Response> {
     const request = exchange.request
     exchange.upstream = upstream.config.name
     const endpoint = upstream.pick(exchange.tried)
-    if (endpoint === undefined) throw new GatewayError('upstream_unavailable', noEndpoints, { failure: 'connect-failure' })
+    if (endpoint === undefined) throw new GatewayError('upstream_unavailable', 'the upstream has no endpoint available', unavailable)
     exchange.endpoint = endpoint.url
     exchange.tried?.push(endpoint)
     exchange.attempts++
@@ -127,11 +128,19 @@ function upstreamPath(path: string, stripPrefix: string | undefined): string {
 function asGatewayError(error: unknown, signal: AbortSignal, endpoint: string): GatewayError {
   if (signal.aborted && signal.reason instanceof GatewayError) return signal.reason
   if (error instanceof GatewayError) return error
+  // The client learns the kind of failure; the endpoint and the runtime's words go to the error log only.
   if (error instanceof UpstreamError) {
     const failure = error.failure === 'connect-timeout' ? 'connect-failure' : error.failure
-    // A protocol error says what was wrong (a refused WebSocket handshake names the upstream's status).
-    const detail = error.failure === 'protocol-error' ? ` (${error.message})` : ''
-    return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed: ${error.failure}${detail}`, { cause: error, failure })
+    // The runtime's words say what was wrong (a refused WebSocket handshake names the upstream's status).
+    const said = error.message === '' ? '' : ` (${error.message})`
+    const detail = `upstream ${endpoint} failed: ${error.failure}${said}`
+    return new GatewayError('upstream_unavailable', clientMessage(error.failure), { cause: error, failure, detail })
   }
-  return new GatewayError('upstream_unavailable', `upstream ${endpoint} failed`, { cause: error, failure: 'reset' })
+  const detail = `upstream ${endpoint} failed: ${error instanceof Error ? error.message : String(error)}`
+  return new GatewayError('upstream_unavailable', clientMessage('reset'), { cause: error, failure: 'reset', detail })
+}
+
+function clientMessage(failure: UpstreamError['failure']): string {
+  const reached = failure !== 'connect-failure' && failure !== 'connect-timeout'
+  return reached ? `the upstream failed (${failure})` : `the upstream could not be reached (${failure})`
 }

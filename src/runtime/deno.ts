@@ -19,7 +19,7 @@ declare const Deno: {
   readTextFile(path: string): Promise<string>
   readTextFileSync(path: string): string
   createHttpClient(options: { caCerts: string[] }): unknown
-  writeTextFile(path: string, text: string): Promise<void>
+  writeTextFile(path: string, text: string, options?: { createNew?: boolean }): Promise<void>
   rename(from: string, to: string): Promise<void>
   pid: number
   resolveDns(host: string, type: 'A' | 'AAAA'): Promise<string[]>
@@ -137,7 +137,9 @@ export function createDenoRuntime(): Runtime {
     },
     redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),
-    async writeTextFile(path, text) {
+    readTextFileSync: (path) => Deno.readTextFileSync(path),
+    async writeTextFile(path, text, options) {
+      if (options?.createOnly === true) return Deno.writeTextFile(path, text, { createNew: true })
       const temporary = `${path}.${Deno.pid}.tmp`
       await Deno.writeTextFile(temporary, text)
       await Deno.rename(temporary, path)

@@ -197,7 +197,7 @@ export class Upgrades {
     try {
       request = requestOf(incoming)
     } catch (error) {
-      return sendAnswer(socket, errorResponse('bad_request', `malformed request: ${(error as Error).message}`, id), method)
+      return sendAnswer(socket, errorResponse('bad_request', 'malformed request', id), method)
     }
     const websocket = isWebSocketRequest(request.method, request.headers)
     // Read while the handshake runs, so a client that leaves is seen (its 'close'): keep its bytes for the bridge.

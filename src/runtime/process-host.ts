@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises'
-import { watch } from 'node:fs'
+import { readFileSync, watch } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { openAppendSink } from './append-sink.ts'
@@ -9,13 +9,15 @@ import { debounce } from './watch.ts'
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
 export type ProcessHost = Pick<
   Runtime,
-  'readTextFile' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit'
+  'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit'
 >
 
 export function processHost(): ProcessHost {
   return {
     readTextFile: (path) => readFile(path, 'utf8'),
-    async writeTextFile(path, text) {
+    readTextFileSync: (path) => readFileSync(path, 'utf8'),
+    async writeTextFile(path, text, options) {
+      if (options?.createOnly === true) return writeFile(path, text, { flag: 'wx' })
       const temporary = `${path}.${process.pid}.tmp`
       await writeFile(temporary, text)
       await rename(temporary, path)

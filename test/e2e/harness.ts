@@ -44,6 +44,8 @@ export interface Gateway {
   policyFile: string
   listeners: Record<string, string> // name -> base URL
   admin: string
+  /** The probes listener's base URL ([gateway] probes); '' when it has none. */
+  probes: string
   stdout: string[]
   stderr: string[]
   /** Resolves with the first line of stdout/stderr that matches. */
@@ -93,17 +95,21 @@ export async function startGateway(target: Target, policy: string, env: Record<s
   await waitForLine(/ ready in /)
   const listeners: Record<string, string> = {}
   let admin = ''
+  let probes = ''
   for (const line of stdout) {
     const listener = /listener (\S+) \(\w+\) on (http\S+)/.exec(line)
     if (listener) listeners[listener[1]!] = listener[2]!
     const adminLine = /admin on (http\S+)/.exec(line)
     if (adminLine) admin = adminLine[1]!
+    const probesLine = /probes on (http\S+)/.exec(line)
+    if (probesLine) probes = probesLine[1]!
   }
   return {
     process: child,
     policyFile: file,
     listeners,
     admin,
+    probes,
     stdout,
     stderr,
     waitForLine,

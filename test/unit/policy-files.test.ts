@@ -7,11 +7,21 @@ import { loadConfigText } from '../../src/config/load.ts'
 const dir = resolve(import.meta.dirname, '../../policies')
 const files = readdirSync(dir).filter((name) => name.endsWith('.toml'))
 
+/** What the examples' `${env:…}` and `${file:…}` references (secrets.toml) are given here. */
+const EXAMPLE_ENV: Record<string, string> = { ORDERS_UPSTREAM: 'http://127.0.0.1:3000', REDIS_PASSWORD: 'example-password' }
+const secrets = {
+  env: (name: string) => EXAMPLE_ENV[name],
+  readFile: (path: string) => {
+    if (!path.startsWith('/run/secrets/')) throw new Error(`no such example secret ${path}`)
+    return 'example-secret\n'
+  },
+}
+
 describe('every example under policies/ loads', () => {
   it('has examples to check', () => assert.ok(files.length >= 2))
   for (const name of files) {
     it(name, () => {
-      const config = loadConfigText(readFileSync(join(dir, name), 'utf8'), name)
+      const config = loadConfigText(readFileSync(join(dir, name), 'utf8'), name, secrets)
       assert.ok(Object.keys(config.listeners).length > 0)
     })
   }

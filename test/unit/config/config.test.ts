@@ -281,6 +281,27 @@ describe('reported problems', () => {
     })
   })
 
+  test('gateway.probes: an address of its own, none by default', () => {
+    const probes = (address: string) => BASE.replace('service = "orders"', `service = "orders"\nprobes = "${address}"`)
+    assert.equal(loadConfigText(BASE, 'pillion.toml').gateway.probes, undefined)
+    assert.deepEqual(loadConfigText(probes('0.0.0.0:9902'), 'pillion.toml').gateway.probes, { host: '0.0.0.0', port: 9902 })
+    // No token needed: what it serves is read-only and reveals nothing.
+    assert.doesNotThrow(() => loadConfigText(probes('[::]:9902'), 'pillion.toml'))
+    assert.deepEqual(onlyProblem(probes('9902')), {
+      path: 'gateway.probes',
+      message: 'expected "host:port" with a port from 0 to 65535, like "0.0.0.0:8080" or "[::1]:8080", got "9902"',
+    })
+    assert.deepEqual(onlyProblem(probes('127.0.0.1:9901')), {
+      path: 'gateway.probes',
+      message: 'address "127.0.0.1:9901" is already used by gateway.admin',
+    })
+    assert.deepEqual(onlyProblem(probes('0.0.0.0:8080')), {
+      path: 'listeners.ingress.listen',
+      message: 'address "0.0.0.0:8080" is already used by gateway.probes',
+    })
+    assert.doesNotThrow(() => loadConfigText(probes('127.0.0.1:0').replace('service = "orders"', 'service = "orders"\nadmin = "127.0.0.1:0"'), 'pillion.toml'))
+  })
+
   test('upstream values', () => {
     const upstream = (keys: string) => `${BASE}\n[upstreams.payments]\n${keys}\n`
     assert.deepEqual(onlyProblem(upstream('endpoints = ["http://a:1", "http://b:1"]\nweights = [1]')), {

@@ -12,6 +12,8 @@
 // - A failure names the document and the line of the block's opening fence.
 //
 // Files a fragment names (keys files, certificates) need not exist: the loader only resolves their paths.
+// `${env:NAME}` references get DOC_ENV below (any other name is unset), and `${file:PATH}` ones read
+// "example-secret" whatever the path.
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -19,6 +21,9 @@ import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../src/config/load.ts'
 
 const ROOT = resolve(import.meta.dirname, '../../..')
+
+const DOC_ENV: Record<string, string> = { PAYMENTS_URL: 'http://127.0.0.1:3101', REDIS_PASSWORD: 'example-password', API_TOKEN: 'example-token' }
+const secrets = { env: (name: string) => DOC_ENV[name], readFile: () => 'example-secret\n' }
 
 /** What a fragment is completed with; docs/development.md shows it, and a test below keeps the two in step. */
 const HEAD = `[gateway]
@@ -195,14 +200,14 @@ describe('TOML examples in the docs load as `pillion check` loads them', () => {
       assert.deepEqual(unknown, [], `${block.where}: unknown info string words ${unknown.join(' ')} (only "invalid" is known)`)
       if (invalid) {
         assert.throws(
-          () => loadConfigText(text, block.where),
+          () => loadConfigText(text, block.where, secrets),
           (error: unknown) => isConfigError(error),
           `${block.where}: marked invalid, but it loads (or fails with something other than a ConfigError)`,
         )
         return
       }
       try {
-        loadConfigText(text, block.where)
+        loadConfigText(text, block.where, secrets)
       } catch (error) {
         if (!isConfigError(error)) throw error // the loader itself failed, not the example
         const how = complete ? 'as a complete file' : 'after HEAD (see test/unit/docs/examples.test.ts)'

@@ -97,6 +97,25 @@ describe('workers supervisor', () => {
     assert.equal(await done, 0)
   })
 
+  it("prints worker 0's probes listener once and keeps its port for a restarted worker 0", async () => {
+    const { host, started } = fakeHost((worker) => {
+      worker.write('pillion: listener ingress (ingress) on http://127.0.0.1:4000\n')
+      if (worker.env[WORKER_INDEX_ENV] === '0') worker.write('pillion: admin on http://127.0.0.1:9901\npillion: probes on http://0.0.0.0:9902\n')
+      worker.write('pillion: svc ready in 12ms (bun 1.4.5)\n')
+    })
+    const { runtime, out, signal } = fakeRuntime(host)
+    const done = supervise(runtime, { count: 2, args: ['run'] })
+    await settle()
+    assert.deepEqual(JSON.parse(started[1]!.env[WORKER_PORTS_ENV]!), { listeners: { ingress: 4000 }, admin: 9901, probes: 9902 })
+    assert.deepEqual(out.filter((line) => line.includes(' on http')), [
+      'pillion: listener ingress (ingress) on http://127.0.0.1:4000',
+      'pillion: admin on http://127.0.0.1:9901',
+      'pillion: probes on http://0.0.0.0:9902',
+    ])
+    signal('SIGTERM')
+    assert.equal(await done, 0)
+  })
+
   it('pins no ports under cluster, where port 0 resolves once in the primary; says so if a restart moved one', async () => {
     // Under cluster every worker gets the primary's port; a restarted worker 0 may get a new admin port.
     const { host, started } = fakeHost((worker, n) => {
