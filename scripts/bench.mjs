@@ -4,7 +4,7 @@
 // order, so drift on a noisy machine shows as spread instead of as a bias; the median is reported.
 //
 //   node scripts/bench.mjs [--rounds=2] [--duration=2] [--connections=1,32] [--only=binary,node]
-//                          [--startups=5] [--help]
+//                          [--startups=5] [--websocket | --websocket=off] [--help]
 //
 // What runs (each its own process; the machine's cores are shared with wrk and the upstream):
 //   upstream      NGINX `return 200` with a 100-byte body (a small Bun server if nginx is missing)
@@ -20,42 +20,35 @@
 //
 // --only keeps the configurations whose name contains one of the words (direct and nginx always run:
 // the ratios need them). Writes reports/bench.json (not committed).
+//
+// Then the WebSocket rows: scripts/bench-websocket.mjs (messages per second through Pillion and direct,
+// RSS per idle WebSocket with 5,000 open; its --help says more), given this run's --rounds, --duration
+// and --only. `--websocket` runs only those (and passes every other option on to them: --window,
+// --connections, --idle…); `--websocket=off` skips them.
 import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { request } from 'node:http'
-import { connect, createServer } from 'node:net'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
-const BIN = join(ROOT, 'node_modules/.bin')
+import { BIN, cpuSeconds, fail, fmt, freePort, has, median, missingTargets, parseArgs, ratio, ROOT, RUNTIMES, rssMb, waitForPort } from './bench-lib.mjs'
 
 // ---------------------------------------------------------------------------------------------- options
-function parseArgs(argv) {
-  const options = {}
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]
-    if (!arg.startsWith('--')) fail(`unexpected argument ${arg} (see --help)`)
-    const [key, inline] = arg.slice(2).split(/=(.*)/s)
-    options[key] = inline ?? (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--') ? argv[++i] : 'true')
-  }
-  return options
-}
-
-function fail(message) {
-  console.error(`bench: ${message}`)
-  process.exit(1)
-}
-
 const args = parseArgs(process.argv.slice(2))
+/** Runs scripts/bench-websocket.mjs with these arguments, its output ours; its exit status. */
+function webSocketBench(argv) {
+  return spawnSync('node', [join(ROOT, 'scripts/bench-websocket.mjs'), ...argv], { stdio: 'inherit' }).status ?? 1
+}
+if (args.websocket === 'true') process.exit(webSocketBench(process.argv.slice(2).filter((arg) => !/^--websocket(=true)?$/.test(arg))))
+if (args.websocket !== undefined && args.websocket !== 'off') fail('--websocket runs only the WebSocket rows; --websocket=off skips them')
+const WEBSOCKET = args.websocket !== 'off'
 if (args.help) {
-  const head = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 22)
-  console.log(head.map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1)
+  console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
   process.exit(0)
 }
-const known = new Set(['rounds', 'duration', 'connections', 'only', 'startups'])
+const known = new Set(['rounds', 'duration', 'connections', 'only', 'startups', 'websocket'])
 for (const key of Object.keys(args)) if (!known.has(key)) fail(`unknown option --${key} (see --help)`)
 const ROUNDS = positive('rounds', 2)
 const DURATION_S = positive('duration', 2) // wrk takes whole seconds
@@ -71,10 +64,6 @@ function positive(name, fallback) {
   return value
 }
 
-function has(command) {
-  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
-}
-
 if (!has('wrk')) fail('wrk is missing. Install it with: apt-get install -y wrk   (Debian/Ubuntu package "wrk")')
 const HAVE_NGINX = has('nginx')
 
@@ -87,36 +76,6 @@ function cleanUp() {
 }
 process.on('exit', cleanUp)
 for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
-}
-
-function canConnect(port) {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1')
-    socket.once('connect', () => {
-      socket.destroy()
-      resolve(true)
-    })
-    socket.once('error', () => resolve(false))
-  })
-}
-
-async function waitForPort(port, child, what) {
-  const deadline = performance.now() + 20_000
-  while (performance.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) fail(`${what} exited (${child.exitCode ?? child.signalCode}) before listening`)
-    if (await canConnect(port)) return performance.now()
-    await new Promise((resolve) => setTimeout(resolve, 1))
-  }
-  fail(`${what}: nothing listens on ${port} after 20 s`)
-}
 
 /** Starts a child; its stdout lines go to `onLine`, its stderr to ours or to the file `stderrTo`. */
 function start(command, argv, { onLine, env, stderrTo } = {}) {
@@ -141,49 +100,6 @@ async function stop(child) {
   const exited = new Promise((resolve) => child.once('exit', resolve))
   child.kill('SIGTERM')
   await exited
-}
-
-/** Every process in the tree under `pid` (nginx's worker, Pillion's workers). */
-function processTree(pid) {
-  const all = [pid]
-  for (let i = 0; i < all.length; i++) {
-    try {
-      for (const task of readdirSync(`/proc/${all[i]}/task`)) {
-        const children = readFileSync(`/proc/${all[i]}/task/${task}/children`, 'utf8').trim()
-        if (children) all.push(...children.split(/\s+/).map(Number))
-      }
-    } catch {
-      // gone, or no /proc
-    }
-  }
-  return all
-}
-
-function rssMb(pid) {
-  let kb = 0
-  for (const p of processTree(pid)) {
-    try {
-      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1])
-    } catch {
-      // gone
-    }
-  }
-  return kb / 1024
-}
-
-/** CPU seconds (user + system) used so far by the tree under `pid`. */
-function cpuSeconds(pid) {
-  let ticks = 0
-  for (const p of processTree(pid)) {
-    try {
-      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      ticks += Number(fields[11]) + Number(fields[12]) // utime, stime (fields 14 and 15 of stat)
-    } catch {
-      // gone
-    }
-  }
-  return ticks / 100 // USER_HZ is 100 on Linux
 }
 
 // ---------------------------------------------------------------------------------------------- upstream and peers
@@ -225,13 +141,6 @@ async function startHttpProxy(upstreamPort) {
 }
 
 // ---------------------------------------------------------------------------------------------- Pillion
-const RUNTIMES = {
-  binary: [join(ROOT, 'dist/pillion-linux-x64')],
-  bun: [join(BIN, 'bun'), join(ROOT, 'dist/pillion.js')],
-  node: ['node', join(ROOT, 'dist/pillion.js')],
-  deno: [join(BIN, 'deno'), 'run', '-A', '--quiet', '--unstable-no-legacy-abort', join(ROOT, 'dist/pillion.js')],
-}
-
 /** A key pair made for this run; the chain's JWT policy gets the public half inline. */
 async function makeToken() {
   const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true })
@@ -388,16 +297,9 @@ function wrk(config, connections, seconds) {
   }
 }
 
-const median = (values) => {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
-  if (sorted.length === 0) return NaN
-  const mid = Math.floor(sorted.length / 2)
-  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
-}
-
 // ---------------------------------------------------------------------------------------------- run
-const missing = Object.entries(RUNTIMES).filter(([, command]) => !existsSync(command.find((part) => part.includes('/dist/'))))
-if (missing.length > 0) fail(`${missing.map(([, c]) => c.find((p) => p.includes('/dist/'))).join(', ')} missing; run npm run build`)
+const missing = missingTargets()
+if (missing.length > 0) fail(`${missing.join(', ')} missing; run npm run build`)
 
 const wanted = (name) => !ONLY || ONLY.some((word) => name.includes(word))
 const pillionConfigs = []
@@ -415,7 +317,8 @@ const expectedS = configCount * 1 + ROUNDS * CONNECTIONS.length * configCount * 
 
 console.log(
   `bench: ${configCount} configurations × ${CONNECTIONS.join(',')} connections × ${ROUNDS} rounds × ${DURATION_S}s, ` +
-    `plus warm-up and ${STARTUPS} cold starts per runtime: about ${Math.ceil(expectedS)} s`,
+    `plus warm-up and ${STARTUPS} cold starts per runtime: about ${Math.ceil(expectedS)} s` +
+    (WEBSOCKET ? '; then the WebSocket rows (--websocket=off skips them)' : ''),
 )
 console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}, Linux ${release()}; wrk, the upstream and the proxy share them`)
 
@@ -480,8 +383,6 @@ function row(name, connections) {
   return Object.fromEntries(FIELDS.map((field) => [field, median(list.map((s) => s[field]))]))
 }
 
-const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN)
-const fmt = (value, digits = 0, width = 7) => (Number.isFinite(value) ? value.toFixed(digits) : '–').padStart(width)
 const results = []
 for (const connections of CONNECTIONS) {
   const direct = row('direct', connections)
@@ -571,4 +472,7 @@ const report = {
 mkdirSync(join(ROOT, 'reports'), { recursive: true })
 writeFileSync(join(ROOT, 'reports/bench.json'), `${JSON.stringify(report, null, 2)}\n`)
 console.log('\nwrote reports/bench.json')
-process.exit(0)
+if (!WEBSOCKET) process.exit(0)
+// The WebSocket rows get the machine to themselves: this run's processes stop first.
+for (const child of [...children]) await stop(child)
+process.exit(webSocketBench(['rounds', 'duration', 'only'].filter((key) => args[key] !== undefined).map((key) => `--${key}=${args[key]}`)))

@@ -1,0 +1,152 @@
+// What scripts/bench.mjs and scripts/bench-websocket.mjs share: options, ports, the Pillion targets, and
+// reading a process tree's RSS and CPU time from /proc. Loopback only.
+import { spawnSync } from 'node:child_process'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { connect, createServer } from 'node:net'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
+export const BIN = join(ROOT, 'node_modules/.bin')
+
+/** The commands that run Pillion on each target; `run -c FILE` follows. */
+export const RUNTIMES = {
+  binary: [join(ROOT, 'dist/pillion-linux-x64')],
+  bun: [join(BIN, 'bun'), join(ROOT, 'dist/pillion.js')],
+  node: ['node', join(ROOT, 'dist/pillion.js')],
+  deno: [join(BIN, 'deno'), 'run', '-A', '--quiet', '--unstable-no-legacy-abort', join(ROOT, 'dist/pillion.js')],
+}
+
+/** The dist/ files the targets need that are missing, for a message that says to build. */
+export function missingTargets() {
+  return Object.values(RUNTIMES)
+    .map((command) => command.find((part) => part.includes('/dist/')))
+    .filter((file) => !existsSync(file))
+}
+
+/** `--key=value`, `--key value` and `--flag` (as "true"), into an object. */
+export function parseArgs(argv) {
+  const options = {}
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]
+    if (!arg.startsWith('--')) fail(`unexpected argument ${arg} (see --help)`)
+    const [key, inline] = arg.slice(2).split(/=(.*)/s)
+    options[key] = inline ?? (argv[i + 1] !== undefined && !argv[i + 1].startsWith('--') ? argv[++i] : 'true')
+  }
+  return options
+}
+
+export function fail(message) {
+  console.error(`bench: ${message}`)
+  process.exit(1)
+}
+
+export function has(command) {
+  return spawnSync('sh', ['-c', `command -v ${command}`]).status === 0
+}
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address()
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+export function canConnect(port) {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1')
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(true)
+    })
+    socket.once('error', () => resolve(false))
+  })
+}
+
+/** Resolves with the time once something accepts on `port`; fails the bench if `child` exits first. */
+export async function waitForPort(port, child, what) {
+  const deadline = performance.now() + 20_000
+  while (performance.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) fail(`${what} exited (${child.exitCode ?? child.signalCode}) before listening`)
+    if (await canConnect(port)) return performance.now()
+    await new Promise((resolve) => setTimeout(resolve, 1))
+  }
+  fail(`${what}: nothing listens on ${port} after 20 s`)
+}
+
+/** Every process in the tree under `pid` (nginx's worker, Pillion's workers). */
+export function processTree(pid) {
+  const all = [pid]
+  for (let i = 0; i < all.length; i++) {
+    try {
+      for (const task of readdirSync(`/proc/${all[i]}/task`)) {
+        const children = readFileSync(`/proc/${all[i]}/task/${task}/children`, 'utf8').trim()
+        if (children) all.push(...children.split(/\s+/).map(Number))
+      }
+    } catch {
+      // gone, or no /proc
+    }
+  }
+  return all
+}
+
+/** VmRSS of the tree under `pid`, in kB. */
+export function rssKb(pid) {
+  let kb = 0
+  for (const p of processTree(pid)) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${p}/status`, 'utf8'))[1])
+    } catch {
+      // gone
+    }
+  }
+  return kb
+}
+
+export const rssMb = (pid) => rssKb(pid) / 1024
+
+/** CPU seconds (user + system) used so far by the tree under `pid`. */
+export function cpuSeconds(pid) {
+  let ticks = 0
+  for (const p of processTree(pid)) {
+    try {
+      const stat = readFileSync(`/proc/${p}/stat`, 'utf8')
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      ticks += Number(fields[11]) + Number(fields[12]) // utime, stime (fields 14 and 15 of stat)
+    } catch {
+      // gone
+    }
+  }
+  return ticks / 100 // USER_HZ is 100 on Linux
+}
+
+export function median(values) {
+  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
+  if (sorted.length === 0) return NaN
+  const mid = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+/** The value at quantile q (0–1) of an already sorted array. */
+export function quantile(sorted, q) {
+  if (sorted.length === 0) return NaN
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]
+}
+
+export const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : NaN)
+export const fmt = (value, digits = 0, width = 7) => (Number.isFinite(value) ? value.toFixed(digits) : '–').padStart(width)
+
+/**
+ * CPU seconds the whole machine has been busy (user, nice, system, irq, softirq and steal, over every
+ * CPU): next to what the measured processes used, it shows other work disturbing a run.
+ */
+export function machineBusySeconds() {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1).map(Number)
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / 100 // user nice system [idle iowait] irq softirq steal
+  } catch {
+    return NaN
+  }
+}
