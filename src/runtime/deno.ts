@@ -2,7 +2,7 @@ import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
 import { sessionOf } from '../core/websocket.ts'
-import { debounce } from './watch.ts'
+import { debounce, resolvedTargetChange } from './watch.ts'
 import { createRedisStore } from './redis.ts'
 import { denoWorkers } from './workers-deno.ts'
 import { clientApiCloseCode, LiveBridges, type RelayMessage, type RelaySocket } from './ws-relay.ts'
@@ -18,6 +18,7 @@ declare const Deno: {
   stderr: { writeSync(bytes: Uint8Array): number }
   readTextFile(path: string): Promise<string>
   readTextFileSync(path: string): string
+  realPathSync(path: string): string
   createHttpClient(options: { caCerts: string[] }): unknown
   writeTextFile(path: string, text: string, options?: { createNew?: boolean }): Promise<void>
   rename(from: string, to: string): Promise<void>
@@ -148,9 +149,11 @@ export function createDenoRuntime(): Runtime {
       const fire = debounce(onChange, 150)
       const dir = path.includes('/') ? path.slice(0, path.lastIndexOf('/')) || '/' : '.'
       const name = path.slice(path.lastIndexOf('/') + 1)
+      // A ConfigMap's `..data` swap names no file of ours: see what the path resolves to now.
+      const moved = resolvedTargetChange(path, (p) => Deno.realPathSync(p))
       const watcher = Deno.watchFs(dir)
       void (async () => {
-        for await (const event of watcher) if (event.paths.some((p) => p.endsWith(`/${name}`))) fire()
+        for await (const event of watcher) if (moved() || event.paths.some((p) => p.endsWith(`/${name}`))) fire()
       })().catch(() => {})
       return () => watcher.close()
     },

@@ -1,10 +1,10 @@
 import { lookup } from 'node:dns/promises'
-import { readFileSync, watch } from 'node:fs'
+import { readFileSync, realpathSync, watch } from 'node:fs'
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { openAppendSink } from './append-sink.ts'
 import type { Runtime } from '../core/host.ts'
-import { debounce } from './watch.ts'
+import { debounce, resolvedTargetChange } from './watch.ts'
 
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
 export type ProcessHost = Pick<
@@ -26,8 +26,10 @@ export function processHost(): ProcessHost {
       // Watch the directory: a file watcher goes deaf after an atomic replace (runtime.md §3.4).
       const name = basename(path)
       const fire = debounce(onChange, 150)
+      // A ConfigMap's `..data` swap names no file of ours: see what the path resolves to now.
+      const moved = resolvedTargetChange(path, realpathSync)
       const watcher = watch(dirname(path), (_event, file) => {
-        if (file === null || file === name) fire()
+        if (moved() || file === null || file === name) fire()
       })
       // An unhandled 'error' (the directory removed) would crash the process; the caller's re-read notices instead.
       watcher.on('error', () => {})

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs'
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 
 export const ROOT = resolve(import.meta.dirname, '../..')
@@ -56,11 +56,14 @@ export interface Gateway {
   rssKb(): number
 }
 
-/** Starts `pillion run` on the given policy text and waits for it to print that it is ready. */
-export async function startGateway(target: Target, policy: string, env: Record<string, string> = {}): Promise<Gateway> {
-  const dir = tempDir()
-  const file = join(dir, 'pillion.toml')
-  writeFileSync(file, policy)
+/**
+ * Starts `pillion run` on the given policy text and waits for it to print that it is ready. With
+ * `laidOut`, it runs on that file instead, which the caller has laid out (`policy` is not written).
+ */
+export async function startGateway(target: Target, policy: string, env: Record<string, string> = {}, laidOut?: string): Promise<Gateway> {
+  const dir = laidOut === undefined ? tempDir() : dirname(laidOut)
+  const file = laidOut ?? join(dir, 'pillion.toml')
+  if (laidOut === undefined) writeFileSync(file, policy)
   const [command, ...args] = target.command
   const child = spawn(command!, [...args, 'run', '-c', file], {
     cwd: dir,
