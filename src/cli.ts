@@ -10,6 +10,7 @@ import type { Runtime } from './core/host.ts'
 import { VERSION } from './core/version.ts'
 import { supervise, workerRole, WORKERS_ENV } from './gateway/workers.ts'
 import { init } from './init.ts'
+import { asksForHelp, COMMAND_HELP } from './cli-help.ts'
 
 const HELP = `pillion ${VERSION}: a microgateway sidecar configured by one TOML policy file
 
@@ -17,17 +18,35 @@ Usage:
   pillion run [-c FILE] [--workers N]
                             start the gateway (FILE defaults to $PILLION_CONFIG, then ./pillion.toml);
                             N processes serve the same listeners (default $PILLION_WORKERS, then 1)
+  pillion run [-c FILE] -- CMD ARGS...
+                            start the gateway, then the app CMD once every listener is ready; pass it
+                            signals, drain after it exits, and exit with its exit code
   pillion check FILE        validate a policy file; exit 0, or 1 listing every problem
   pillion health URL        exit 0 if URL answers 2xx (a probe for containers without curl)
   pillion init [-c FILE] [--service NAME] [--upstream URL] [--listen HOST:PORT]
                             write a commented starter policy (default ./pillion.toml, service "my-service",
                             upstream http://127.0.0.1:3000, listen 0.0.0.0:8080); never overwrites a file
   pillion version           print the version and runtime
-  pillion --help            this text
+  pillion --help            this text; pillion COMMAND --help (or pillion help COMMAND) for one command
 `
 
 export async function runCli(runtime: Runtime): Promise<number> {
   const [command, ...rest] = runtime.args
+  // `pillion run --help`, `pillion help run`: one command's usage, before anything else reads its arguments.
+  const helpFor =
+    command === 'help'
+      ? rest[0]?.startsWith('-') === false
+        ? rest[0]
+        : undefined
+      : command !== undefined && !command.startsWith('-') && asksForHelp(rest)
+        ? command
+        : undefined
+  if (helpFor !== undefined) {
+    const text = COMMAND_HELP[helpFor]
+    if (text !== undefined) runtime.writeOut(text)
+    else runtime.writeErr(`pillion: unknown command "${helpFor}"\n\n${HELP}`)
+    return text === undefined ? 2 : 0
+  }
   switch (command) {
     case 'run':
       return run(runtime, rest)
@@ -120,8 +139,16 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
   return 0
 }
 
-async function run(runtime: Runtime, args: string[]): Promise<number> {
+async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
   const role = workerRole(runtime)
+  // `pillion run [-c FILE] -- CMD ARGS…`: what follows `--` is the app Pillion starts once it is ready.
+  const split = allArgs.indexOf('--')
+  const args = split === -1 ? allArgs : allArgs.slice(0, split)
+  const app = split === -1 ? undefined : allArgs.slice(split + 1)
+  if (app !== undefined && app.length === 0) {
+    runtime.writeErr('pillion run: -- needs a command to run, as in: pillion run -c pillion.toml -- node server.js')
+    return 2
+  }
   const workers = workersArg(runtime, args)
   if ('error' in workers) {
     runtime.writeErr(`pillion run: ${workers.error}`)
@@ -130,6 +157,10 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
   const path = configPath(runtime, workers.rest)
   if (typeof path !== 'string') {
     runtime.writeErr(`pillion run: ${path.error}`)
+    return 2
+  }
+  if (app !== undefined && workers.workers > 1) {
+    runtime.writeErr('pillion run: -- CMD runs one gateway beside one app; it cannot be combined with --workers (or PILLION_WORKERS) above 1')
     return 2
   }
   // A worker never supervises: it inherited PILLION_WORKERS, and its arguments have no --workers.
@@ -165,6 +196,7 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
   const watching = feed.watch((trigger) => void reloader!.reload(trigger))
   runtime.onSignal('SIGHUP', () => void reloader!.reload('signal'))
   runtime.writeOut(`pillion: ${config.gateway.service} ready in ${Math.round(performance.now())}ms (${runtime.name} ${runtime.version})`)
+  if (app !== undefined) return runApp(runtime, app, gateway, watching)
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = async () => {
@@ -183,14 +215,72 @@ async function run(runtime: Runtime, args: string[]): Promise<number> {
   })
 }
 
-async function health(runtime: Runtime, args: string[]): Promise<number> {
-  const url = args[0] ?? 'http://127.0.0.1:9901/healthz'
+/**
+ * `pillion run -- CMD ARGS…`, once every listener is ready: starts the app with Pillion's stdio and
+ * passes SIGTERM, SIGINT and SIGHUP on to it (SIGHUP also reloads the policy). The gateway keeps
+ * serving until the app has exited, so an app told to stop can still finish its calls through
+ * egress; then it drains, and Pillion exits with the app's code (128 + n after signal n; 127 if the
+ * app could not be started).
+ */
+async function runApp(runtime: Runtime, command: string[], gateway: RunningGateway, watching: () => void): Promise<number> {
+  const [program, ...args] = command as [string, ...string[]]
+  const child = runtime.spawn(program, args)
+  runtime.onSignal('SIGTERM', () => child.kill('SIGTERM'))
+  runtime.onSignal('SIGINT', () => child.kill('SIGINT'))
+  runtime.onSignal('SIGHUP', () => child.kill('SIGHUP'))
+  let code: number
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(2000) })
-    await response.body?.cancel()
-    return response.ok ? 0 : 1
+    code = await child.exited
+    runtime.writeOut(`pillion: ${program} exited with ${code}, draining in-flight requests`)
   } catch (error) {
-    runtime.writeErr(`pillion health: ${url}: ${(error as Error).message}`)
+    runtime.writeErr(`pillion run: cannot start ${program}: ${(error as Error).message}`)
+    code = 127
+  }
+  watching()
+  const drained = await gateway.shutdown()
+  runtime.writeOut(drained ? 'pillion: stopped' : 'pillion: stopped after shutdown grace')
+  return code
+}
+
+const DEFAULT_HEALTH_URL = 'http://127.0.0.1:9901/healthz'
+const HEALTH_TIMEOUT_MS = 2000
+
+async function health(runtime: Runtime, args: string[]): Promise<number> {
+  if (args.length > 1) {
+    runtime.writeErr(`pillion health: unexpected argument "${args[1]}"\nusage: pillion health [URL]`)
+    return 2
+  }
+  const url = args[0] ?? DEFAULT_HEALTH_URL
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) {
+    runtime.writeErr(`pillion health: expected an http:// or https:// URL like ${DEFAULT_HEALTH_URL}, got ${JSON.stringify(url)}`)
+    return 2
+  }
+  // The default URL is the admin listener's; a URL given may be the probes listener or anything else.
+  const what = args[0] === undefined ? `the admin listener at ${url}` : url
+  try {
+    const response = await fetch(url, { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) })
+    await response.body?.cancel()
+    if (response.ok) return 0
+    runtime.writeErr(`pillion health: ${what} answered ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`)
+    return 1
+  } catch (error) {
+    runtime.writeErr(`pillion health: cannot reach ${what}: ${unreachable(error)}`)
     return 1
   }
+}
+
+/** Why a fetch failed, in the same words on Node, Bun and Deno (each words and nests its errors differently). */
+export function unreachable(error: unknown): string {
+  const found: string[] = []
+  for (let e = error as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    found.push(String(e.name ?? ''), String(e.code ?? ''), String(e.message ?? ''))
+  }
+  const text = found.join(' ')
+  if (/TimeoutError|AbortError|ETIMEDOUT|UND_ERR_CONNECT_TIMEOUT|timed out/i.test(text)) return `no answer within ${HEALTH_TIMEOUT_MS / 1000}s`
+  if (/ECONNREFUSED|ConnectionRefused|connection refused/i.test(text)) return 'connection refused (is pillion running, and listening there?)'
+  if (/ENOTFOUND|EAI_AGAIN|dns error|failed to lookup/i.test(text)) return 'host not found'
+  if (/ECONNRESET|UND_ERR_SOCKET|connection reset|ConnectionClosed|socket hang up/i.test(text)) return 'connection reset'
+  if (/CERT|certificate|TLS|SSL/i.test(text)) return 'TLS handshake failed (certificate or protocol)'
+  const innermost = found.filter((part, index) => index % 3 === 2 && part !== '' && part !== 'fetch failed').at(-1)
+  return innermost ?? 'unknown network error'
 }

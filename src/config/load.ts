@@ -9,6 +9,7 @@ import type { FileFacts } from '../policies/policy.ts'
 import { isTable } from '../policies/shared/references.ts'
 import { normalizeUpstream, type UpstreamConfig } from '../upstream/config.ts'
 import { configFileSchema, issueMessage, type ConfigFile } from './schema.ts'
+import { withTomlHint } from './toml-hints.ts'
 import { hideSecretsIn, isAtOrUnder, resolveSecrets, type SecretSources } from './secrets.ts'
 import type { Config, ListenerConfig, ListenerTls, RouteConfig } from './types.ts'
 
@@ -24,7 +25,7 @@ export function loadConfigText(text: string, source: string, secrets: SecretSour
   const checked = [...(result.issues ?? []).map(issueToProblem), ...crossReferenceProblems(document)]
   // A string whose reference failed still holds it: what the schema says about that string is noise.
   const meaningful = checked.filter((problem) => !unresolved.some((path) => isAtOrUnder(problem.path, path)))
-  const problems = [...resolved.problems, ...hideSecretsIn(meaningful, resolved.uses)]
+  const problems = [...resolved.problems, ...hideSecretsIn(meaningful, resolved.uses)].map((problem) => withTomlHint(problem, text))
   if (!result.success || problems.length > 0) throw new ConfigError(source, problems)
   const config = normalize(result.output, source)
   if (resolved.uses.paths.length > 0) config.secrets = resolved.uses
@@ -35,7 +36,7 @@ function parseDocument(text: string, source: string): unknown {
   try {
     return parseToml(text)
   } catch (error) {
-    throw new ConfigError(source, [syntaxProblem(error)])
+    throw new ConfigError(source, [withTomlHint(syntaxProblem(error), text)])
   }
 }
 
