@@ -98,6 +98,20 @@ export interface Runtime {
   exit(code: number): never
   /** Starts and watches copies of this program for `pillion run --workers N` (src/gateway/workers.ts). */
   workers: WorkerHost
+  /**
+   * Starts another program (`pillion run -- CMD ARGS…`) with this process's stdin, stdout and stderr
+   * and its environment plus `env`. Its `exited` rejects if the program cannot be started.
+   */
+  spawn(command: string, args: string[], options?: { env?: Record<string, string> }): ChildApp
+}
+
+/** A program Pillion started and waits for. */
+export interface ChildApp {
+  pid: number
+  /** Resolves once it has exited: the exit code, or 128 + n after signal n. Rejects if it never started (not found, no permission). */
+  exited: Promise<number>
+  /** Sends it a signal; nothing happens if it has exited. */
+  kill(signal: SignalName | 'SIGKILL'): void
 }
 
 /** How this runtime runs N copies of Pillion on one host, each serving the same listeners. */

@@ -5,6 +5,7 @@ import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
 import { createRedisStore } from './redis.ts'
 import { denoWorkers } from './workers-deno.ts'
+import { denoSpawn } from './spawn-deno.ts'
 import { clientApiCloseCode, LiveBridges, type RelayMessage, type RelaySocket } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
 
@@ -170,6 +171,7 @@ export function createDenoRuntime(): Runtime {
     },
     exit: (code) => Deno.exit(code),
     workers: denoWorkers(),
+    spawn: denoSpawn,
   }
 }
 

@@ -5,11 +5,12 @@ import { basename, dirname } from 'node:path'
 import { openAppendSink } from './append-sink.ts'
 import type { Runtime } from '../core/host.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
+import { spawnChild } from './spawn-process.ts'
 
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
 export type ProcessHost = Pick<
   Runtime,
-  'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit'
+  'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit' | 'spawn'
 >
 
 export function processHost(): ProcessHost {
@@ -44,5 +45,6 @@ export function processHost(): ProcessHost {
     writeErr: (line) => void process.stderr.write(`${line}\n`),
     openAppendSink,
     exit: (code) => process.exit(code),
+    spawn: spawnChild,
   }
 }
