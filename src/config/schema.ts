@@ -68,16 +68,18 @@ function prefixCanMatch(path: string, prefix: string): boolean {
   return true
 }
 
-const HOST_EXAMPLE = 'a host name like "api.example.com"'
+const HOST_EXAMPLE = 'a host name like "api.example.com" or "*.example.com"'
 
-/** Lower-case; IPv6 without brackets, as the router compares it. */
+/** Lower-case; IPv6 without brackets, as the router compares it; "*.example.com" matches any name below example.com. */
 function toRouteHost(text: string): Conversion<string> {
   const host = text.toLowerCase()
   if (host.includes('://')) return { problem: expectedGot(`${HOST_EXAMPLE} without a scheme`, text) }
   const ipv6 = /^\[(.*)\]$/.exec(host)?.[1]
   if (ipv6 !== undefined) return IPV6.test(ipv6) ? { value: ipv6 } : { problem: expectedGot(HOST_EXAMPLE, text) }
   if (host.includes(':')) return { problem: expectedGot(`${HOST_EXAMPLE} without a port (routes match any port)`, text) }
-  return HOST_NAME.test(host) ? { value: host } : { problem: expectedGot(HOST_EXAMPLE, text) }
+  const name = host.startsWith('*.') ? host.slice(2) : host
+  if (name.includes('*')) return { problem: expectedGot(`${HOST_EXAMPLE}, with "*" only as the whole first label`, text) }
+  return HOST_NAME.test(name) ? { value: host } : { problem: expectedGot(HOST_EXAMPLE, text) }
 }
 
 function methods() {

@@ -47,13 +47,13 @@ export interface RouteMatch {
 export function compileRoute<T>(route: RouteMatch, target: T): CompiledRoute<T> {
   const matchPath = compilePath(route.path)
   const methods = route.methods ? new Set(route.methods) : undefined
-  const host = route.host
+  const matchHost = route.host === undefined ? undefined : compileHost(route.host)
   const headers = route.headers
   return {
     target,
     matches(facts) {
       if (methods !== undefined && !methods.has(facts.method)) return false
-      if (host !== undefined && facts.host !== host) return false
+      if (matchHost !== undefined && !matchHost(facts.host)) return false
       if (!matchPath(facts.path)) return false
       if (headers !== undefined) {
         for (const [name, value] of headers) if (facts.headers.get(name) !== value) return false
@@ -61,6 +61,16 @@ export function compileRoute<T>(route: RouteMatch, target: T): CompiledRoute<T> 
       return true
     },
   }
+}
+
+/**
+ * An exact host, or "*.example.com": any name ending in ".example.com", however many labels deep, but
+ * not example.com itself (Envoy's suffix wildcard).
+ */
+function compileHost(host: string): (requested: string | null) => boolean {
+  if (!host.startsWith('*.')) return (requested) => requested === host
+  const suffix = host.slice(1)
+  return (requested) => requested !== null && requested.length > suffix.length && requested.endsWith(suffix)
 }
 
 /** Routes are tried in file order; the first match wins. */

@@ -160,6 +160,13 @@ host = "payments"
 path = "/pay/*"
 upstream = "local"
 strip_prefix = "/pay"
+
+[[routes]]
+name = "cluster-services"
+listener = "egress"
+host = "*.svc.internal"
+path = "/*"
+upstream = "local"
 `
 }
 
@@ -254,6 +261,9 @@ for (const target of targets()) {
       const v1 = await request(`${egress}/pay/charge`, { headers: { host: 'payments' } })
       assert.ok(v2.json().second || v2.json().url === '/charge', 'v2 goes to the pair upstream')
       assert.equal(v1.json().url, '/charge', 'strip_prefix applied')
+      const wildcard = await request(`${egress}/pay/charge`, { headers: { host: 'Ledger.SVC.internal:8080' } })
+      assert.equal(wildcard.json().url, '/pay/charge', '*.svc.internal matched, payments did not')
+      assert.equal((await request(`${egress}/x`, { headers: { host: 'svc.internal' } })).status, 404, 'the wildcard needs a label before it')
       const wrongHost = await request(`${egress}/pay/charge`, { headers: { host: 'evil.example' } })
       assert.equal(wrongHost.status, 404)
       assert.equal(wrongHost.json().code, 'no_route')

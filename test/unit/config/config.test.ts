@@ -364,8 +364,13 @@ describe('reported problems', () => {
     assert.equal(withRoute('path = "/users/:1"').path, 'routes[0].path')
     assert.deepEqual(withRoute('path = "/"\nhost = "payments:8080"'), {
       path: 'routes[0].host',
-      message: 'expected a host name like "api.example.com" without a port (routes match any port), got "payments:8080"',
+      message: 'expected a host name like "api.example.com" or "*.example.com" without a port (routes match any port), got "payments:8080"',
     })
+    assert.deepEqual(withRoute('path = "/"\nhost = "api.*.com"'), {
+      path: 'routes[0].host',
+      message: 'expected a host name like "api.example.com" or "*.example.com", with "*" only as the whole first label, got "api.*.com"',
+    })
+    assert.equal(withRoute('path = "/"\nhost = "*"').path, 'routes[0].host')
     assert.equal(withRoute('path = "/"\nhost = "https://payments"').path, 'routes[0].host')
     assert.equal(withRoute('path = "/"\nmethods = ["GET", "BAD METHOD"]').path, 'routes[0].methods[1]')
     assert.deepEqual(withRoute('path = "/"\nstrip_prefix = "payments"'), {
