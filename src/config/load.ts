@@ -201,6 +201,7 @@ function normalize(file: ConfigFile, source: string): Config {
     if (route.methods !== undefined) normalized.methods = route.methods
     if (route.headers !== undefined) normalized.headers = route.headers
     if (route.strip_prefix !== undefined) normalized.stripPrefix = route.strip_prefix
+    if (route.rewrite !== undefined) normalized.rewrite = route.rewrite
     return normalized
   })
   const { service, admin, shutdown_grace, trusted_proxies, admin_token_env, probes } = file.gateway

@@ -8,6 +8,7 @@ import { redisSchema } from '../policies/rate-limit/config.ts'
 import { describeValue, expectedGot } from '../core/config-error.ts'
 import { convertedString, duration, type Conversion } from '../core/units.ts'
 import { arrayOf, name, namedTables, oneOf, table, text } from '../core/schema-kit.ts'
+import type { PathRewrite } from '../proxy/rewrite.ts'
 import { upstreamSchema } from '../upstream/config.ts'
 import { HOST_NAME, IPV6, isLoopback, parseHostPort, type HostPort } from '../core/address.ts'
 
@@ -66,6 +67,38 @@ function prefixCanMatch(path: string, prefix: string): boolean {
     if (!pathSegment.startsWith(':') && pathSegment !== prefixSegment) return false
   }
   return true
+}
+
+const REWRITE_PREFIX_EXAMPLE = 'a path prefix like "/v2"'
+
+/** rewrite = { prefix = "/v2" } or { regex = "^/users/([0-9]+)$", replacement = "/u/$1" }, or both (regex first). */
+function rewriteSchema() {
+  const prefix = convertedString(REWRITE_PREFIX_EXAMPLE, (text): Conversion<string> => {
+    const dotSegment = /(?:^|\/)\.{1,2}(?:\/|$)/.test(text)
+    return text.startsWith('/') && !/[?#*\s%]/.test(text) && !dotSegment ? { value: text } : { problem: expectedGot(`${REWRITE_PREFIX_EXAMPLE}, without dot segments`, text) }
+  })
+  const pattern = convertedString('a regular expression', (text): Conversion<string> => {
+    try {
+      new RegExp(text)
+      return { value: text }
+    } catch (error) {
+      return { problem: `expected a regular expression, got ${describeValue(text)}: ${(error as Error).message}` }
+    }
+  })
+  return v.pipe(
+    table({ prefix: v.optional(prefix), regex: v.optional(pattern), replacement: v.optional(v.string((issue) => expectedGot('a string', issue.input))) }),
+    v.check((t) => t.prefix !== undefined || t.regex !== undefined, 'expected prefix, or regex with replacement'),
+    v.forward(
+      v.partialCheck([['regex'], ['replacement']], ({ regex, replacement }) => (regex === undefined) === (replacement === undefined), 'expected regex and replacement together'),
+      ['replacement'],
+    ),
+    v.transform((t): PathRewrite => {
+      const rewrite: PathRewrite = {}
+      if (t.prefix !== undefined) rewrite.prefix = t.prefix
+      if (t.regex !== undefined) rewrite.regex = { pattern: t.regex, replacement: t.replacement! }
+      return rewrite
+    }),
+  )
 }
 
 const HOST_EXAMPLE = 'a host name like "api.example.com" or "*.example.com"'
@@ -138,6 +171,7 @@ const routeOwnKeys = {
   strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
   headers: v.optional(headerMatches()),
   upstream: v.optional(text()),
+  rewrite: v.optional(rewriteSchema()),
 }
 
 /** The policies' keys are known to the registry only; split and sticky decide, with upstream, where a route goes. */

@@ -4,6 +4,7 @@ import type { RoutePolicies } from '../policies/index.ts'
 import type { RedisSettings } from '../policies/rate-limit/config.ts'
 import type { SplitPolicy } from '../policies/split/index.ts'
 import type { UpstreamConfig } from '../upstream/config.ts'
+import type { PathRewrite } from '../proxy/rewrite.ts'
 import type { HostPort } from '../core/address.ts'
 import type { ControlConfig } from './control.ts'
 import type { SecretUses } from './secrets.ts'
@@ -39,6 +40,8 @@ export interface RouteConfig {
   methods?: string[] // upper-case
   headers?: Array<[name: string, value: string]> // name lower-case
   stripPrefix?: string
+  /** How the path sent upstream differs, after strip_prefix. */
+  rewrite?: PathRewrite
   /** The route's upstream; for a split route, the first split entry (the split picks per request). */
   upstream: string
   split?: SplitPolicy

@@ -7,6 +7,7 @@ import { chainModules, type AnyPolicyModule, type RoutePolicies } from '../polic
 import type { GatewayDeps, RouteContext } from '../policies/policy.ts'
 import type { Layer, Step } from '../proxy/exchange.ts'
 import { createForwarder } from '../proxy/forward.ts'
+import { compileRewrite } from '../proxy/rewrite.ts'
 import type { UpstreamConfig } from '../upstream/config.ts'
 import { createUpstream, type UpstreamDeps, type UpstreamRuntime } from '../upstream/upstream.ts'
 
@@ -47,12 +48,13 @@ export function createUpstreams(config: Config, deps: UpstreamDeps, carrier: Sta
  */
 export function buildRouteChain(route: RouteConfig, deps: PipelineDeps): Step {
   const proto = deps.tlsListeners?.has(route.listener) ? 'https' : 'http'
+  const rewrite = route.rewrite === undefined ? undefined : compileRewrite(route.rewrite)
   const context: RouteContext = {
     route: { name: route.name, timeoutMs: route.policies.timeoutMs },
     upstream: deps.upstreams.get(route.upstream)!,
     upstreams: deps.upstreams,
     events: deps.events,
-    forwardTo: (target) => createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto }, trusting(target.config, deps.send), deps.connectWebSocket),
+    forwardTo: (target) => createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto, rewrite }, trusting(target.config, deps.send), deps.connectWebSocket),
     keep: (kind, policy, create) => deps.carrier.keep(`${kind}:${route.name}`, policy, create),
     now: () => performance.now(),
     random: Math.random,

@@ -10,6 +10,8 @@ import { UpstreamError } from '../core/upstream-error.ts'
 export interface ForwardTarget {
   upstream: UpstreamRuntime
   stripPrefix: string | undefined
+  /** The route's rewrite, compiled; applied after strip_prefix. */
+  rewrite?: (path: string) => string
   /** "http" or "https": what the client used to reach this listener. */
   proto: string
 }
@@ -19,7 +21,7 @@ export interface ForwardTarget {
  * raw, so a layer may still discard it (a retry); only the final response is watched to its end.
  */
 export function createForwarder(target: ForwardTarget, send: UpstreamClient, connectWebSocket?: WebSocketConnector): Step {
-  const { upstream, stripPrefix, proto } = target
+  const { upstream, stripPrefix, proto, rewrite } = target
   const connectTimeoutMs = upstream.config.connectTimeoutMs
   const noEndpoints = `upstream ${upstream.config.name} has no endpoints`
   const unavailable = { failure: 'connect-failure', detail: noEndpoints } as const
@@ -44,7 +46,8 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
         else headers.set(name, value)
       }
     }
-    const url = endpoint.url + upstreamPath(exchange.path, stripPrefix) + exchange.search
+    const stripped = upstreamPath(exchange.path, stripPrefix)
+    const url = endpoint.url + (rewrite === undefined ? stripped : rewrite(stripped)) + exchange.search
     if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, headers)
     const method = request.method
     const signal = exchange.attemptSignal

@@ -162,6 +162,14 @@ upstream = "local"
 strip_prefix = "/pay"
 
 [[routes]]
+name = "versioned"
+listener = "ingress"
+path = "/v1/*"
+strip_prefix = "/v1"
+rewrite = { regex = "^/users/([0-9]+)$", replacement = "/u/$1", prefix = "/v2" }
+upstream = "local"
+
+[[routes]]
 name = "cluster-services"
 listener = "egress"
 host = "*.svc.internal"
@@ -306,6 +314,11 @@ for (const target of targets()) {
       assert.match(head!, /\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS/i)
       assert.deepEqual(JSON.parse(body!), { code: 'method_not_allowed', message: JSON.parse(body!).message, request_id: 'tunnel-1' })
       assert.equal(upstream.connections, before, 'nothing reached the upstream')
+    })
+
+    it('rewrites the path after strip_prefix: a regular expression, then a prefix', async () => {
+      assert.equal((await request(`${ingress}/v1/users/42?x=1`)).json().url, '/v2/u/42?x=1')
+      assert.equal((await request(`${ingress}/v1/orders`)).json().url, '/v2/orders')
     })
 
     it('balances round robin across endpoints', async () => {
