@@ -169,9 +169,9 @@ const routeOwnKeys = {
   methods: v.optional(methods()),
   host: v.optional(convertedString(HOST_EXAMPLE, toRouteHost)),
   strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
+  rewrite: v.optional(rewriteSchema()),
   headers: v.optional(headerMatches()),
   upstream: v.optional(text()),
-  rewrite: v.optional(rewriteSchema()),
 }
 
 /** The policies' keys are known to the registry only; split and sticky decide, with upstream, where a route goes. */

@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 import { describeValue, expectedGot } from './config-error.ts'
-import { duration, parseDuration } from './units.ts'
+import { DURATION_HINT, duration, parseDuration } from './units.ts'
 
 /** Building blocks for policy-file schemas: every message says what was expected and what was found. */
 
@@ -51,6 +51,7 @@ export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   const expected = max === Number.MAX_SAFE_INTEGER ? `a whole number of at least ${min}` : `a whole number from ${min} to ${max}`
   return v.pipe(
     v.number((issue) => expectedGot(expected, issue.input)),
+    v.metadata({ type: 'integer', minimum: min, ...(max === Number.MAX_SAFE_INTEGER ? {} : { maximum: max }) }),
     v.check((n) => Number.isSafeInteger(n) && n >= min && n <= max, (issue) => expectedGot(expected, issue.input)),
   )
 }
@@ -60,6 +61,7 @@ export function fraction() {
   const expected = 'a number from 0 to 1, like 0.5'
   return v.pipe(
     v.number((issue) => expectedGot(expected, issue.input)),
+    v.metadata({ minimum: 0, maximum: 1 }),
     v.check((n) => n >= 0 && n <= 1, (issue) => expectedGot(expected, issue.input)),
   )
 }
@@ -75,6 +77,8 @@ export function boolean() {
 export function positiveDuration() {
   return v.pipe(
     v.unknown(),
+    // What the JSON Schema says of it: it stops at the first schema after v.unknown().
+    v.metadata({ ...DURATION_HINT, type: 'string', description: 'a duration above zero, like "200ms" or "10s"' }),
     v.check(
       (input) => typeof input !== 'string' || parseDuration(input) !== 0,
       (issue) => expectedGot('a duration above zero, like "200ms" or "10s"', issue.input),

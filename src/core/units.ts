@@ -61,6 +61,25 @@ const DURATION_EXAMPLE = 'a duration like "250ms", "2s" or "1m"'
 const SIZE_EXAMPLE = 'a size like "512b", "64kb" or "1mb"'
 const RATE_EXAMPLE = 'a rate like "100/s", "6000/min" or "5/h"'
 
+/** A word in any case, as a JSON Schema pattern (which has no flags): "kb" -> "[kK][bB]". */
+function anyCase(word: string): string {
+  return [...word].map((char) => `[${char.toLowerCase()}${char.toUpperCase()}]`).join('')
+}
+
+/**
+ * What editors are told about each string format (schema/pillion.schema.json, written by
+ * scripts/schema.ts): metadata only, skipped when a file is validated.
+ */
+export const DURATION_HINT = { description: DURATION_EXAMPLE, pattern: DURATION.source }
+const SIZE_HINT = {
+  description: SIZE_EXAMPLE,
+  pattern: `^\\d+(?:\\.\\d+)?\\s*(?:${[...BYTES_PER_UNIT.keys()].map(anyCase).join('|')})$`,
+}
+const RATE_HINT = {
+  description: RATE_EXAMPLE,
+  pattern: `^\\d+(?:\\.\\d+)?\\s*/\\s*(?:${[...SECONDS_PER_UNIT.keys()].map(anyCase).join('|')})$`,
+}
+
 /** Longer timers overflow to an immediate timeout in every runtime's setTimeout. */
 export const MAX_DURATION_MS = 2 ** 31 - 1
 
@@ -72,6 +91,7 @@ export function duration() {
         ? `${expectedGot(DURATION_EXAMPLE, issue.input)} (a plain number has no unit: write "${issue.input}s" or "${issue.input}ms")`
         : expectedGot(DURATION_EXAMPLE, issue.input),
     ),
+    v.metadata(DURATION_HINT),
     v.rawTransform<string, number>(({ dataset, addIssue, NEVER }) => {
       const conversion = toDuration(dataset.value)
       if (conversion.problem !== undefined) {
@@ -96,11 +116,19 @@ function toDuration(text: string): Conversion<number> {
 export function size() {
   return v.union(
     [
-      v.pipe(v.number(), v.check((bytes) => Number.isSafeInteger(bytes) && bytes >= 0, sizeMessage)),
-      convertedString(SIZE_EXAMPLE, (text) => {
-        const bytes = parseSize(text)
-        return bytes === undefined ? { problem: expectedGot(SIZE_EXAMPLE, text) } : { value: bytes }
-      }),
+      v.pipe(
+        v.number(),
+        v.metadata({ type: 'integer', minimum: 0, description: 'a number of bytes' }),
+        v.check((bytes) => Number.isSafeInteger(bytes) && bytes >= 0, sizeMessage),
+      ),
+      convertedString(
+        SIZE_EXAMPLE,
+        (text) => {
+          const bytes = parseSize(text)
+          return bytes === undefined ? { problem: expectedGot(SIZE_EXAMPLE, text) } : { value: bytes }
+        },
+        SIZE_HINT,
+      ),
     ],
     sizeMessage,
   )
@@ -112,18 +140,26 @@ function sizeMessage(issue: { input: unknown }): string {
 
 /** Valibot schema: rate string → events per second. */
 export function rate() {
-  return convertedString(RATE_EXAMPLE, (text) => {
-    const perSecond = parseRate(text)
-    return perSecond === undefined ? { problem: expectedGot(RATE_EXAMPLE, text) } : { value: perSecond }
-  })
+  return convertedString(
+    RATE_EXAMPLE,
+    (text) => {
+      const perSecond = parseRate(text)
+      return perSecond === undefined ? { problem: expectedGot(RATE_EXAMPLE, text) } : { value: perSecond }
+    },
+    RATE_HINT,
+  )
 }
 
 export type Conversion<T> = { value: T; problem?: undefined } | { problem: string }
 
-/** Valibot schema for a string the file spells in some format: `convert` yields the value or a problem. */
-export function convertedString<T>(expected: string, convert: (text: string) => Conversion<T>) {
+/**
+ * Valibot schema for a string the file spells in some format: `convert` yields the value or a problem.
+ * `hint` adds to what the JSON Schema says of it (a pattern); `expected` is its description.
+ */
+export function convertedString<T>(expected: string, convert: (text: string) => Conversion<T>, hint: { pattern?: string } = {}) {
   return v.pipe(
     v.string((issue) => expectedGot(expected, issue.input)),
+    v.metadata({ description: expected, ...hint }),
     v.rawTransform<string, T>(({ dataset, addIssue, NEVER }) => {
       const conversion = convert(dataset.value)
       if (conversion.problem !== undefined) {

@@ -55,7 +55,7 @@ describe('npm package', { skip: bundle === undefined ? `${BUNDLE} not built (npm
     const { stdout } = await run(NPM, ['pack', '--ignore-scripts', '--json', '--pack-destination', packed], { cwd: ROOT, timeout: 30_000 })
     const [info] = JSON.parse(stdout) as Array<{ filename: string; files: Array<{ path: string }> }>
     const files = info!.files.map((file) => file.path).sort()
-    assert.deepEqual(files.filter((file) => !file.startsWith('policies/')), ['LICENSE', 'README.md', 'dist/pillion.js', 'package.json'])
+    assert.deepEqual(files.filter((file) => !file.startsWith('policies/')), ['LICENSE', 'README.md', 'dist/pillion.js', 'package.json', 'schema/pillion.schema.json'])
     assert.ok(files.includes('policies/sidecar.toml'))
 
     const app = tempDir()

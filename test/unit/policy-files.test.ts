@@ -2,10 +2,17 @@ import assert from 'node:assert/strict'
 import { readdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { describe, it } from 'node:test'
+import { Ajv } from 'ajv'
+import toml from 'toml'
 import { loadConfigText } from '../../src/config/load.ts'
 
 const dir = resolve(import.meta.dirname, '../../policies')
 const files = readdirSync(dir).filter((name) => name.endsWith('.toml'))
+
+/** Taplo's (Even Better TOML's) schema directive: the first line of every example. */
+const DIRECTIVE = '#:schema ../schema/pillion.schema.json'
+const schema = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../schema/pillion.schema.json'), 'utf8')) as object
+const validate = new Ajv({ allErrors: true }).compile(schema)
 
 /** What the examples' `${env:…}` and `${file:…}` references (secrets.toml) are given here. */
 const EXAMPLE_ENV: Record<string, string> = { ORDERS_UPSTREAM: 'http://127.0.0.1:3000', REDIS_PASSWORD: 'example-password' }
@@ -23,6 +30,17 @@ describe('every example under policies/ loads', () => {
     it(name, () => {
       const config = loadConfigText(readFileSync(join(dir, name), 'utf8'), name, secrets)
       assert.ok(Object.keys(config.listeners).length > 0)
+    })
+  }
+})
+
+describe('every example under policies/ names the JSON Schema and passes it', () => {
+  for (const name of files) {
+    it(name, () => {
+      const text = readFileSync(join(dir, name), 'utf8')
+      assert.equal(text.split('\n')[0], DIRECTIVE)
+      const valid = validate(toml.parse(text))
+      assert.ok(valid, JSON.stringify(validate.errors, null, 2))
     })
   }
 })
