@@ -9,6 +9,7 @@ import { jsonLogger } from './core/log.ts'
 import type { Runtime } from './core/host.ts'
 import { VERSION } from './core/version.ts'
 import { supervise, workerRole, WORKERS_ENV } from './gateway/workers.ts'
+import { preflight } from './gateway/preflight.ts'
 import { init } from './init.ts'
 import { asksForHelp, COMMAND_HELP } from './cli-help.ts'
 
@@ -21,7 +22,8 @@ Usage:
   pillion run [-c FILE] -- CMD ARGS...
                             start the gateway, then the app CMD once every listener is ready; pass it
                             signals, drain after it exits, and exit with its exit code
-  pillion check FILE        validate a policy file; exit 0, or 1 listing every problem
+  pillion check FILE        validate a policy file and what run would read at start (TLS, keys files,
+                            secrets); exit 0, or 1 listing every problem
   pillion health URL        exit 0 if URL answers 2xx (a probe for containers without curl)
   pillion init [-c FILE] [--service NAME] [--upstream URL] [--listen HOST:PORT]
                             write a commented starter policy (default ./pillion.toml, service "my-service",
@@ -135,6 +137,12 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
   const loaded = await loadConfig(runtime, path)
   if (loaded === undefined) return 1
   const { config } = loaded
+  // What run would refuse at start beyond the file itself: TLS and CA files, keys files, secrets, the admin token.
+  const problems = await preflight(config, { readTextFile: (file) => runtime.readTextFile(file), env: (name) => runtime.env(name) })
+  if (problems.length > 0) {
+    runtime.writeErr(`${path}: the policy is valid, but pillion run would refuse it:\n${problems.map((problem) => `  ${problem}`).join('\n')}`)
+    return 1
+  }
   runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes)`)
   return 0
 }

@@ -13,7 +13,7 @@ import { JwksUnavailableError, RemoteJwks } from './jwks.ts'
 const HMAC = ['HS256', 'HS384', 'HS512']
 const PUBLIC_KEY = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
 /** RFC 7518 §3.2: an HMAC key at least as long as the hash. */
-const MIN_SECRET_BYTES = 32
+export const MIN_SECRET_BYTES = 32
 /** Envoy jwt_authn's clock_skew_seconds default. */
 const DEFAULT_CLOCK_SKEW = '60s'
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i

@@ -1,0 +1,71 @@
+import type { Config } from '../config/types.ts'
+import { adminToken } from '../admin/token.ts'
+import { parseKeysFile } from '../policies/api-key/index.ts'
+import { MIN_SECRET_BYTES } from '../policies/jwt/index.ts'
+import { checkUpstreamCaFiles, readTls } from './listener-setup.ts'
+
+/** What the preflight reads: files and the environment, as `pillion run` would at start. */
+export interface PreflightHost {
+  readTextFile(path: string): Promise<string>
+  env(name: string): string | undefined
+}
+
+/**
+ * What `pillion run` would refuse at start beyond the policy file itself, found without binding
+ * anything: the admin token, TLS files that are missing or hold no PEM, upstream CA files, API-key
+ * files that do not parse, HMAC secrets not in the environment, discovery files that cannot be read.
+ * Every problem is listed, each naming its key and file.
+ */
+export async function preflight(config: Config, host: PreflightHost): Promise<string[]> {
+  const problems: string[] = []
+  const attempt = async (check: () => unknown): Promise<void> => {
+    try {
+      await check()
+    } catch (error) {
+      problems.push((error as Error).message)
+    }
+  }
+  await attempt(() => adminToken(config.gateway.adminTokenEnv, host.env))
+  await attempt(() => checkUpstreamCaFiles(config, host.readTextFile))
+  for (const listener of Object.values(config.listeners)) {
+    if (listener.tls === undefined) continue
+    await attempt(async () => {
+      const where = `listeners.${listener.name}.tls`
+      const pem = await readTls(listener.tls!, host.readTextFile).catch((error: Error) => {
+        throw new Error(`listeners.${listener.name}: ${error.message}`)
+      })
+      if (!pem.cert.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`${where}.cert ${listener.tls!.cert}: no PEM certificate in it`)
+      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem.key)) throw new Error(`${where}.key ${listener.tls!.key}: no PEM private key in it`)
+    })
+  }
+  const seen = new Set<string>()
+  for (const route of config.routes) {
+    const { apiKey, jwt } = route.policies
+    if (apiKey !== undefined && !seen.has(apiKey.keysFile)) {
+      seen.add(apiKey.keysFile)
+      await attempt(async () => {
+        const parsed = parseKeysFile(await readFile(host, apiKey.keysFile, `routes.${route.name}.api_key.keys_file`))
+        if ('problem' in parsed) throw new Error(`routes.${route.name}.api_key.keys_file ${apiKey.keysFile}: ${parsed.problem}`)
+      })
+    }
+    if (jwt?.secretEnv !== undefined) {
+      const bytes = new TextEncoder().encode(host.env(jwt.secretEnv) ?? '').length
+      const where = `routes.${route.name}.jwt.secret_env`
+      if (bytes === 0) problems.push(`${where}: environment variable ${jwt.secretEnv} is not set`)
+      else if (bytes < MIN_SECRET_BYTES) problems.push(`${where}: the secret in ${jwt.secretEnv} is ${bytes} bytes; HMAC secrets need at least ${MIN_SECRET_BYTES}`)
+    }
+  }
+  for (const upstream of Object.values(config.upstreams)) {
+    const file = upstream.discovery !== undefined && 'file' in upstream.discovery ? upstream.discovery.file.path : undefined
+    if (file !== undefined) await attempt(() => readFile(host, file, `upstreams.${upstream.name}.discovery.file`))
+  }
+  return problems
+}
+
+async function readFile(host: PreflightHost, path: string, key: string): Promise<string> {
+  try {
+    return await host.readTextFile(path)
+  } catch (error) {
+    throw new Error(`${key} ${path}: cannot read it: ${(error as Error).message}`)
+  }
+}
