@@ -7,9 +7,19 @@
  */
 
 const DIGITS = /^\d+$/
+/** uri-host [":" port] (RFC 3986): a reg-name or IPv4 address, or an IP literal in brackets. */
+const HOST = /^(?:[\w.~!$&'()*+;=%-]*|\[[\dA-Fa-f:.]+\])(?::\d*)?$/
+
+/** The methods fetch upper-cases whatever their spelling (Fetch standard, "normalize a method"). */
+const NORMALIZED_BY_FETCH = new Set(['DELETE', 'GET', 'HEAD', 'OPTIONS', 'POST', 'PUT'])
+/** Checked first, so that nearly every request is passed without upper-casing its method. */
+const COMMON_METHODS = new Set([...NORMALIZED_BY_FETCH, 'PATCH'])
 
 /** Why the request must be refused, or undefined when it is fine. */
-export function requestProblem(headers: Headers): string | undefined {
+export function requestProblem(method: string, headers: Headers): string | undefined {
+  // Methods are case-sensitive, and "get" is not GET; but every upstream client would send it as
+  // GET. Node's and Bun's parsers refuse such spellings outright; Deno's lets them through.
+  if (!COMMON_METHODS.has(method) && NORMALIZED_BY_FETCH.has(method.toUpperCase())) return `the method ${JSON.stringify(method)}, another spelling of ${method.toUpperCase()}`
   const contentLength = headers.get('content-length')
   const transferEncoding = headers.get('transfer-encoding')
   if (contentLength !== null) {
@@ -30,7 +40,11 @@ export function requestProblem(headers: Headers): string | undefined {
     return 'a Transfer-Encoding other than "chunked"'
   }
   const host = headers.get('host')
-  if (host !== null && host.includes(',')) return 'more than one Host header'
+  if (host !== null) {
+    if (host.includes(',')) return 'more than one Host header'
+    // RFC 9112 §3.2: a Host that is not a host[:port] gets 400. Node and Bun refuse it themselves.
+    if (!HOST.test(host)) return 'a Host header that is not a host name or address with an optional port'
+  }
   // Symfony, Zend and IIS's URL Rewrite route by these instead of the request line: a request
   // matched as /public could be served as whatever path they name.
   if (headers.has('x-original-url') || headers.has('x-rewrite-url')) return 'an X-Original-URL or X-Rewrite-URL header'

@@ -95,14 +95,17 @@ function canonicalEncoding(path: string): string | PathProblem {
     if (problem) return problem
     if (byte === 0x2f || byte === 0x5c) return new PathProblem('an encoded "/" or "\\" (%2F, %5C)')
     if (byte < 0x20 || byte === 0x7f) return new PathProblem('an encoded control character or NUL')
-    if (byte === 0x25 && hexValue(path.charCodeAt(i + 1)) !== -1 && hexValue(path.charCodeAt(i + 2)) !== -1) {
-      return new PathProblem('double percent-encoding ("%25" before two hex digits)')
-    }
     const decodedChar = String.fromCharCode(byte)
     out += UNRESERVED.test(decodedChar) ? decodedChar : `%${HEX[high]}${HEX[low]}`
   }
-  return endRun() ?? out
+  const problem = endRun()
+  if (problem) return problem
+  // Checked on the result: "%25%41%41" becomes "%25AA" once its unreserved "A"s are decoded.
+  if (DOUBLE_ENCODED.test(out)) return new PathProblem('double percent-encoding ("%25" before two hex digits)')
+  return out
 }
+
+const DOUBLE_ENCODED = /%25[0-9A-Fa-f]{2}/
 
 function resolveSegments(path: string): string | PathProblem {
   const input = path.split('/')

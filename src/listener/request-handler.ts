@@ -62,7 +62,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     return response
   }
   // Hygiene and normalization come before routing: what routes and policies match is what goes upstream.
-  const problem = requestProblem(request.headers)
+  const problem = requestProblem(request.method, request.headers)
   const path = problem === undefined ? normalizePath(url.pathname) : undefined
   if (path === undefined || path instanceof PathProblem) {
     const response = errorResponse('bad_request', `refused: ${problem ?? path!.reason}`, id)
@@ -238,7 +238,8 @@ function splitUrl(href: string): { pathname: string; search: string } {
   // target. Dot segments get the WHATWG treatment on every runtime, before our own normalization.
   if (DOT_SEGMENTS.test(pathname)) {
     // Parsed as a whole URL, never as a relative reference: "//host/.." must stay a path.
-    pathname = new URL(pathStart === 0 ? `http://localhost${pathname}` : href.slice(0, pathEnd)).pathname
+    // Only the path is parsed: Deno passes the Host header into its URL unchecked ("http://a b/").
+    pathname = new URL(`http://localhost${pathname}`).pathname
   }
   return { pathname, search: href.slice(pathEnd, end) }
 }

@@ -60,7 +60,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
       answer = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs, bufferUpTo: SMALL_BODY_BYTES })
     } catch (error) {
       const failure = asGatewayError(error, signal, endpoint.url)
-      if (failure.code !== 'client_closed') upstream.report(endpoint, false)
+      if (failure.code !== 'client_closed' && failure.code !== 'bad_request') upstream.report(endpoint, false)
       throw failure
     } finally {
       endpoint.active--
@@ -92,7 +92,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
       handshake = await connectWebSocket({ url: `ws${url.slice(4)}`, headers, signal, connectTimeoutMs, ca: upstream.config.ca })
     } catch (error) {
       const failure = asGatewayError(error, signal, endpoint.url)
-      if (failure.code !== 'client_closed') upstream.report(endpoint, false)
+      if (failure.code !== 'client_closed' && failure.code !== 'bad_request') upstream.report(endpoint, false)
       throw failure
     } finally {
       endpoint.active--

@@ -1,5 +1,5 @@
 import { errorResponse } from '../core/errors.ts'
-import { fetchUpstream } from './fetch-upstream.ts'
+import { describeChain, fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
@@ -104,6 +104,8 @@ export function createDenoRuntime(): Runtime {
       extraInit: {},
       classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
       trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
+      // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
+      clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),
     }),
     websocket: webSocketClientConnector({
       options: (protocols, headers, ca) => ({ protocols, headers, ...(ca === undefined ? {} : { client: clientTrusting(ca) }) }),

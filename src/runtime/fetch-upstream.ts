@@ -1,3 +1,4 @@
+import { GatewayError } from '../core/errors.ts'
 import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient } from '../core/host.ts'
@@ -8,7 +9,12 @@ export interface FetchFlavour {
   classify(error: unknown): UpstreamFailure
   /** Extra fetch options that make it trust the CA in this PEM file (an upstream's `ca`). */
   trustCa?(caFile: string): Record<string, unknown>
+  /** Whether the call failed because the client's body could not be read (malformed chunks, cut short). */
+  clientBodyFailed?(error: unknown): boolean
 }
+
+/** The client sent a body its runtime's parser refused midway: the client's fault, not the upstream's. */
+const CLIENT_BODY_FAILED = 'the request body could not be read to its end (malformed or cut short)'
 
 /** An upstream client on the runtime's own fetch, for runtimes whose fetch is a good proxy client. */
 export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
@@ -37,7 +43,19 @@ export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
       return { status, statusText: response.statusText, headers, body }
     } catch (error) {
       if (r.signal.aborted) throw r.signal.reason
+      if (r.body instanceof ReadableStream && flavour.clientBodyFailed?.(error)) {
+        throw new GatewayError('bad_request', CLIENT_BODY_FAILED, { detail: `${CLIENT_BODY_FAILED}: ${describeChain(error)}` })
+      }
       throw new UpstreamError(flavour.classify(error), String((error as Error)?.message ?? error), { cause: error })
     }
   }
+}
+
+/** "fetch failed: Cannot read request body…": an error and its causes, for the error log. */
+export function describeChain(error: unknown): string {
+  const parts: string[] = []
+  for (let at: unknown = error; at !== undefined && at !== null && parts.length < 5; at = (at as { cause?: unknown }).cause) {
+    parts.push(at instanceof Error ? at.message : String(at))
+  }
+  return parts.join(': ')
 }

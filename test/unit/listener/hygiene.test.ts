@@ -56,6 +56,8 @@ describe('path normalization', () => {
     assert.equal(refused('/admin%0d%0a'), 'an encoded control character or NUL')
     assert.equal(refused('/admin%7f'), 'an encoded control character or NUL')
     assert.equal(refused('/api/%252e%252e/admin'), 'double percent-encoding ("%25" before two hex digits)')
+    // Found by the property test: decoding the unreserved "%41"s would make "%25AA".
+    assert.equal(refused('/%25%41%41'), 'double percent-encoding ("%25" before two hex digits)')
     assert.equal(refused('/api/%zz'), 'a "%" not followed by two hex digits')
     assert.equal(refused('/api/x%'), 'a "%" not followed by two hex digits')
     assert.equal(refused('/api/%u002e'), 'a "%" not followed by two hex digits')
@@ -77,7 +79,7 @@ describe('path normalization', () => {
 })
 
 describe('request hygiene', () => {
-  const problem = (headers: Record<string, string>) => requestProblem(new Headers(headers))
+  const problem = (headers: Record<string, string>, method = 'GET') => requestProblem(method, new Headers(headers))
 
   test('ordinary requests pass', () => {
     assert.equal(problem({ host: 'a', 'content-length': '5' }), undefined)
@@ -94,8 +96,18 @@ describe('request hygiene', () => {
     assert.equal(problem({ 'transfer-encoding': 'chunked, chunked' }), 'a Transfer-Encoding other than "chunked"')
   })
 
+  test('another spelling of a method that every upstream client would send upper-cased is refused', () => {
+    assert.equal(problem({}, 'get'), 'the method "get", another spelling of GET')
+    assert.equal(problem({}, 'Post'), 'the method "Post", another spelling of POST')
+    assert.equal(problem({}, 'PATCH'), undefined)
+    assert.equal(problem({}, 'patch'), undefined, 'fetch sends "patch" as it is spelled')
+    assert.equal(problem({}, 'PROPFIND'), undefined)
+  })
+
   test('more than one Host, and path-rewriting headers, are refused', () => {
     assert.equal(problem({ host: 'a, b' }), 'more than one Host header')
+    for (const host of ['a b', 'a/b', 'a@b', '[::1', 'a:b:c', 'a\\b']) assert.match(problem({ host }) ?? '', /not a host name/, host)
+    for (const host of ['api.example.com', 'api.example.com:8443', '127.0.0.1:1', '[::1]:80', '[::1]', 'xn--bcher-kva.example', 'a_b', '']) assert.equal(problem({ host }), undefined, host)
     assert.equal(problem({ 'x-original-url': '/admin' }), 'an X-Original-URL or X-Rewrite-URL header')
     assert.equal(problem({ 'x-rewrite-url': '/admin' }), 'an X-Original-URL or X-Rewrite-URL header')
   })
