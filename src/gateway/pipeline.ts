@@ -54,7 +54,11 @@ export function buildRouteChain(route: RouteConfig, deps: PipelineDeps): Step {
     upstream: deps.upstreams.get(route.upstream)!,
     upstreams: deps.upstreams,
     events: deps.events,
-    forwardTo: (target) => createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto, rewrite }, trusting(target.config, deps.send), deps.connectWebSocket),
+    forwardTo: (target) => {
+      // A route's own retry policy decides about every failure, connect failures included.
+      const retryConnectFailure = target.config.retryConnectFailure && route.policies.retry === undefined
+      return createForwarder({ upstream: target, stripPrefix: route.stripPrefix, proto, rewrite, retryConnectFailure }, trusting(target.config, deps.send), deps.connectWebSocket)
+    },
     keep: (kind, policy, create) => deps.carrier.keep(`${kind}:${route.name}`, policy, create),
     now: () => performance.now(),
     random: Math.random,

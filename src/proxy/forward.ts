@@ -14,21 +14,27 @@ export interface ForwardTarget {
   rewrite?: (path: string) => string
   /** "http" or "https": what the client used to reach this listener. */
   proto: string
+  /** Try a bodiless idempotent request once more on another endpoint when its connect failed. */
+  retryConnectFailure?: boolean
 }
+
+/** Methods a connect failure may be retried for: it never reached the service, and these may repeat anyway. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE'])
 
 /**
  * The innermost step: one try against one endpoint, bodies streamed both ways. The body comes back
  * raw, so a layer may still discard it (a retry); only the final response is watched to its end.
  */
 export function createForwarder(target: ForwardTarget, send: UpstreamClient, connectWebSocket?: WebSocketConnector): Step {
-  const { upstream, stripPrefix, proto, rewrite } = target
+  const { upstream, stripPrefix, proto, rewrite, retryConnectFailure = false } = target
   const connectTimeoutMs = upstream.config.connectTimeoutMs
   const noEndpoints = `upstream ${upstream.config.name} has no endpoints`
   const unavailable = { failure: 'connect-failure', detail: noEndpoints } as const
-  return async function forward(exchange: Exchange): Promise<Response> {
+  /** `instead` is the other endpoint of the one retry after a connect failure (the step itself takes one argument). */
+  return async function forward(exchange: Exchange, instead?: Endpoint): Promise<Response> {
     const request = exchange.request
     exchange.upstream = upstream.config.name
-    const endpoint = upstream.pick(exchange.tried)
+    const endpoint = instead ?? upstream.pick(exchange.tried)
     if (endpoint === undefined) throw new GatewayError('upstream_unavailable', 'the upstream has no endpoint available', unavailable)
     exchange.endpoint = endpoint.url
     exchange.tried?.push(endpoint)
@@ -59,12 +65,14 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
       // the final answer needs no stream wrapper (NGINX buffers responses by default too).
       answer = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs, bufferUpTo: SMALL_BODY_BYTES })
     } catch (error) {
+      endpoint.active--
       const failure = asGatewayError(error, signal, endpoint.url)
       if (failure.code !== 'client_closed' && failure.code !== 'bad_request') upstream.report(endpoint, false)
+      const other = retryConnectFailure && instead === undefined && failure.failure === 'connect-failure' ? otherEndpoint(exchange, endpoint) : undefined
+      if (other !== undefined) return forward(exchange, other)
       throw failure
-    } finally {
-      endpoint.active--
     }
+    endpoint.active--
     exchange.upstreamMs = performance.now() - sentAt
     const { status, body } = answer
     upstream.report(endpoint, status < 500)
@@ -73,6 +81,13 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     toDownstream(response.headers, exchange.requestId)
     if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
     return response
+  }
+
+  /** Where a request whose connect failed goes next: only a first try, bodiless and idempotent, to a different endpoint. */
+  function otherEndpoint(exchange: Exchange, failed: Endpoint): Endpoint | undefined {
+    if (exchange.attempts !== 1 || exchange.body !== null || !IDEMPOTENT.has(exchange.request.method)) return undefined
+    const other = upstream.pick([failed])
+    return other === failed ? undefined : other
   }
 
   /**

@@ -102,7 +102,7 @@ export function createDenoRuntime(): Runtime {
     version: Deno.version.deno,
     upstream: fetchUpstream({
       extraInit: {},
-      classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
+      classify: (error) => (/connect|refused|dns/i.test(describeChain(error)) ? 'connect-failure' : 'reset'),
       trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
       // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
       clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),

@@ -84,7 +84,8 @@ export const upstreamSchema = v.pipe(
     ),
     connect_timeout: v.optional(duration(), '1s'),
     ca: v.optional(text()),
-    outlier: v.optional(outlierSchema),
+    outlier: v.optional(v.union([outlierSchema, v.literal(false)], (issue) => expectedGot('a table like { consecutive_failures = 5 }, or false', issue.input))),
+    retry_connect_failure: v.optional(v.boolean((issue) => expectedGot('true or false', issue.input)), true),
     health_check: v.optional(healthCheckSchema),
     discovery: v.optional(discoverySchema),
   }),
@@ -127,9 +128,11 @@ export function normalizeUpstream(name: string, upstream: UpstreamFile, source: 
     endpoints: endpoints.map((url, index) => ({ url, weight: weights?.[index] ?? 1 })),
     balance: upstream.balance,
     connectTimeoutMs: upstream.connect_timeout,
+    retryConnectFailure: upstream.retry_connect_failure,
   }
   if (upstream.ca !== undefined) normalized.ca = besidePolicyFile(upstream.ca, source)
-  if (outlier !== undefined) {
+  if (outlier === undefined) normalized.outlier = DEFAULT_OUTLIER
+  else if (outlier !== false) {
     normalized.outlier = {
       consecutiveFailures: outlier.consecutive_failures,
       baseEjectionMs: outlier.base_ejection,
@@ -171,6 +174,13 @@ export interface OutlierPolicy {
   maxEjectedPercent: number // default 10 (Envoy), but at least one endpoint may always be ejected
 }
 
+/**
+ * Passive health when an upstream says nothing of it (`outlier = false` turns it off). Five failures
+ * in a row as Envoy (NGINX's max_fails=1 ejects on one blip; Linkerd waits for 7); out for 10s at
+ * first as NGINX's fail_timeout, doubling up to Linkerd's 60s; never more than half the endpoints.
+ */
+export const DEFAULT_OUTLIER: OutlierPolicy = Object.freeze({ consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 60_000, maxEjectedPercent: 50 })
+
 /** Active health: GET path on every endpoint every interval. */
 export interface HealthCheckPolicy {
   path: string
@@ -194,6 +204,11 @@ export interface UpstreamConfig {
   endpoints: EndpointConfig[]
   balance: BalanceMode
   connectTimeoutMs: number
+  /**
+   * A GET, HEAD, OPTIONS, PUT or DELETE without a body whose connect failed (so it never reached the
+   * service) is tried once more on another endpoint, unless the route has its own retry policy.
+   */
+  retryConnectFailure: boolean
   /** PEM file of the CA that signs https endpoints' certificates (instead of the system's); resolved against the policy file. */
   ca?: string
   outlier?: OutlierPolicy

@@ -6,6 +6,7 @@ import { loadConfigText } from '../../../src/config/load.ts'
 import type { Config } from '../../../src/config/types.ts'
 import { builtInPolicies, policyRegistry } from '../../../src/policies/index.ts'
 import { DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_MESSAGE_BYTES } from '../../../src/policies/websocket/index.ts'
+import { DEFAULT_OUTLIER } from '../../../src/upstream/config.ts'
 
 /** WebSockets are carried on every route unless a file says otherwise. */
 const WEBSOCKET = { enabled: true, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS, maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES }
@@ -74,6 +75,8 @@ describe('valid configs', () => {
           endpoints: [{ url: 'http://127.0.0.1:3000', weight: 1 }],
           balance: 'round_robin',
           connectTimeoutMs: 1000,
+          retryConnectFailure: true,
+          outlier: DEFAULT_OUTLIER,
         },
         payments: {
           name: 'payments',
@@ -83,6 +86,8 @@ describe('valid configs', () => {
           ],
           balance: 'least_request',
           connectTimeoutMs: 250,
+          retryConnectFailure: true,
+          outlier: DEFAULT_OUTLIER,
         },
       },
       defaults: { timeoutMs: 5000 },
@@ -120,6 +125,8 @@ describe('valid configs', () => {
       endpoints: [{ url: 'http://127.0.0.1:3000', weight: 1 }],
       balance: 'round_robin',
       connectTimeoutMs: 1000,
+      retryConnectFailure: true,
+      outlier: DEFAULT_OUTLIER,
     })
     assert.deepEqual(config.defaults, {})
     assert.deepEqual(config.routes, [
@@ -218,7 +225,7 @@ describe('reported problems', () => {
     assert.deepEqual(onlyProblem(BASE + route('listener = "ingress"\npath = "/"\nupstream = "local"\nretries = 2')).path, 'routes[0].retries')
     assert.deepEqual(onlyProblem(BASE.replace('endpoints =', 'retry = 1\nendpoints =')), {
       path: 'upstreams.local.retry',
-      message: 'unknown key "retry" (allowed: endpoints, balance, weights, connect_timeout, ca, outlier, health_check, discovery)',
+      message: 'unknown key "retry" (allowed: endpoints, balance, weights, connect_timeout, ca, outlier, retry_connect_failure, health_check, discovery)',
     })
     assert.equal(onlyProblem(`${BASE}\n[defaults]\nretries = 1\n`).path, 'defaults.retries')
   })

@@ -133,7 +133,7 @@ export function testUpstream(config: Partial<UpstreamConfig> & { endpoints?: Ups
   const timers = new ManualTimers()
   const client = new ScriptedClient()
   const host = new FakeHost()
-  const full: UpstreamConfig = { name: 'payments', endpoints: [], balance: 'round_robin', connectTimeoutMs: 1000, ...config }
+  const full: UpstreamConfig = { name: 'payments', endpoints: [], balance: 'round_robin', connectTimeoutMs: 1000, retryConnectFailure: false, ...config }
   const upstream = createUpstream(full, { events, send: client.send, host, timers, random: () => 0.5, ...deps })
   return { upstream, events, timers, client, host }
 }

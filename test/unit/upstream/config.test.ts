@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { ConfigError } from '../../../src/core/config-error.ts'
 import { loadConfigText } from '../../../src/config/load.ts'
-import type { UpstreamConfig } from '../../../src/upstream/config.ts'
+import { DEFAULT_OUTLIER, type UpstreamConfig } from '../../../src/upstream/config.ts'
 
 const BASE = `
 [gateway]
@@ -28,9 +28,14 @@ function problems(keys: string): string[] {
 }
 
 describe('upstream outlier, health_check and discovery keys', () => {
-  it('are off unless given; empty tables get every default', () => {
+  it('outlier detection is on unless turned off; health checks and discovery are off unless given; empty tables get every default', () => {
     const plain = upstream('endpoints = ["http://a:1"]')
-    assert.equal(plain.outlier, undefined)
+    assert.deepEqual(plain.outlier, { consecutiveFailures: 5, baseEjectionMs: 10_000, maxEjectionMs: 60_000, maxEjectedPercent: 50 })
+    assert.equal(plain.retryConnectFailure, true)
+    const off = upstream('endpoints = ["http://a:1"]\noutlier = false\nretry_connect_failure = false')
+    assert.equal(off.outlier, undefined)
+    assert.equal(off.retryConnectFailure, false)
+    assert.deepEqual(problems('endpoints = ["http://a:1"]\noutlier = true'), ['upstreams.payments.outlier: expected a table like { consecutive_failures = 5 }, or false, got true'])
     assert.equal(plain.healthCheck, undefined)
     assert.equal(plain.discovery, undefined)
     const defaults = upstream('endpoints = ["http://a:1"]\noutlier = {}\nhealth_check = { path = "/healthz" }')
@@ -62,6 +67,8 @@ healthy_threshold = 4`)
       endpoints: [],
       balance: 'round_robin',
       connectTimeoutMs: 1000,
+      retryConnectFailure: true,
+      outlier: DEFAULT_OUTLIER,
       discovery: { dns: { host: 'payments.internal', port: 8080, scheme: 'http', refreshMs: 10_000 } },
     })
     assert.deepEqual(upstream('discovery = { dns = "[fd00::1]:443", scheme = "https", refresh = "30s" }').discovery, {
