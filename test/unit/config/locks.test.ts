@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict'
+import { readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 import { describe, test } from 'node:test'
 import { loadBaseText } from '../../../src/config/base-file.ts'
 import { loadConfigText } from '../../../src/config/load.ts'
@@ -190,5 +192,19 @@ describe('[control] base', () => {
     assert.deepEqual(problems(withControl('poll = "1s"')), ['control: expected source (the policy from a URL), base (a locked base policy), or both'])
     assert.deepEqual(problems(withControl('base = "base.toml"\ncache = "c.toml"')), ['control.cache: applies to source only; a base from a URL has base_cache'])
     assert.deepEqual(problems(withControl('base = "base.toml"\nbase_cache = "c.toml"')), ['control.base_cache: applies to a base from an http(s) URL only (a base file needs no copy)'])
+  })
+})
+
+describe('the example under policies/', () => {
+  test('locked-base.toml tightens policies/base/platform.toml, inherits the rest, and loosening it is refused', () => {
+    const dir = resolve(import.meta.dirname, '../../../policies')
+    const platform = loadBaseText(readFileSync(join(dir, 'base/platform.toml'), 'utf8'), 'base/platform.toml', {}, (path) => path)
+    const text = readFileSync(join(dir, 'locked-base.toml'), 'utf8')
+    const config = loadConfigText(text, 'locked-base.toml', {}, platform)
+    assert.equal(config.control?.base, 'base/platform.toml')
+    assert.deepEqual(config.routes.map((route) => route.policies.jwt?.issuer), [['https://idp.internal'], ['https://idp.internal']])
+    assert.deepEqual(config.routes.map((route) => route.policies.ip?.allow), [['10.20.1.0/24'], undefined])
+    assert.deepEqual(config.gateway.trustedProxies, ['10.0.0.0/8'])
+    assert.throws(() => loadConfigText(text.replace('rate = "100/s", burst = 200', 'rate = "500/s"'), 'locked-base.toml', {}, platform), /rate_limit\[0\]\.rate: loosens the locked base \(base\/platform\.toml: defaults\.rate_limit\[0\]\.rate\)/)
   })
 })
