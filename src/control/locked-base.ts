@@ -63,6 +63,8 @@ export class LockedBaseFeed {
       text = await this.#read()
       if (text === this.#latest.text) {
         this.#error = undefined
+        // Started from base_cache, and the URL now serves the same base: it is the URL's now.
+        if (this.#latest.origin === 'cache') this.#latest.origin = 'url'
         return
       }
       base = this.#parse(text)

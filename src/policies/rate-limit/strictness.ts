@@ -26,6 +26,17 @@ function limitWeakerThan(own: RateLimitPolicy, locked: RateLimitPolicy): Weakeni
   return [...key, ...algorithm, ...mode, ...store, ...keys]
 }
 
+/** A locked limit in the file's terms, for a message about a service that lacks one like it. */
+function describeLimit(limit: RateLimitPolicy): string {
+  const key = limit.key.from === 'header' ? `header:${limit.key.name}` : limit.key.from === 'jwt' ? `jwt:${limit.key.claim}` : limit.key.from
+  const algorithm = limit.algorithm
+  const terms =
+    algorithm.kind === 'token_bucket'
+      ? `rate ${algorithm.ratePerSecond}/s, burst ${algorithm.burst}`
+      : `quota ${algorithm.limit} per ${algorithm.windowMs}ms`
+  return `${terms}, key "${key}", store "${limit.store}"`
+}
+
 /**
  * Every locked limit needs one of the service's limits at least as strict (found by name first, for
  * the message, else any); the service may add limits of its own. An emptied list is weaker.
@@ -36,7 +47,7 @@ export function rateLimitsWeakerThan(own: RateLimitPolicy[], locked: RateLimitPo
     if (own.some((candidate) => limitWeakerThan(candidate, limit).length === 0)) continue
     const namesake = own.findIndex((candidate) => candidate.name === limit.name)
     if (namesake === -1) {
-      weakenings.push({ path: '', message: `no limit is at least as strict as the locked limit ${show(limit.name)}` })
+      weakenings.push({ path: '', message: `no limit is at least as strict as the locked limit ${show(limit.name)} (${describeLimit(limit)})` })
       continue
     }
     for (const weakening of limitWeakerThan(own[namesake]!, limit)) weakenings.push({ ...weakening, path: `[${namesake}].${weakening.path}` })

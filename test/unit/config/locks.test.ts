@@ -110,8 +110,8 @@ describe('a locked base', () => {
       'routes[0].rate_limit[1].store: loosens the locked base (base.toml: defaults.rate_limit[1].store): is locked to "redis" (one count for every replica), got "local"',
     ])
     assert.deepEqual(loosenings(locks, service('rate_limit = []', redis)), [
-      'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "per-client"',
-      'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "daily"',
+      'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "per-client" (rate 100/s, burst 100, key "client_ip", store "local")',
+      'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "daily" (quota 10000 per 86400000ms, key "route", store "redis")',
     ])
     assert.match(loosenings(locks, service())[0]!, /^redis: the locked base \(base\.toml\) has rate limits with store = "redis"/)
   })
