@@ -13,7 +13,7 @@ import { withTomlHint } from './toml-hints.ts'
  * A base policy file is written like a policy file, with only what it locks: [gateway]
  * trusted_proxies, [defaults] (every route), and [[routes]] tables with a name (that route only).
  */
-const baseFileSchema = table({
+export const baseFileSchema = table({
   gateway: v.optional(table({ trusted_proxies: v.optional(cidrList()) }), () => ({})),
   defaults: v.optional(table(policyEntries('defaults')), () => ({})),
   routes: v.optional(
