@@ -28,8 +28,9 @@ ${HELP_OPTION}
 
 Validates a policy file without starting anything. Exit 0 with a summary, or 1 listing every problem
 as FILE: key.path: message (TOML syntax errors as FILE:LINE:COLUMN: message). A valid file is then
-checked the way pillion run would at start: TLS and CA files, API-key files, HMAC secrets in the
-environment, the admin token and discovery files; anything run would refuse is listed too.
+checked the way pillion run would at start: against its locked base ([control] base, read from its
+file or URL, else base_cache), then TLS and CA files, API-key files, HMAC secrets in the environment,
+the admin token and discovery files; anything run would refuse is listed too.
 
 Options:
 ${CONFIG_OPTION}
