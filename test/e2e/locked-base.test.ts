@@ -101,6 +101,8 @@ for (const target of targets()) {
         assert.equal((await post(`${api()}/x`, 700)).status, 413, 'the running config stays')
 
         writeFileSync(file, servicePolicy(app, control, '512b'))
+        const back = await request(`${gateway.admin}/reload`, { method: 'POST' })
+        assert.deepEqual([back.status, back.json().changed], [200, false], 'the file is the running policy again')
         central.serve(baseText('256b'))
         const pending = await until('the tightened base refusing the running policy', async () => {
           const s = (await request(`${gateway.admin}/config/status`)).json()
