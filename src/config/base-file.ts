@@ -41,8 +41,12 @@ export function loadBaseText(text: string, source: string, secrets: SecretSource
   const result = v.safeParse(baseFileSchema, document, { abortEarly: false, message: issueMessage })
   const problems = [...resolved.problems, ...(result.issues ?? []).map(issueToProblem), ...(result.success ? duplicateNames(result.output.routes) : [])]
   if (!result.success || problems.length > 0) throw new ConfigError(source, problems.map((problem) => withTomlHint(problem, text)))
+  const tables = document as { defaults?: Record<string, unknown>; routes?: Array<Record<string, unknown>> }
+  const written: LockedBase['written'] = { defaults: tables.defaults ?? {} }
+  for (const [index, route] of (tables.routes ?? []).entries()) written[`routes[${index}]`] = route
   const base: LockedBase = {
     source,
+    written,
     defaults: resolvePolicyFiles(pickPolicies(result.output.defaults), resolveFile),
     routes: result.output.routes.map((route, index) => ({ name: route.name, index, policies: resolvePolicyFiles(pickPolicies(route), resolveFile) })),
   }

@@ -1,6 +1,6 @@
 import type { ConfigProblem } from '../core/config-error.ts'
 import { pickPolicies, policyRegistry, type AnyPolicyModule, type PolicyField, type RoutePolicies } from '../policies/index.ts'
-import type { Weakening } from '../policies/policy.ts'
+import type { FileFacts, Weakening } from '../policies/policy.ts'
 import { equal, sameValue, show } from '../policies/shared/strictness.ts'
 import type { ConfigFile } from './schema.ts'
 import type { Config } from './types.ts'
@@ -18,6 +18,8 @@ export interface LockedBase {
   trustedProxies?: string[]
   defaults: Partial<RoutePolicies>
   routes: Array<{ name: string; index: number; policies: Partial<RoutePolicies> }>
+  /** The tables as written, by key path in the base ("defaults", "routes[0]"), for the policies' reference checks. */
+  written: Record<string, Readonly<Record<string, unknown>>>
 }
 
 /** One locked key, as /config/status lists it: `routes.*.jwt` locked by the base's `defaults.jwt`. */
@@ -48,14 +50,27 @@ function under(path: string, sub: string): string {
   return sub === '' ? path : sub.startsWith('[') ? `${path}${sub}` : `${path}.${sub}`
 }
 
+interface LockedValue {
+  field: PolicyField
+  value: unknown
+  /** Its key path in the base. */
+  at: string
+  /** As written there. */
+  written: unknown
+}
+
 /** The base's locked policies for one route: its [defaults], replaced key by key by its route of that name. */
-function lockedFor(base: LockedBase, routeName: string): Array<{ field: PolicyField; value: unknown; at: string }> {
-  const locked = new Map<PolicyField, { field: PolicyField; value: unknown; at: string }>()
-  for (const field of fieldsOf(base.defaults)) locked.set(field, { field, value: base.defaults[field], at: `defaults.${moduleOf(field).key}` })
-  const named = base.routes.find((route) => route.name === routeName)
-  if (named !== undefined) {
-    for (const field of fieldsOf(named.policies)) locked.set(field, { field, value: named.policies[field], at: `routes[${named.index}].${moduleOf(field).key}` })
+function lockedFor(base: LockedBase, routeName: string): LockedValue[] {
+  const locked = new Map<PolicyField, LockedValue>()
+  const add = (policies: Partial<RoutePolicies>, table: string) => {
+    for (const field of fieldsOf(policies)) {
+      const key = moduleOf(field).key
+      locked.set(field, { field, value: policies[field], at: `${table}.${key}`, written: base.written[table]?.[key] })
+    }
   }
+  add(base.defaults, 'defaults')
+  const named = base.routes.find((route) => route.name === routeName)
+  if (named !== undefined) add(named.policies, `routes[${named.index}]`)
   return [...locked.values()]
 }
 
@@ -66,16 +81,13 @@ function lockedFor(base: LockedBase, routeName: string): Array<{ field: PolicyFi
 export function applyBase(config: Config, file: ConfigFile, base: LockedBase): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   const reported = new Set<string>()
-  const loosens = (path: string, lockedAt: string, weakening: Weakening): void => {
-    const problem = {
-      path: under(path, weakening.path),
-      message: `loosens the locked base (${base.source}: ${under(lockedAt, weakening.path)}): ${weakening.message}`,
-    }
-    // A loosening in [defaults] shows up in every route that inherits it; once is enough.
-    const key = `${problem.path}\n${problem.message}`
+  // A problem from [defaults], the service's or the base's, shows up in every route that has it; once is enough.
+  const report = (problem: ConfigProblem, key = `${problem.path}\n${problem.message}`): void => {
     if (!reported.has(key)) problems.push(problem)
     reported.add(key)
   }
+  const loosens = (path: string, lockedAt: string, weakening: Weakening): void =>
+    report({ path: under(path, weakening.path), message: `loosens the locked base (${base.source}: ${under(lockedAt, weakening.path)}): ${weakening.message}` })
   if (base.trustedProxies !== undefined) {
     const own = config.gateway.trustedProxies
     if (own === undefined) config.gateway.trustedProxies = [...base.trustedProxies]
@@ -93,22 +105,24 @@ export function applyBase(config: Config, file: ConfigFile, base: LockedBase): C
     })
   }
   const ownDefaults = pickPolicies(file.defaults)
+  // What an inherited value refers to (an upstream, [redis]) must be in this file.
+  const facts: FileFacts = { document: config.redis === undefined ? {} : { redis: config.redis }, upstreamNames: Object.keys(config.upstreams) }
   for (const route of config.routes) {
     const own = pickPolicies(file.routes[route.index]!)
     const effective = route.policies as Record<PolicyField, unknown>
-    for (const { field, value, at } of lockedFor(base, route.name)) {
+    for (const { field, value, at, written } of lockedFor(base, route.name)) {
       const module = moduleOf(field)
       const ownAt = own[field] !== undefined ? `routes[${route.index}].${module.key}` : ownDefaults[field] !== undefined ? `defaults.${module.key}` : undefined
       if (ownAt === undefined) {
         effective[field] = value
+        for (const problem of module.references?.(written, at, facts) ?? []) {
+          report({ path: `routes[${route.index}].${module.key}`, message: `inherits the locked base (${base.source}: ${problem.path}), which this file cannot meet: ${problem.message}` }, problem.path)
+        }
         continue
       }
       const weakenings = module.weakerThan ? module.weakerThan(effective[field], value) : equal('', effective[field], value)
       for (const weakening of weakenings) loosens(ownAt, at, weakening)
     }
-  }
-  if (config.redis === undefined && config.routes.some((route) => route.policies.rateLimits?.some((limit) => limit.store === 'redis'))) {
-    problems.push({ path: 'redis', message: `the locked base (${base.source}) has rate limits with store = "redis": this file needs a [redis] table with its url` })
   }
   return problems
 }

@@ -113,7 +113,9 @@ describe('a locked base', () => {
       'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "per-client" (rate 100/s, burst 100, key "client_ip", store "local")',
       'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "daily" (quota 10000 per 86400000ms, key "route", store "redis")',
     ])
-    assert.match(loosenings(locks, service())[0]!, /^redis: the locked base \(base\.toml\) has rate limits with store = "redis"/)
+    assert.deepEqual(loosenings(locks, service()), [
+      'routes[0].rate_limit: inherits the locked base (base.toml: defaults.rate_limit[1].store), which this file cannot meet: store = "redis" needs a [redis] table with its url',
+    ])
   })
 
   test('api_key, cors, websocket and timeout say what weaker means; other policies must equal the lock', () => {
@@ -133,6 +135,11 @@ describe('a locked base', () => {
     assert.deepEqual(loosenings('[defaults]\ntimeout = "30s"\n', service('timeout = "10s"')), [])
     assert.deepEqual(loosenings('[defaults]\ntimeout = "30s"\n', service('timeout = "0s"')), [
       'routes[0].timeout: loosens the locked base (base.toml: defaults.timeout): expected at most 30000ms, got none (0)',
+    ])
+    const mirror = '[defaults]\nmirror = { upstream = "shadow" }\n'
+    const twoRoutes = service().replace(/$/, '\n[[routes]]\nname = "b"\nlistener = "in"\npath = "/b"\nupstream = "u"\n')
+    assert.deepEqual(loosenings(mirror, twoRoutes), [
+      'routes[0].mirror: inherits the locked base (base.toml: defaults.mirror.upstream), which this file cannot meet: no upstream named "shadow" (defined: u)',
     ])
     const retry = '[defaults]\nretry = { attempts = 2 }\n'
     assert.deepEqual(loosenings(retry, service('retry = { attempts = 2 }')), [])
