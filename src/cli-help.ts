@@ -18,6 +18,9 @@ keeps serving until the app exits, so the app can finish its calls through egres
 Pillion exits with the app's exit code (128 + n if a signal n ended it, 127 if it could not start).
 Not with --workers above 1.
 
+$PILLION_BASE (a URL or file, with $PILLION_BASE_CACHE its copy) pins a locked base policy the file may
+tighten but not loosen, whatever the file's [control] says; see docs/central-control.md.
+
 Options:
 ${CONFIG_OPTION}
   --workers N           N processes serve the same listeners, 1 to 256 (default: $PILLION_WORKERS, then 1)

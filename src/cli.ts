@@ -1,6 +1,7 @@
 import { ConfigError } from './core/config-error.ts'
 import { loadConfigText } from './config/load.ts'
 import { hostSecrets } from './config/secrets.ts'
+import { pinBase, type PinnedBase } from './config/control.ts'
 import type { Config } from './config/types.ts'
 import { openPolicyFeed, type PolicyFeed } from './control/policy-feed.ts'
 import { openLockedBase } from './control/locked-base.ts'
@@ -112,6 +113,14 @@ function workersArg(runtime: Runtime, args: string[]): { workers: number; rest: 
   return { workers, rest }
 }
 
+/** `PILLION_BASE`: a locked base the platform's deployment pins, which the policy file cannot move or drop. */
+function pinnedBase(runtime: Runtime): PinnedBase | undefined {
+  const base = runtime.env('PILLION_BASE')
+  if (base === undefined || base === '') return undefined
+  const baseCache = runtime.env('PILLION_BASE_CACHE')
+  return baseCache === undefined || baseCache === '' ? { base } : { base, baseCache }
+}
+
 async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Config; text: string } | undefined> {
   let text: string
   try {
@@ -121,7 +130,7 @@ async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Con
     return undefined
   }
   try {
-    return { config: loadConfigText(text, path, hostSecrets(runtime)), text }
+    return { config: pinBase(loadConfigText(text, path, hostSecrets(runtime)), pinnedBase(runtime)), text }
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     runtime.writeErr(error.message)
@@ -157,7 +166,7 @@ async function checkBase(runtime: Runtime, path: string, loaded: { config: Confi
   if (control?.base === undefined) return loaded
   try {
     const base = await openLockedBase({ ...control, base: control.base }, runtime, jsonLogger(runtime.writeErr, loaded.config.gateway.service))
-    const config = loadConfigText(loaded.text, path, hostSecrets(runtime), base.current)
+    const config = pinBase(loadConfigText(loaded.text, path, hostSecrets(runtime), base.current), pinnedBase(runtime))
     return { config, locks: base.status().locks.length }
   } catch (error) {
     runtime.writeErr(error instanceof ConfigError ? error.message : `${path}: ${(error as Error).message}`)
@@ -196,7 +205,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
   const logger = jsonLogger(runtime.writeErr, loaded.config.gateway.service)
   let feed: PolicyFeed
   try {
-    feed = await openPolicyFeed(path, loaded, runtime, logger)
+    feed = await openPolicyFeed(path, loaded, runtime, logger, pinnedBase(runtime))
   } catch (error) {
     runtime.writeErr(error instanceof ConfigError ? error.message : `pillion: cannot start: ${(error as Error).message}`)
     return 1

@@ -2,7 +2,7 @@ import { ConfigError } from '../core/config-error.ts'
 import { loadConfigText } from '../config/load.ts'
 import { hostSecrets } from '../config/secrets.ts'
 import type { Config } from '../config/types.ts'
-import type { ControlConfig } from '../config/control.ts'
+import { pinBase, type ControlConfig, type PinnedBase } from '../config/control.ts'
 import type { Logger } from '../core/log.ts'
 import type { Runtime } from '../core/host.ts'
 import { centralSecrets } from './central-secrets.ts'
@@ -33,10 +33,16 @@ type Host = Pick<Runtime, 'readTextFile' | 'readTextFileSync' | 'writeTextFile' 
  * Opens the policy named by the bootstrap file. Throws a ConfigError when the policy loosens its
  * locked base, and an Error when the base cannot be had at all: either way the gateway does not start.
  */
-export async function openPolicyFeed(path: string, bootstrap: { config: Config; text: string }, host: Host, logger: Logger): Promise<PolicyFeed> {
+export async function openPolicyFeed(
+  path: string,
+  bootstrap: { config: Config; text: string },
+  host: Host,
+  logger: Logger,
+  pinned?: PinnedBase,
+): Promise<PolicyFeed> {
   const control = bootstrap.config.control
   const base = control?.base === undefined ? undefined : await openLockedBase({ ...control, base: control.base }, host, logger)
-  const loadFile = (text: string): Config => sameBase(loadConfigText(text, path, hostSecrets(host), base?.current), control, path)
+  const loadFile = (text: string): Config => sameBase(pinBase(loadConfigText(text, path, hostSecrets(host), base?.current), pinned), control, path)
   const common = {
     base,
     fingerprint: (text: string) => (base === undefined ? text : `${text}\n\0${base.text}`),

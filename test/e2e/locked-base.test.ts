@@ -167,5 +167,37 @@ for (const target of targets()) {
       assert.match(down.stderr, /the locked base http:\/\/127\.0\.0\.1:\d+\/base\.toml is unusable, so the gateway does not start without it: .*set \[control\] base_cache/)
       await app.close()
     })
+
+    it('pinned by PILLION_BASE: a file without [control] is held to the base at start and on reload, and cannot name another base', { timeout: 60_000 }, async () => {
+      const app = await startUpstream(async (req, res) => res.end(`got ${(await readBody(req)).length}`))
+      const dir = tempDir()
+      const baseFile = join(dir, 'platform-base.toml')
+      writeFileSync(baseFile, baseText())
+      const env = { PILLION_BASE: baseFile }
+      const plain = (maxBody: string, extra = '') => servicePolicy(app, '', maxBody).replace('[control]\n', extra)
+      await assert.rejects(startGateway(target, plain('10kb'), env), (error: Error) => {
+        assert.ok(error.message.includes(`routes[0].limits.max_body: loosens the locked base (${baseFile}: defaults.limits.max_body)`), error.message)
+        return true
+      })
+      const file = join(dir, 'pillion.toml')
+      writeFileSync(file, plain('512b'))
+      const gateway = await startGateway(target, '', env, file)
+      try {
+        assert.equal((await request(`${gateway.admin}/config/status`)).json().base.source, baseFile)
+        writeFileSync(file, plain('512b', '[control]\nbase = "mine.toml"\n'))
+        const moved = await request(`${gateway.admin}/reload`, { method: 'POST' })
+        assert.equal(moved.status, 422)
+        assert.equal(moved.json().problems[0].path, 'control.base')
+        assert.match(moved.json().problems[0].message, /is pinned by PILLION_BASE/)
+        writeFileSync(file, plain('4kb'))
+        const loosened = await request(`${gateway.admin}/reload`, { method: 'POST' })
+        assert.equal(loosened.status, 422)
+        assert.equal(loosened.json().problems[0].path, 'routes[0].limits.max_body')
+        assert.equal((await post(`${gateway.listeners.ingress}/x`, 700)).status, 413, 'the running config stays')
+      } finally {
+        await gateway.stop()
+        await app.close()
+      }
+    })
   })
 }

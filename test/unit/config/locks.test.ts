@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path'
 import { describe, test } from 'node:test'
 import { loadBaseText } from '../../../src/config/base-file.ts'
 import { loadConfigText } from '../../../src/config/load.ts'
+import { pinBase } from '../../../src/config/control.ts'
 import { baseLocks } from '../../../src/config/locks.ts'
 import type { Config } from '../../../src/config/types.ts'
 import { ConfigError } from '../../../src/core/config-error.ts'
@@ -199,6 +200,26 @@ describe('[control] base', () => {
     assert.deepEqual(problems(withControl('poll = "1s"')), ['control: expected source (the policy from a URL), base (a locked base policy), or both'])
     assert.deepEqual(problems(withControl('base = "base.toml"\ncache = "c.toml"')), ['control.cache: applies to source only; a base from a URL has base_cache'])
     assert.deepEqual(problems(withControl('base = "base.toml"\nbase_cache = "c.toml"')), ['control.base_cache: applies to a base from an http(s) URL only (a base file needs no copy)'])
+  })
+})
+
+describe('PILLION_BASE', () => {
+  test('pins the base whatever the file’s [control] says; the file may name the same base, not another', () => {
+    const plain = loadConfigText(service(), 'service.toml')
+    assert.deepEqual(pinBase(plain, { base: '/etc/base.toml', baseCache: '/var/copy.toml' }).control, {
+      pollMs: 15_000,
+      timeoutMs: 5_000,
+      base: '/etc/base.toml',
+      baseCache: '/var/copy.toml',
+    })
+    const same = loadConfigText(service().replace(/$/, '\n[control]\nbase = "/etc/base.toml"\npoll = "1s"\n'), 'service.toml')
+    assert.deepEqual([pinBase(same, { base: '/etc/base.toml' }).control?.pollMs, pinBase(same, undefined)], [1000, same])
+    const other = loadConfigText(service().replace(/$/, '\n[control]\nbase = "/tmp/mine.toml"\n'), 'service.toml')
+    assert.throws(
+      () => pinBase(other, { base: '/etc/base.toml' }),
+      (error: ConfigError) =>
+        error.message === 'service.toml: control.base: is pinned by PILLION_BASE to "/etc/base.toml"; leave it out or name the same base, got "/tmp/mine.toml"',
+    )
   })
 })
 
