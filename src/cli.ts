@@ -1,7 +1,7 @@
 import { ConfigError } from './core/config-error.ts'
 import { loadConfigText } from './config/load.ts'
 import { hostSecrets } from './config/secrets.ts'
-import { pinBase, type PinnedBase } from './config/control.ts'
+import { pinBase, type PinnedBase } from './config/pin-base.ts'
 import type { Config } from './config/types.ts'
 import { openPolicyFeed, type PolicyFeed } from './control/policy-feed.ts'
 import { openLockedBase } from './control/locked-base.ts'
