@@ -18,6 +18,9 @@ keeps serving until the app exits, so the app can finish its calls through egres
 Pillion exits with the app's exit code (128 + n if a signal n ended it, 127 if it could not start).
 Not with --workers above 1.
 
+$PILLION_BASE (a URL or file, with $PILLION_BASE_CACHE its copy) pins a locked base policy the file may
+tighten but not loosen, whatever the file's [control] says; see docs/central-control.md.
+
 Options:
 ${CONFIG_OPTION}
   --workers N           N processes serve the same listeners, 1 to 256 (default: $PILLION_WORKERS, then 1)
@@ -28,8 +31,9 @@ ${HELP_OPTION}
 
 Validates a policy file without starting anything. Exit 0 with a summary, or 1 listing every problem
 as FILE: key.path: message (TOML syntax errors as FILE:LINE:COLUMN: message). A valid file is then
-checked the way pillion run would at start: TLS and CA files, API-key files, HMAC secrets in the
-environment, the admin token and discovery files; anything run would refuse is listed too.
+checked the way pillion run would at start: against its locked base ([control] base, read from its
+file or URL, else base_cache), then TLS and CA files, API-key files, HMAC secrets in the environment,
+the admin token and discovery files; anything run would refuse is listed too.
 
 Options:
 ${CONFIG_OPTION}

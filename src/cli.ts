@@ -1,8 +1,10 @@
 import { ConfigError } from './core/config-error.ts'
 import { loadConfigText } from './config/load.ts'
 import { hostSecrets } from './config/secrets.ts'
+import { pinBase, type PinnedBase } from './config/pin-base.ts'
 import type { Config } from './config/types.ts'
-import { openPolicyFeed } from './control/policy-feed.ts'
+import { openPolicyFeed, type PolicyFeed } from './control/policy-feed.ts'
+import { openLockedBase } from './control/locked-base.ts'
 import { createReloader, type Reloader } from './control/reloader.ts'
 import { startGateway, type RunningGateway } from './gateway/start.ts'
 import { jsonLogger } from './core/log.ts'
@@ -111,6 +113,14 @@ function workersArg(runtime: Runtime, args: string[]): { workers: number; rest: 
   return { workers, rest }
 }
 
+/** `PILLION_BASE`: a locked base the platform's deployment pins, which the policy file cannot move or drop. */
+function pinnedBase(runtime: Runtime): PinnedBase | undefined {
+  const base = runtime.env('PILLION_BASE')
+  if (base === undefined || base === '') return undefined
+  const baseCache = runtime.env('PILLION_BASE_CACHE')
+  return baseCache === undefined || baseCache === '' ? { base } : { base, baseCache }
+}
+
 async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Config; text: string } | undefined> {
   let text: string
   try {
@@ -120,7 +130,7 @@ async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Con
     return undefined
   }
   try {
-    return { config: loadConfigText(text, path, hostSecrets(runtime)), text }
+    return { config: pinBase(loadConfigText(text, path, hostSecrets(runtime)), pinnedBase(runtime)), text }
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error
     runtime.writeErr(error.message)
@@ -136,15 +146,32 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
   }
   const loaded = await loadConfig(runtime, path)
   if (loaded === undefined) return 1
-  const { config } = loaded
+  const locked = await checkBase(runtime, path, loaded)
+  if (locked === undefined) return 1
+  const { config } = locked
   // What run would refuse at start beyond the file itself: TLS and CA files, keys files, secrets, the admin token.
   const problems = await preflight(config, { readTextFile: (file) => runtime.readTextFile(file), env: (name) => runtime.env(name) })
   if (problems.length > 0) {
     runtime.writeErr(`${path}: the policy is valid, but pillion run would refuse it:\n${problems.map((problem) => `  ${problem}`).join('\n')}`)
     return 1
   }
-  runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes)`)
+  const base = locked.locks === undefined ? '' : `, ${locked.locks} keys locked by ${config.control!.base}`
+  runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes${base})`)
   return 0
+}
+
+/** The file checked against its locked base, as run would check it at start; undefined after saying why not. */
+async function checkBase(runtime: Runtime, path: string, loaded: { config: Config; text: string }): Promise<{ config: Config; locks?: number } | undefined> {
+  const control = loaded.config.control
+  if (control?.base === undefined) return loaded
+  try {
+    const base = await openLockedBase({ ...control, base: control.base }, runtime, jsonLogger(runtime.writeErr, loaded.config.gateway.service))
+    const config = pinBase(loadConfigText(loaded.text, path, hostSecrets(runtime), base.current), pinnedBase(runtime))
+    return { config, locks: base.status().locks.length }
+  } catch (error) {
+    runtime.writeErr(error instanceof ConfigError ? error.message : `${path}: ${(error as Error).message}`)
+    return undefined
+  }
 }
 
 async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
@@ -176,7 +203,13 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
   const loaded = await loadConfig(runtime, path)
   if (loaded === undefined) return 1
   const logger = jsonLogger(runtime.writeErr, loaded.config.gateway.service)
-  const feed = await openPolicyFeed(path, loaded, runtime, logger)
+  let feed: PolicyFeed
+  try {
+    feed = await openPolicyFeed(path, loaded, runtime, logger, pinnedBase(runtime))
+  } catch (error) {
+    runtime.writeErr(error instanceof ConfigError ? error.message : `pillion: cannot start: ${(error as Error).message}`)
+    return 1
+  }
   const { config, text } = feed.initial
   let reloader: Reloader | undefined
   let gateway: RunningGateway
@@ -184,7 +217,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
     gateway = await startGateway(config, runtime, logger, {
       ...(role === undefined ? {} : { worker: role.binding }),
       admin: {
-        status: () => reloader?.status() ?? { version: '' },
+        status: () => (reloader === undefined ? { version: '' } : { ...reloader.status(), ...(feed.base === undefined ? {} : { base: feed.base.status() }) }),
         reload: () => reloader!.reload('admin'),
       },
     })
@@ -198,6 +231,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
     read: () => feed.read(),
     load: (next) => feed.load(next),
     applied: (next) => feed.applied(next),
+    fingerprint: (next) => feed.fingerprint(next),
     apply: (next) => gateway.apply(next),
     logger,
   })

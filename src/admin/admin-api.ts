@@ -4,6 +4,7 @@ import { bearerAuth } from 'hono/bearer-auth'
 import { timingSafeEqual } from 'hono/utils/buffer'
 import { redactConfig } from './redact.ts'
 import { DASHBOARD_HTML } from './dashboard.ts'
+import type { Lock } from '../config/locks.ts'
 import type { Config } from '../config/types.ts'
 import type { GatewayMetrics } from '../observability/metrics.ts'
 import { CONTENT_TYPES, negotiate } from '../observability/registry.ts'
@@ -35,11 +36,29 @@ export interface ConfigStatus {
   loadedAt?: string
   reloads?: { succeeded: number; failed: number; unchanged: number }
   lastReload?: ReloadOutcome
+  /** The locked base ([control] base) the running policy satisfies: what it locks and where from. */
+  base?: BaseStatus
+}
+
+export interface BaseStatus {
+  /** The base's URL or file path. */
+  source: string
+  /** Where the base in force was read from: its URL, its file, or base_cache at start. */
+  origin: 'url' | 'file' | 'cache'
+  /** Hash of the base text in force. */
+  version: string
+  loadedAt: string
+  /** Each locked key of the service's policy (`routes.*.jwt`) and where the base sets it (`defaults.jwt`). */
+  locks: Lock[]
+  /** The version of a newer base the running policy does not satisfy yet; lastReload says why. */
+  pending?: string
+  /** Why the base could not be read again; the last good one stays. */
+  error?: string
 }
 
 export interface ReloadOutcome {
   ok: boolean
-  /** "file", "signal", "admin" or "control". */
+  /** "file", "signal", "admin", "control" or "base". */
   trigger: string
   at: string
   /** Hash of the text that was read; equal to the running version when unchanged. */

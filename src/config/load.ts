@@ -9,6 +9,8 @@ import type { FileFacts } from '../policies/policy.ts'
 import { isTable } from '../policies/shared/references.ts'
 import { normalizeUpstream, type UpstreamConfig } from '../upstream/config.ts'
 import { configFileSchema, issueMessage, type ConfigFile } from './schema.ts'
+import { isUrl, type ControlConfig } from './control.ts'
+import { applyBase, type LockedBase } from './locks.ts'
 import { withTomlHint } from './toml-hints.ts'
 import { hideSecretsIn, isAtOrUnder, resolveSecrets, type SecretSources } from './secrets.ts'
 import type { Config, ListenerConfig, ListenerTls, RouteConfig } from './types.ts'
@@ -16,8 +18,9 @@ import type { Config, ListenerConfig, ListenerTls, RouteConfig } from './types.t
 /**
  * Parses, validates and normalizes a policy file; every problem in it is reported in one ConfigError.
  * `secrets` is where `${env:…}` and `${file:…}` references are looked up (none given: they are errors).
+ * With a locked `base`, the file may not loosen what the base sets, and inherits it where silent.
  */
-export function loadConfigText(text: string, source: string, secrets: SecretSources = {}): Config {
+export function loadConfigText(text: string, source: string, secrets: SecretSources = {}, base?: LockedBase): Config {
   const document = parseDocument(text, source)
   const resolved = resolveSecrets(document, source, secrets, formatPath)
   const unresolved = resolved.problems.map((problem) => problem.path)
@@ -29,10 +32,14 @@ export function loadConfigText(text: string, source: string, secrets: SecretSour
   if (!result.success || problems.length > 0) throw new ConfigError(source, problems)
   const config = normalize(result.output, source)
   if (resolved.uses.paths.length > 0) config.secrets = resolved.uses
+  if (base !== undefined) {
+    const loosened = applyBase(config, result.output, base)
+    if (loosened.length > 0) throw new ConfigError(source, loosened)
+  }
   return config
 }
 
-function parseDocument(text: string, source: string): unknown {
+export function parseDocument(text: string, source: string): unknown {
   try {
     return parseToml(text)
   } catch (error) {
@@ -76,7 +83,7 @@ function describeUnexpected({ found, expected = [] }: TomlParseError): string {
   return wanted.length > 0 ? `unexpected ${foundText}, expected ${wanted.join(' or ')}` : `unexpected ${foundText}`
 }
 
-function issueToProblem(issue: v.BaseIssue<unknown>): ConfigProblem {
+export function issueToProblem(issue: v.BaseIssue<unknown>): ConfigProblem {
   return { path: formatPath(issue.path ?? []), message: issue.message }
 }
 
@@ -175,6 +182,15 @@ function listenerTls(tls: { cert: string; key: string; client_ca?: string | unde
   return resolved
 }
 
+/** Local files of [control]: the caches, and a base that is not a URL. */
+function resolveControlFiles(control: ControlConfig, besideFile: (path: string) => string): ControlConfig {
+  const resolved = { ...control }
+  if (control.cache !== undefined) resolved.cache = besideFile(control.cache)
+  if (control.baseCache !== undefined) resolved.baseCache = besideFile(control.baseCache)
+  if (control.base !== undefined && !isUrl(control.base)) resolved.base = besideFile(control.base)
+  return resolved
+}
+
 function normalize(file: ConfigFile, source: string): Config {
   const besideFile = (path: string) => besidePolicyFile(path, source)
   const defaults = resolvePolicyFiles(pickPolicies(file.defaults), besideFile)
@@ -210,7 +226,7 @@ function normalize(file: ConfigFile, source: string): Config {
   if (admin_token_env !== undefined) gateway.adminTokenEnv = admin_token_env
   if (probes !== undefined) gateway.probes = probes
   const config: Config = { source, gateway, listeners, upstreams, defaults, routes }
-  if (file.control !== undefined) config.control = { ...file.control, cache: file.control.cache && besidePolicyFile(file.control.cache, source) }
+  if (file.control !== undefined) config.control = resolveControlFiles(file.control, besideFile)
   if (file.observability !== undefined) {
     config.observability = normalizeObservability(file.observability, service, (path) => besidePolicyFile(path, source))
   }

@@ -17,6 +17,8 @@ export interface ReloaderOptions {
   secrets?: SecretSources
   /** A text went into service. */
   applied?: (text: string) => void
+  /** What the version hashes for a text: more than the text when the config depends on more (a locked base). */
+  fingerprint?: (text: string) => string
   /** Puts a validated config in service; throws if it cannot (a listener address that will not bind). */
   apply: (config: Config) => Promise<void>
   logger: Logger
@@ -43,7 +45,8 @@ export async function policyVersion(text: string): Promise<string> {
  * one; why is logged and kept for /config/status.
  */
 export async function createReloader(options: ReloaderOptions): Promise<Reloader> {
-  let version = await policyVersion(options.initialText)
+  const fingerprint = options.fingerprint ?? ((text: string) => text)
+  let version = await policyVersion(fingerprint(options.initialText))
   let loadedAt = new Date().toISOString()
   let lastReload: ReloadOutcome | undefined
   const counts = { succeeded: 0, failed: 0, unchanged: 0 }
@@ -59,7 +62,7 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
     } catch (error) {
       return failed({ ok: false, trigger, at, error: `cannot read ${options.source}: ${(error as Error).message}` })
     }
-    const nextVersion = await policyVersion(text)
+    const nextVersion = await policyVersion(fingerprint(text))
     if (nextVersion === version) {
       counts.unchanged++
       lastFailure = undefined

@@ -157,3 +157,8 @@ export class CidrSet {
     return false
   }
 }
+
+/** Whether every address of `inner` is also in `outer`: "10.1.0.0/16" is within "10.0.0.0/8". */
+export function cidrWithin(inner: Cidr, outer: Cidr): boolean {
+  return inner.bytes.length === outer.bytes.length && inner.prefix >= outer.prefix && cidrContains(outer, inner.bytes)
+}

@@ -39,8 +39,20 @@ export interface PolicyModule<Value, Field extends string = string, Parsed = Val
   resolveFiles?(value: Value, resolve: (path: string) => string): Value
   /** Upstreams besides the route's that the layer may send the exchange to, each getting its own "upstream" scope layers. */
   targets?(value: Value): readonly string[]
+  /**
+   * Where `own` is weaker than `locked`, the value a locked base policy ([control] base) sets: empty
+   * when `own` is at least as strict. Without this hook a locked value must be equal.
+   */
+  weakerThan?(own: Value, locked: Value): Weakening[]
   /** The layer for one route (or route and upstream); undefined when the value asks for nothing. */
   layer(value: Value, context: RouteContext): Layer | undefined
+}
+
+/** One way a policy value loosens a locked one. */
+export interface Weakening {
+  /** Key path inside the policy's value in TOML terms ("issuer", "allow", "[0].rate"); "" for the whole. */
+  path: string
+  message: string
 }
 
 /** What a policy's cross-reference check may look at: the raw, possibly invalid, document. */

@@ -8,7 +8,7 @@ import { Ajv } from 'ajv'
 import toml from 'toml'
 import { loadConfigText } from '../../src/config/load.ts'
 import { ConfigError } from '../../src/core/config-error.ts'
-import { policyJsonSchemaText, SCHEMA_FILE } from '../../scripts/schema.ts'
+import { BASE_SCHEMA_FILE, baseJsonSchemaText, policyJsonSchemaText, SCHEMA_FILE } from '../../scripts/schema.ts'
 
 const committed = readFileSync(SCHEMA_FILE, 'utf8')
 type Node = { type?: unknown; additionalProperties?: unknown; items?: Node; properties?: Record<string, Node> }
@@ -78,4 +78,17 @@ describe('schema/pillion.schema.json', () => {
       assert.equal(validate(toml.parse(text)), false, 'the JSON Schema accepted it')
     })
   }
+})
+
+describe('schema/pillion-base.schema.json', () => {
+  it('is what `npm run schema` writes now (run it after changing a schema)', () => {
+    assert.equal(readFileSync(BASE_SCHEMA_FILE, 'utf8'), baseJsonSchemaText(), 'schema/pillion-base.schema.json is stale: run `npm run schema`')
+  })
+
+  it('refuses what a base cannot lock', () => {
+    const validateBase = new Ajv({ allErrors: true }).compile(JSON.parse(readFileSync(BASE_SCHEMA_FILE, 'utf8')) as object)
+    assert.ok(validateBase(toml.parse('[defaults]\nlimits = { max_body = "1mb" }\n[[routes]]\nname = "admin"\nip = { allow = ["10.0.0.0/8"] }\n')))
+    assert.equal(validateBase(toml.parse('[listeners.x]\nlisten = "127.0.0.1:1"\ndirection = "ingress"\n')), false)
+    assert.equal(validateBase(toml.parse('[[routes]]\nname = "a"\npath = "/x"\n')), false)
+  })
 })

@@ -4,6 +4,7 @@ import { join, resolve } from 'node:path'
 import { describe, it } from 'node:test'
 import { Ajv } from 'ajv'
 import toml from 'toml'
+import { loadBaseText } from '../../src/config/base-file.ts'
 import { loadConfigText } from '../../src/config/load.ts'
 
 const dir = resolve(import.meta.dirname, '../../policies')
@@ -41,6 +42,22 @@ describe('every example under policies/ names the JSON Schema and passes it', ()
       assert.equal(text.split('\n')[0], DIRECTIVE)
       const valid = validate(toml.parse(text))
       assert.ok(valid, JSON.stringify(validate.errors, null, 2))
+    })
+  }
+})
+
+describe('every locked base under policies/base/ loads as a base, names its JSON Schema and passes it', () => {
+  const baseDir = join(dir, 'base')
+  const baseSchema = JSON.parse(readFileSync(resolve(import.meta.dirname, '../../schema/pillion-base.schema.json'), 'utf8')) as object
+  const validateBase = new Ajv({ allErrors: true }).compile(baseSchema)
+  const bases = readdirSync(baseDir).filter((name) => name.endsWith('.toml'))
+  it('has one to check', () => assert.ok(bases.length >= 1))
+  for (const name of bases) {
+    it(`base/${name}`, () => {
+      const text = readFileSync(join(baseDir, name), 'utf8')
+      assert.equal(text.split('\n')[0], '#:schema ../../schema/pillion-base.schema.json')
+      loadBaseText(text, name, secrets, (path) => path)
+      assert.ok(validateBase(toml.parse(text)), JSON.stringify(validateBase.errors, null, 2))
     })
   }
 })

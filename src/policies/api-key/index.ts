@@ -5,6 +5,8 @@ import { GatewayError } from '../../core/errors.ts'
 import type { EventBus } from '../../core/events.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyHost, PolicyModule, RouteContext } from '../policy.ts'
+import { apiKeyWeakerThan } from './strictness.ts'
+import type { ApiKeyPolicy } from './types.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 
@@ -41,6 +43,7 @@ export const apiKeyPolicy: PolicyModule<ApiKeyPolicy, 'apiKey'> = {
   ),
   builtInDefault: undefined,
   resolveFiles: (policy, resolve) => ({ ...policy, keysFile: resolve(policy.keysFile) }),
+  weakerThan: apiKeyWeakerThan,
   layer: (policy, context) => apiKeyLayer(policy, context),
 }
 
@@ -189,19 +192,11 @@ export function apiKeyLayer(policy: ApiKeyPolicy, context: RouteContext): Layer 
     }
 }
 
-export interface ApiKeyPolicy {
-  header: string // lower-case
-  /** Resolved against the policy file's directory. */
-  keysFile: string
-  /** Upstream header that carries the consumer's name. */
-  consumerHeader: string
-  /** Keep the key header on the way upstream; off by default. */
-  forwardKey: boolean
-}
-
 declare module '../../core/events.ts' {
   interface GatewayEventMap {
     api_keys_loaded: { file: string; keys: number }
     api_keys_failed: { file: string; error: string }
   }
 }
+
+export type { ApiKeyPolicy }

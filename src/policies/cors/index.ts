@@ -6,6 +6,8 @@ import { duration } from '../../core/units.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { aroundChain } from '../shared/hono-middleware.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { corsWeakerThan } from './strictness.ts'
+import type { CorsPolicy } from './types.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 /** Hono cors's default allowMethods. */
@@ -66,6 +68,7 @@ export const corsPolicy: PolicyModule<CorsPolicy, 'cors'> = {
     }),
   ),
   builtInDefault: undefined,
+  weakerThan: corsWeakerThan,
   layer: (policy, context) => corsLayer(policy, context),
 }
 
@@ -96,13 +99,4 @@ export function corsLayer(policy: CorsPolicy, _context: RouteContext): Layer {
     }
 }
 
-export interface CorsPolicy {
-  /** Exact origins, or ["*"]. */
-  origins: string[]
-  methods: string[]
-  /** Empty: reflect Access-Control-Request-Headers (Hono's default). */
-  headers: string[]
-  exposeHeaders: string[]
-  maxAgeSeconds?: number
-  credentials: boolean
-}
+export type { CorsPolicy }

@@ -5,6 +5,8 @@ import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { CidrSet, parseCidr, parseIp, type Cidr } from '../../core/cidr.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { ipWeakerThan } from './strictness.ts'
+import type { IpPolicy } from './types.ts'
 
 const CIDR_EXAMPLE = 'an address or CIDR range like "10.0.0.0/8", "192.168.1.7" or "fd00::/8"'
 
@@ -36,6 +38,7 @@ export const ipPolicy: PolicyModule<IpPolicy, 'ip'> = {
     v.transform((t): IpPolicy => ({ allow: t.allow, deny: t.deny })),
   ),
   builtInDefault: undefined,
+  weakerThan: ipWeakerThan,
   layer: (policy, context) => ipLayer(policy, context),
 }
 
@@ -65,14 +68,10 @@ export function ipLayer(policy: IpPolicy, context: RouteContext): Layer {
     }
 }
 
-/** CIDRs as written; parsed into bytes when the route's chain is built. */
-export interface IpPolicy {
-  allow: string[]
-  deny: string[]
-}
-
 declare module '../../core/events.ts' {
   interface GatewayEventMap {
     ip_reject: { route: string; address: string; reason: 'denied' | 'not_allowed' }
   }
 }
+
+export type { IpPolicy }

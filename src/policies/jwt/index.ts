@@ -9,6 +9,8 @@ import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
 import { asHeaderValue } from '../shared/header-template.ts'
 import { JwksUnavailableError, RemoteJwks } from './jwks.ts'
+import { jwtWeakerThan } from './strictness.ts'
+import type { JwtPolicy } from './types.ts'
 
 const HMAC = ['HS256', 'HS384', 'HS512']
 const PUBLIC_KEY = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519']
@@ -132,6 +134,7 @@ export const jwtPolicy: PolicyModule<JwtPolicy, 'jwt'> = {
   field: 'jwt',
   schema: jwtSchema,
   builtInDefault: undefined,
+  weakerThan: jwtWeakerThan,
   layer: (policy, context) => jwtLayer(policy, context),
 }
 
@@ -242,27 +245,10 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext): Layer {
     }
 }
 
-export interface JwtPolicy {
-  /** Exactly one key source: a JWKS URL, inline public JWKs, or an environment variable holding an HMAC secret. */
-  jwks?: string
-  keys?: Array<Record<string, unknown>>
-  secretEnv?: string
-  issuer?: string[]
-  audience?: string[]
-  /** Accepted "alg" values; never "none", never HMAC with public keys or the reverse. */
-  algorithms: string[]
-  requiredClaims: string[]
-  /** Refuse tokens without "exp". */
-  requireExpiration: boolean
-  clockSkewMs: number
-  /** Upstream header (lower-case) ← claim name. */
-  forwardClaims: Array<[header: string, claim: string]>
-  /** Keep the Authorization header on the way upstream; off by default (Envoy's forward: false). */
-  forwardToken: boolean
-}
-
 declare module '../../core/events.ts' {
   interface GatewayEventMap {
     jwks_refresh: { url: string; reason: 'initial' | 'expired' | 'unknown_kid'; ok: boolean; keys: number; error?: string }
   }
 }
+
+export type { JwtPolicy }

@@ -6,6 +6,8 @@ import { GatewayError } from '../../core/errors.ts'
 import type { EventBus } from '../../core/events.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { limitsWeakerThan } from './strictness.ts'
+import type { LimitsPolicy } from './types.ts'
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
 
@@ -55,6 +57,7 @@ export const limitsPolicy: PolicyModule<LimitsPolicy, 'limits'> = {
     }),
   ),
   builtInDefault: undefined,
+  weakerThan: limitsWeakerThan,
   layer: (policy, context) => limitsLayer(policy, context),
 }
 
@@ -209,18 +212,10 @@ class BodyWatch {
   }
 }
 
-export interface LimitsPolicy {
-  maxBodyBytes: number
-  maxHeaderBytes: number
-  maxUrlLength: number
-  /** Methods the route accepts; others get 405 with Allow. Undefined: any. */
-  methods?: string[]
-  /** Deadline for reading the request body; 0 is off. Also the listener's header deadline where the runtime has one. */
-  clientTimeoutMs: number
-}
-
 declare module '../../core/events.ts' {
   interface GatewayEventMap {
     limit_reject: { route: string; limit: 'body' | 'headers' | 'url' | 'method' | 'client_timeout' }
   }
 }
+
+export type { LimitsPolicy }

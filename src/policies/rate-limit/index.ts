@@ -6,6 +6,7 @@ import { rateLimitsSchema, redisStoreProblems } from './config.ts'
 import { localLimiter, type LocalLimiter } from './local-store.ts'
 import type { GlobalLimitStore, StoreDecision } from './global-store.ts'
 import type { RateLimitAlgorithm, RateLimitKey, RateLimitPolicy } from './config.ts'
+import { rateLimitsWeakerThan } from './strictness.ts'
 
 /**
  * `[[routes.rate_limit]]`: token buckets (rate + burst) and fixed-window quotas, counted in this
@@ -17,6 +18,7 @@ export const rateLimitPolicy: PolicyModule<RateLimitPolicy[], 'rateLimits'> = {
   schema: rateLimitsSchema,
   builtInDefault: undefined,
   references: (value, at, file) => redisStoreProblems(value, at, file.document),
+  weakerThan: rateLimitsWeakerThan,
   layer: (policies, context) => (policies.length > 0 ? rateLimitLayer(policies, context) : undefined),
 }
 

@@ -2,6 +2,7 @@ import { duration } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer } from '../../proxy/exchange.ts'
 import type { PolicyModule } from '../policy.ts'
+import { deadlineAtMost } from '../shared/strictness.ts'
 
 /** Whole-request deadline, response body included; 15s matches Envoy's route default, "0s" turns it off. */
 export const timeoutPolicy: PolicyModule<number, 'timeoutMs'> = {
@@ -9,6 +10,8 @@ export const timeoutPolicy: PolicyModule<number, 'timeoutMs'> = {
   field: 'timeoutMs',
   schema: duration(),
   builtInDefault: 15_000,
+  // A shorter deadline holds nothing longer; 0 (none) is the weakest.
+  weakerThan: (own, locked) => deadlineAtMost('', own, locked),
   layer: (timeoutMs) => (timeoutMs > 0 ? timeoutLayer(timeoutMs) : undefined),
 }
 

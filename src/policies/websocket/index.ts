@@ -5,19 +5,13 @@ import { duration, size } from '../../core/units.ts'
 import type { WebSocketClose } from '../../core/websocket.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { websocketWeakerThan } from './strictness.ts'
+import type { WebSocketPolicy } from './types.ts'
 
 /** Envoy's stream_idle_timeout: an established stream with no traffic either way for this long is closed. */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000
 /** uWebSockets' and so Bun's maxPayloadLength: a message larger than this closes the connection with 1009. */
 export const DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-
-export interface WebSocketPolicy {
-  enabled: boolean
-  idleTimeoutMs: number
-  maxMessageBytes: number
-  /** Open connections the route carries at once; undefined: no limit of its own. */
-  maxConnections?: number
-}
 
 /**
  * [routes.websocket]: WebSocket upgrades are carried on every route unless `enabled = false` (as
@@ -40,6 +34,7 @@ export const websocketPolicy: PolicyModule<WebSocketPolicy, 'websocket'> = {
     }),
   ),
   builtInDefault: { enabled: true, idleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS, maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES },
+  weakerThan: websocketWeakerThan,
   layer: (policy, context) => websocketLayer(policy, context),
 }
 
@@ -118,3 +113,5 @@ declare module '../../core/policy-states.ts' {
     websocket: { route: string; open: number }
   }
 }
+
+export type { WebSocketPolicy }

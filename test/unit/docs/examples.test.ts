@@ -9,6 +9,7 @@
 //   `local`, or a route other than `inbound`, brings its own.
 // - A ```toml invalid block shows a mistake: it is completed the same way and must be refused with a
 //   ConfigError.
+// - A ```toml base block is a locked base policy ([control] base): it must load as a base, alone.
 // - A failure names the document and the line of the block's opening fence.
 //
 // Files a fragment names (keys files, certificates) need not exist: the loader only resolves their paths.
@@ -18,6 +19,7 @@ import assert from 'node:assert/strict'
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { dirname, join, relative, resolve } from 'node:path'
 import { describe, test } from 'node:test'
+import { loadBaseText } from '../../../src/config/base-file.ts'
 import { loadConfigText } from '../../../src/config/load.ts'
 
 const ROOT = resolve(import.meta.dirname, '../../..')
@@ -192,12 +194,20 @@ describe('TOML examples in the docs load as `pillion check` loads them', () => {
   })
 
   for (const block of tomlBlocks) {
-    const unknown = block.info.slice(1).filter((word) => word !== 'invalid')
+    const unknown = block.info.slice(1).filter((word) => word !== 'invalid' && word !== 'base')
     const invalid = block.info.includes('invalid')
+    if (block.info.includes('base')) {
+      test(`${block.where} (base)`, () => {
+        const load = () => loadBaseText(block.text, block.where, secrets, (path) => path)
+        if (invalid) assert.throws(load, (error: unknown) => isConfigError(error), `${block.where}: marked invalid, but it loads as a base`)
+        else load()
+      })
+      continue
+    }
     const { complete, text } = policyText(block.text)
     const kind = `${complete ? 'complete file' : 'fragment'}${invalid ? ', invalid' : ''}`
     test(`${block.where} (${kind})`, () => {
-      assert.deepEqual(unknown, [], `${block.where}: unknown info string words ${unknown.join(' ')} (only "invalid" is known)`)
+      assert.deepEqual(unknown, [], `${block.where}: unknown info string words ${unknown.join(' ')} (only "invalid" and "base" are known)`)
       if (invalid) {
         assert.throws(
           () => loadConfigText(text, block.where, secrets),
