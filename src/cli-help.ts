@@ -26,17 +26,20 @@ ${CONFIG_OPTION}
   --workers N           N processes serve the same listeners, 1 to 256 (default: $PILLION_WORKERS, then 1)
 ${HELP_OPTION}
 `,
-  check: `Usage: pillion check FILE
-       pillion check [-c FILE]
+  check: `Usage: pillion check [--strict] FILE
+       pillion check [--strict] [-c FILE]
 
 Validates a policy file without starting anything. Exit 0 with a summary, or 1 listing every problem
 as FILE: key.path: message (TOML syntax errors as FILE:LINE:COLUMN: message). A valid file is then
 checked the way pillion run would at start: against its locked base ([control] base, read from its
 file or URL, else base_cache), then TLS and CA files, API-key files, HMAC secrets in the environment,
-the admin token and discovery files; anything run would refuse is listed too.
+the admin token, discovery files and inline JWT keys; anything run would refuse is listed too.
+Warnings (exit 0): routes that can never match because an earlier route of the listener matches
+everything they would, and endpoint or DNS-discovery names that do not resolve from here.
 
 Options:
 ${CONFIG_OPTION}
+  --strict              exit 1 on warnings too
 ${HELP_OPTION}
 `,
   health: `Usage: pillion health [URL]

@@ -11,7 +11,7 @@ import { jsonLogger } from './core/log.ts'
 import type { Runtime } from './core/host.ts'
 import { VERSION } from './core/version.ts'
 import { supervise, workerRole, WORKERS_ENV } from './gateway/workers.ts'
-import { preflight } from './gateway/preflight.ts'
+import { preflight, preflightWarnings } from './gateway/preflight.ts'
 import { init } from './init.ts'
 import { asksForHelp, COMMAND_HELP } from './cli-help.ts'
 
@@ -138,7 +138,9 @@ async function loadConfig(runtime: Runtime, path: string): Promise<{ config: Con
   }
 }
 
-async function check(runtime: Runtime, args: string[]): Promise<number> {
+async function check(runtime: Runtime, allArgs: string[]): Promise<number> {
+  const strict = allArgs.includes('--strict')
+  const args = allArgs.filter((arg) => arg !== '--strict')
   const path = args.length === 1 && !args[0]!.startsWith('-') ? args[0]! : configPath(runtime, args)
   if (typeof path !== 'string') {
     runtime.writeErr(`pillion check: ${path.error}`)
@@ -150,13 +152,21 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
   if (locked === undefined) return 1
   const { config } = locked
   // What run would refuse at start beyond the file itself: TLS and CA files, keys files, secrets, the admin token.
-  const problems = await preflight(config, { readTextFile: (file) => runtime.readTextFile(file), env: (name) => runtime.env(name) })
+  const host = { readTextFile: (file: string) => runtime.readTextFile(file), env: (name: string) => runtime.env(name), resolveDns: (name: string) => runtime.resolveDns(name) }
+  const problems = await preflight(config, host)
   if (problems.length > 0) {
     runtime.writeErr(`${path}: the policy is valid, but pillion run would refuse it:\n${problems.map((problem) => `  ${problem}`).join('\n')}`)
     return 1
   }
+  const warnings = await preflightWarnings(config, host)
+  for (const warning of warnings) runtime.writeErr(`${path}: warning: ${warning}`)
+  if (strict && warnings.length > 0) {
+    runtime.writeErr(`${path}: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}, and --strict makes them errors`)
+    return 1
+  }
   const base = locked.locks === undefined ? '' : `, ${locked.locks} keys locked by ${config.control!.base}`
-  runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes${base})`)
+  const warned = warnings.length === 0 ? '' : `, ${warnings.length} warning${warnings.length === 1 ? '' : 's'}`
+  runtime.writeOut(`${path}: ok (${Object.keys(config.listeners).length} listeners, ${config.routes.length} routes${base}${warned})`)
   return 0
 }
 

@@ -56,5 +56,41 @@ for (const target of targets()) {
       assert.equal(passed.code, 0, passed.stderr)
       assert.match(passed.stdout, /pillion\.toml: ok/)
     })
+
+    it('warns of a route that can never match and of a name that does not resolve; --strict fails on them', async () => {
+      const dir = tempDir()
+      writeFileSync(
+        join(dir, 'pillion.toml'),
+        `[gateway]
+service = "preflight"
+[listeners.in]
+listen = "127.0.0.1:0"
+direction = "ingress"
+[upstreams.local]
+endpoints = ["http://127.0.0.1:3000"]
+[upstreams.gone]
+endpoints = ["http://pillion-preflight-test.invalid:8080"]
+[[routes]]
+name = "orders"
+listener = "in"
+path = "/orders/*"
+upstream = "local"
+[[routes]]
+name = "one-order"
+listener = "in"
+path = "/orders/:id"
+methods = ["GET"]
+upstream = "gone"
+`,
+      )
+      const warned = await runPillion(target, ['check', 'pillion.toml'], dir)
+      assert.equal(warned.code, 0, warned.stderr)
+      assert.match(warned.stdout, /pillion\.toml: ok \(1 listeners, 2 routes, 2 warnings\)/)
+      assert.match(warned.stderr, /warning: routes\[1\] \("one-order"\) can never match: routes\[0\] \("orders"\) comes first/)
+      assert.match(warned.stderr, /warning: upstreams\.gone\.endpoints\[0\]: the name "pillion-preflight-test\.invalid" does not resolve here/)
+      const strict = await runPillion(target, ['check', '--strict', 'pillion.toml'], dir)
+      assert.equal(strict.code, 1)
+      assert.match(strict.stderr, /2 warnings, and --strict makes them errors/)
+    })
   })
 }
