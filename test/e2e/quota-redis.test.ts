@@ -1,11 +1,10 @@
 // Global rate limits on a real Redis: three gateway processes share one quota on 127.0.0.1:6379, and a
 // Redis of our own (stopped, frozen, restarted on the same port) shows on_error and recovery.
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
+import { OwnRedis } from './own-redis.ts'
 import { closedPort, deferred, request, startGateway, startUpstream, targets, type Gateway, type Reply, type Target, type Upstream } from './harness.ts'
 
 const SHARED_REDIS = 'redis://127.0.0.1:6379'
@@ -149,41 +148,6 @@ for (const target of heavyTargets()) {
 }
 
 /** A redis-server of the test's own, with nothing saved to disk, that can be stopped and restarted. */
-class OwnRedis {
-  process: ChildProcess | undefined
-  constructor(readonly port: number) {}
-
-  async start(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    this.process = child
-    const ready = deferred()
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (/Ready to accept connections/.test(line)) ready.resolve()
-    })
-    const exited = new Promise<never>((_, reject) => child.once('exit', (code) => reject(new Error(`redis-server exited (${code})`))))
-    await Promise.race([ready.promise, exited])
-  }
-
-  async stop(): Promise<void> {
-    const child = this.process
-    if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-    child.kill('SIGCONT')
-    child.kill('SIGTERM')
-    await exited
-  }
-
-  freeze(): void {
-    this.process!.kill('SIGSTOP')
-  }
-
-  thaw(): void {
-    this.process!.kill('SIGCONT')
-  }
-}
-
 /** Requests to one gateway, one after another from a few workers, until told to stop; every answer kept. */
 function steadyLoad(gateway: Gateway, workers: number) {
   const replies: Reply[] = []
