@@ -138,7 +138,7 @@ async function check(runtime: Runtime, args: string[]): Promise<number> {
   if (loaded === undefined) return 1
   const { config } = loaded
   // What run would refuse at start beyond the file itself: TLS and CA files, keys files, secrets, the admin token.
-  const problems = await preflight(config, { readTextFile: (file) => runtime.readTextFile(file), env: (name) => runtime.env(name) })
+  const problems = await preflight(config, runtime)
   if (problems.length > 0) {
     runtime.writeErr(`${path}: the policy is valid, but pillion run would refuse it:\n${problems.map((problem) => `  ${problem}`).join('\n')}`)
     return 1

@@ -12,7 +12,7 @@ import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions, Server } from '../core/host.ts'
 import { StateCarrier, type Part } from '../core/state-carrier.ts'
 import { adminToken } from '../admin/token.ts'
-import { checkUpstreamCaFiles, listenerServing, readTls, type Serving } from './listener-setup.ts'
+import { listenerServing, readTls, refuseUnservable, type Serving } from './listener-setup.ts'
 import { VERSION } from '../core/version.ts'
 import { formatAddress, type HostPort } from '../core/address.ts'
 
@@ -88,7 +88,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const build = (next: Config): GatewayApps => createGateway(next, runtime, logger, observers, events, carrier)
 
   const initialToken = adminToken(config.gateway.adminTokenEnv, runtime.env)
-  await checkUpstreamCaFiles(config, runtime.readTextFile)
+  await refuseUnservable(config, runtime)
   carrier.begin()
   let generation = build(config)
   const apps = new Map(generation.listeners.map(({ listener, app }) => [listener.name, app]))
@@ -182,7 +182,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     },
     async apply(next) {
       const nextToken = adminToken(next.gateway.adminTokenEnv, runtime.env)
-      await checkUpstreamCaFiles(next, runtime.readTextFile)
+      await refuseUnservable(next, runtime)
       const observing = await observability.prepare(next)
       carrier.begin()
       let nextGeneration: GatewayApps

@@ -1,13 +1,14 @@
-import { readFileSync } from 'node:fs'
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { sessionOf } from '../core/websocket.ts'
+import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'
 import { BUFFER_SLACK_BYTES, LiveBridges, type RelaySocket, type WebSocketBridge } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
+import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
 
 interface BunServer {
   port: number
@@ -42,14 +43,8 @@ export function idleTimeoutSeconds(requestTimeoutMs: number): number {
 
 const CONNECT_CODES = new Set(['ConnectionRefused', 'ECONNREFUSED', 'FailedToOpenSocket', 'EHOSTUNREACH', 'ENOTFOUND'])
 
-const caTexts = new Map<string, string>()
-
-/** An upstream CA file, read on first use. */
-function caText(caFile: string): string {
-  let text = caTexts.get(caFile)
-  if (text === undefined) caTexts.set(caFile, (text = readFileSync(caFile, 'utf8')))
-  return text
-}
+/** Bun's client TLS options (fetch and WebSocket): `serverName` is the SNI and the name verified. */
+const bunClientTls = oncePerUpstreamTls((tls) => readUpstreamTls(tls))
 
 /**
  * Bun reads a whole message before the bridge sees it, so this caps what one client message may hold
@@ -122,14 +117,19 @@ export function createBunRuntime(): Runtime {
   return {
     name: 'bun',
     version: Bun.version,
+    pem: pemInspector,
+    gaps: {
+      allowedSans:
+        "Bun.serve (and so the binary) does not show the server the client's certificate (oven-sh/bun#14097), so its names cannot be checked; run this policy under Node, or keep client_ca alone with a CA that signs only the allowed clients",
+    },
     upstream: fetchUpstream({
       extraInit: { decompress: false },
       classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
-      trustCa: (caFile) => ({ tls: { ca: caText(caFile) } }),
+      tlsInit: (tls) => ({ tls: bunClientTls(tls) }),
     }),
     websocket: webSocketClientConnector({
       // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
-      options: (protocols, headers, ca) => ({ protocols, headers, perMessageDeflate: false, ...(ca === undefined ? {} : { tls: { ca: caText(ca) } }) }),
+      options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
       closeCode: (code) => code,
     }),
     async serve(handler, options) {

@@ -3,11 +3,13 @@ import { fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
+import { pemInspector } from './pem.ts'
 import { createRedisStore } from './redis.ts'
 import { denoWorkers } from './workers-deno.ts'
 import { denoSpawn } from './spawn-deno.ts'
 import { clientApiCloseCode, LiveBridges, type RelayMessage, type RelaySocket } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
+import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
 
 declare const Deno: {
   version: { deno: string }
@@ -20,7 +22,7 @@ declare const Deno: {
   readTextFile(path: string): Promise<string>
   readTextFileSync(path: string): string
   realPathSync(path: string): string
-  createHttpClient(options: { caCerts: string[] }): unknown
+  createHttpClient(options: { caCerts?: string[]; cert?: string; key?: string }): unknown
   writeTextFile(path: string, text: string, options?: { createNew?: boolean }): Promise<void>
   rename(from: string, to: string): Promise<void>
   pid: number
@@ -47,14 +49,14 @@ async function writeAllAsync(stream: { write(bytes: Uint8Array): Promise<number>
   while (bytes.length > 0) bytes = bytes.subarray(await stream.write(bytes))
 }
 
-const clients = new Map<string, unknown>()
-
-/** One HTTP client per upstream CA file, so connections are pooled per trust root. */
-function clientTrusting(caFile: string): unknown {
-  let client = clients.get(caFile)
-  if (client === undefined) clients.set(caFile, (client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(caFile)] })))
-  return client
-}
+/**
+ * One HTTP client per upstream TLS setting, so connections are pooled per trust root and client
+ * certificate. Deno's client has no server name option: `server_name` is refused at load on Deno.
+ */
+const clientFor = oncePerUpstreamTls((tls) => {
+  const { ca, cert, key } = readUpstreamTls(tls)
+  return Deno.createHttpClient({ ...(ca === undefined ? {} : { caCerts: [ca] }), ...(cert === undefined ? {} : { cert, key }) })
+})
 
 /** The client's side of a bridge on Deno's server WebSocket: it sends any close code, but cannot pause, ping or be dropped. */
 function clientSocket(socket: WebSocket): RelaySocket {
@@ -100,13 +102,20 @@ export function createDenoRuntime(): Runtime {
   return {
     name: 'deno',
     version: Deno.version.deno,
+    pem: pemInspector,
+    gaps: {
+      clientCa: 'Deno.serve cannot verify client certificates; run this policy under Node, Bun or the binary',
+      allowedSans: 'Deno.serve cannot verify client certificates, let alone their names; run this policy under Node',
+      upstreamServerName:
+        "Deno's fetch cannot send a server name other than the endpoint URL's host; run this policy under Node, Bun or the binary, or name the endpoint by that host (in DNS or /etc/hosts)",
+    },
     upstream: fetchUpstream({
       extraInit: {},
       classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
-      trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
+      tlsInit: (tls) => ({ client: clientFor(tls) }),
     }),
     websocket: webSocketClientConnector({
-      options: (protocols, headers, ca) => ({ protocols, headers, ...(ca === undefined ? {} : { client: clientTrusting(ca) }) }),
+      options: (protocols, headers, tls) => ({ protocols, headers, ...(tls === undefined ? {} : { client: clientFor(tls) }) }),
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
       closeCode: clientApiCloseCode,
     }),

@@ -5,7 +5,10 @@ import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
 import { refuseTunnel, Upgrades } from './node-upgrade.ts'
 import { nodeWebSocket } from './node-websocket.ts'
-import type { ClientInfo, Runtime, ServeOptions, Server } from '../core/host.ts'
+import type { TLSSocket } from 'node:tls'
+import type { ClientInfo, PeerNamesCheck, Runtime, ServeOptions, Server } from '../core/host.ts'
+import { subjectAltNames } from './peer-certificate.ts'
+import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
@@ -20,6 +23,16 @@ function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
   if (tls === undefined) return {}
   const { cert, key, clientCa } = tls
   return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
+}
+
+/**
+ * allowed_sans: a client whose verified certificate carries none of the allowed names is dropped
+ * right after its handshake, before any request is read (as Envoy's SAN matchers fail the handshake).
+ */
+function refuseUnlistedPeer(acceptsPeer: PeerNamesCheck): (socket: TLSSocket) => void {
+  return (socket) => {
+    if (!acceptsPeer(subjectAltNames(socket.getPeerCertificate().subjectaltname))) socket.destroy()
+  }
 }
 
 /** The client of one request: its address, and its going away seen on the response's 'close'. */
@@ -48,6 +61,8 @@ export function createNodeRuntime(): Runtime {
     name: 'node',
     version: process.versions.node,
     upstream: nodeUpstream,
+    pem: pemInspector,
+    gaps: {},
     websocket: nodeWebSocket,
     serve(handler, options) {
       return new Promise<Server>((resolve, reject) => {
@@ -74,6 +89,8 @@ export function createNodeRuntime(): Runtime {
             }),
         )
         server.once('error', reject)
+        const acceptsPeer = options.tls?.acceptsPeer
+        if (acceptsPeer !== undefined) server.prependListener('secureConnection', refuseUnlistedPeer(acceptsPeer))
         server.on('connect', refuseTunnel)
         server.on('upgrade', upgrades.listener)
       })
