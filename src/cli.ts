@@ -187,6 +187,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
         status: () => reloader?.status() ?? { version: '' },
         reload: () => reloader!.reload('admin'),
       },
+      onCertificateFileChanged: () => void reloader?.reload('certificate'),
     })
   } catch (error) {
     runtime.writeErr(`pillion: cannot start: ${(error as Error).message}`)
@@ -199,6 +200,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
     load: (next) => feed.load(next),
     applied: (next) => feed.applied(next),
     apply: (next) => gateway.apply(next),
+    refresh: () => gateway.rotateCertificates(),
     logger,
   })
   const watching = feed.watch((trigger) => void reloader!.reload(trigger))

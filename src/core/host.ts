@@ -79,6 +79,11 @@ export type PeerNamesCheck = (subjectAltNames: readonly string[]) => boolean
 export interface Server {
   host: string
   port: number
+  /**
+   * New certificate, key or client CA texts for a TLS listener (rotation): new handshakes get them,
+   * open connections and requests in flight go on. Same files, same settings: only the texts change.
+   */
+  updateTls(tls: NonNullable<ServeOptions['tls']>): Promise<void>
   /** Stops accepting, waits for in-flight requests and open WebSockets to end by themselves, then closes. */
   close(): Promise<void>
   /** Sends close 1001 to both sides of every open WebSocket (the shutdown grace is over); they end soon after. */
@@ -115,6 +120,8 @@ export interface Runtime {
   gaps: RuntimeGaps
   serve(handler: Handler, options: ServeOptions): Promise<Server>
   upstream: UpstreamClient
+  /** The files behind upstream TLS settings changed: new connections read them again, open ones go on. */
+  upstreamTlsFilesChanged(): void
   readTextFile(path: string): Promise<string>
   /** For the policy loader alone, which is synchronous: `${file:…}` references (mounted secrets, small files). */
   readTextFileSync(path: string): string

@@ -13,6 +13,7 @@ import type { ClientInfo, Handler, Runtime, ServeOptions, Server } from '../core
 import { StateCarrier, type Part } from '../core/state-carrier.ts'
 import { adminToken } from '../admin/token.ts'
 import { listenerServing, readTls, refuseUnservable, type Serving } from './listener-setup.ts'
+import { ServedCertificates } from './certificates.ts'
 import { VERSION } from '../core/version.ts'
 import { formatAddress, type HostPort } from '../core/address.ts'
 
@@ -25,6 +26,8 @@ export interface RunningGateway {
   apply(config: Config): Promise<void>
   /** Stops accepting, lets in-flight requests finish up to the grace period. Resolves true if all drained. */
   shutdown(): Promise<boolean>
+  /** Reads the TLS files again and puts changed ones in service; returns the keys that rotated, throws if they cannot be used. */
+  rotateCertificates(): Promise<string[]>
 }
 
 export interface GatewayOptions {
@@ -33,6 +36,8 @@ export interface GatewayOptions {
   admin?: Pick<AdminState, 'status' | 'reload'>
   /** Set in each worker of `pillion run --workers N` (src/workers.ts). */
   worker?: WorkerBinding
+  /** Called when a TLS file of the config in service changes; `pillion run` reloads (which rotates). */
+  onCertificateFileChanged?: () => void
 }
 
 /** How a worker binds: beside its siblings on the same addresses, and the admin and probes listeners in worker 0 only. */
@@ -63,6 +68,8 @@ function bindingKey(address: HostPort, serving: Serving = {}): string {
 interface Bound {
   address: string
   server: Server
+  /** The texts a TLS listener was bound with. */
+  tls?: NonNullable<ServeOptions['tls']>
 }
 
 const NOT_SERVING = () =>
@@ -107,6 +114,11 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const probes = createProbesApp(state)
   observability.metrics.setSources(() => state)
   const bound = new Map<string, Bound>()
+  const certificates = new ServedCertificates(runtime, logger)
+  const serverOf = (name: string) => bound.get(name)?.server
+  const watchCertificates = (watched: Config) => {
+    if (options.onCertificateFileChanged !== undefined) certificates.watch(watched, options.onCertificateFileChanged)
+  }
   const dispatchers = new Map<string, Handler>()
   const dispatcherFor = (name: string): Handler => {
     let dispatch = dispatchers.get(name)
@@ -127,7 +139,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
     const server = await runtime.serve(handler, serveOptions)
     runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)
-    return { address: bindingKey(address, serving), server }
+    return { address: bindingKey(address, serving), server, ...(serveOptions.tls === undefined ? {} : { tls: serveOptions.tls }) }
   }
 
   /** Binds what the config asks for and is not bound yet; returns the servers it replaced or no longer needs. */
@@ -161,7 +173,10 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     const retired: Server[] = []
     for (const [name, { server }] of bound) if (!wanted.has(name) || fresh.has(name)) retired.push(server)
     for (const name of [...bound.keys()]) if (!wanted.has(name)) bound.delete(name)
-    for (const [name, entry] of fresh) bound.set(name, entry)
+    for (const [name, entry] of fresh) {
+      bound.set(name, entry)
+      certificates.bound(name, entry.tls)
+    }
     return retired
   }
 
@@ -174,6 +189,8 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     throw error
   }
   startParts(carrier.commit().created)
+  await certificates.remember(config)
+  watchCertificates(config)
   state.ready = true
 
   const running: RunningGateway = {
@@ -208,9 +225,14 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       stopParts(dropped)
       // Old servers stop accepting now and finish their in-flight requests in the background.
       for (const server of retired) void server.close()
+      watchCertificates(next)
+      // Listeners kept as they were, and upstreams, may have new files behind the same names.
+      await certificates.rotate(next, serverOf).catch((error: Error) => logger.log('error', 'certificates not rotated', { error: error.message }))
     },
+    rotateCertificates: () => certificates.rotate(state.config, serverOf),
     async shutdown() {
       state.draining = true
+      certificates.unwatch()
       const graceEndsAt = performance.now() + state.config.gateway.shutdownGraceMs
       let timer: ReturnType<typeof setTimeout> | undefined
       const graceOver = new Promise<false>((resolve) => {

@@ -1,6 +1,7 @@
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
+import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -8,7 +9,7 @@ import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'
 import { BUFFER_SLACK_BYTES, LiveBridges, type RelaySocket, type WebSocketBridge } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
-import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
+import { oncePerUpstreamTls, readUpstreamTls, upstreamTlsFilesChanged } from './upstream-tls.ts'
 
 interface BunServer {
   port: number
@@ -132,35 +133,38 @@ export function createBunRuntime(): Runtime {
       options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
       closeCode: (code) => code,
     }),
-    async serve(handler, options) {
-      const bridges = new LiveBridges()
-      const server: BunServer = Bun.serve({
-        hostname: options.host,
-        port: options.port,
-        development: false,
-        idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
-        maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-        // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
-        ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
-        ...(options.reusePort === true ? { reusePort: true } : {}),
-        websocket: bridgeHandlers,
-        fetch: (request: Request, bunServer: BunServer) => {
-          const client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
-          // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
-          if (request.headers.get('upgrade') === null) return handler(request, client)
-          return answerUpgrade(handler, request, client, bunServer, bridges)
-        },
-      })
-      return {
-        host: options.host,
-        port: server.port,
-        // stop() waits for open WebSockets; closeWebSockets ends them when the shutdown grace is over.
-        close: () => server.stop(),
-        closeWebSockets: () => void bridges.closeAll(),
-      }
-    },
+    serve: (handler, options) => (options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBun(handler, at), options, true)),
     redisStore: createRedisStore,
+    upstreamTlsFilesChanged,
     workers: reusePortProcesses('Bun'),
     ...processHost(),
+  }
+}
+
+async function serveBun(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  const bridges = new LiveBridges()
+  const server: BunServer = Bun.serve({
+    hostname: options.host,
+    port: options.port,
+    development: false,
+    idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
+    ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
+    ...(options.reusePort === true ? { reusePort: true } : {}),
+    websocket: bridgeHandlers,
+    fetch: (request: Request, bunServer: BunServer) => {
+      const client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
+      // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
+      if (request.headers.get('upgrade') === null) return handler(request, client)
+      return answerUpgrade(handler, request, client, bunServer, bridges)
+    },
+  })
+  return {
+    host: options.host,
+    port: server.port,
+    // stop() waits for open WebSockets; closeWebSockets ends them when the shutdown grace is over.
+    close: () => server.stop(),
+    closeWebSockets: () => void bridges.closeAll(),
   }
 }

@@ -1,6 +1,7 @@
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
-import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
+import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
+import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
 import { pemInspector } from './pem.ts'
@@ -9,7 +10,7 @@ import { denoWorkers } from './workers-deno.ts'
 import { denoSpawn } from './spawn-deno.ts'
 import { clientApiCloseCode, LiveBridges, type RelayMessage, type RelaySocket } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
-import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
+import { oncePerUpstreamTls, readUpstreamTls, upstreamTlsFilesChanged } from './upstream-tls.ts'
 
 declare const Deno: {
   version: { deno: string }
@@ -119,33 +120,8 @@ export function createDenoRuntime(): Runtime {
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
       closeCode: clientApiCloseCode,
     }),
-    async serve(handler, options) {
-      if (options.tls?.clientCa !== undefined) {
-        throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
-      }
-      const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
-      const bridges = new LiveBridges()
-      const server = Deno.serve(
-        { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
-        (request, info) => {
-          const client = { remoteAddress: info.remoteAddr.hostname }
-          // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
-          if (request.headers.get('upgrade') === null) return handler(request, client)
-          return answerUpgrade(handler, request, client, bridges)
-        },
-      )
-      return {
-        host: options.host,
-        port: server.addr.port,
-        // shutdown() cuts open WebSockets without a close frame and cannot stop accepting without it,
-        // so on Deno they get their 1001 (both ways) when the shutdown starts, not when its grace ends.
-        async close() {
-          await bridges.closeAll()
-          await server.shutdown()
-        },
-        closeWebSockets: () => void bridges.closeAll(),
-      }
-    },
+    serve: (handler, options) => (options.tls === undefined ? serveDeno(handler, options).then(plainHttp) : rebindingServer((at) => serveDeno(handler, at), options, false)),
+    upstreamTlsFilesChanged,
     redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),
     readTextFileSync: (path) => Deno.readTextFileSync(path),
@@ -192,4 +168,32 @@ async function resolveBothFamilies(host: string): Promise<string[]> {
   const failure = results.find((result) => result.status === 'rejected' && !(result.reason instanceof Deno.errors.NotFound))
   if (failure?.status === 'rejected') throw failure.reason
   throw new Error(`no A or AAAA records for ${host}`)
+}
+
+async function serveDeno(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  if (options.tls?.clientCa !== undefined) {
+    throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
+  }
+  const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
+  const bridges = new LiveBridges()
+  const server = Deno.serve(
+    { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
+    (request, info) => {
+      const client = { remoteAddress: info.remoteAddr.hostname }
+      // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
+      if (request.headers.get('upgrade') === null) return handler(request, client)
+      return answerUpgrade(handler, request, client, bridges)
+    },
+  )
+  return {
+    host: options.host,
+    port: server.addr.port,
+    // shutdown() cuts open WebSockets without a close frame and cannot stop accepting without it,
+    // so on Deno they get their 1001 (both ways) when the shutdown starts, not when its grace ends.
+    async close() {
+      await bridges.closeAll()
+      await server.shutdown()
+    },
+    closeWebSockets: () => void bridges.closeAll(),
+  }
 }

@@ -15,7 +15,13 @@ import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
 
 /** One keep-alive agent (a pool per origin) per connect timeout, and per upstream TLS setting when there is one. */
 const plainAgents = new Map<number, Agent>()
-const tlsAgents = oncePerUpstreamTls(() => new Map<number, Agent>())
+// A rotated file gets new pools; the old ones close once their calls and streams are done.
+const tlsAgents = oncePerUpstreamTls(
+  () => new Map<number, Agent>(),
+  (old) => {
+    for (const agent of old.values()) void agent.close().catch(() => {})
+  },
+)
 
 export function agentFor(connectTimeoutMs: number, tls: UpstreamTls | undefined): Agent {
   const agents = tls === undefined ? plainAgents : tlsAgents(tls)

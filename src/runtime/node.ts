@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
+import { upstreamTlsFilesChanged } from './upstream-tls.ts'
 import { refuseTunnel, Upgrades } from './node-upgrade.ts'
 import { nodeWebSocket } from './node-websocket.ts'
-import type { TLSSocket } from 'node:tls'
+import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls'
 import type { ClientInfo, PeerNamesCheck, Runtime, ServeOptions, Server } from '../core/host.ts'
 import { subjectAltNames } from './peer-certificate.ts'
 import { pemInspector } from './pem.ts'
@@ -61,6 +62,7 @@ export function createNodeRuntime(): Runtime {
     name: 'node',
     version: process.versions.node,
     upstream: nodeUpstream,
+    upstreamTlsFilesChanged,
     pem: pemInspector,
     gaps: {},
     websocket: nodeWebSocket,
@@ -86,6 +88,8 @@ export function createNodeRuntime(): Runtime {
                   if ('closeIdleConnections' in server) server.closeIdleConnections()
                 }),
               closeWebSockets: () => upgrades.close(),
+              // New handshakes get the new context; connections already up keep theirs.
+              updateTls: async (tls) => (server as unknown as TlsServer).setSecureContext(tlsOptions(tls) as SecureContextOptions),
             }),
         )
         server.once('error', reject)

@@ -9,15 +9,26 @@ export interface UpstreamTlsTexts {
   serverName?: string
 }
 
+/** Bumped when the files behind upstream TLS settings change (rotation): what was built from them is built again. */
+let filesGeneration = 0
+
+export function upstreamTlsFilesChanged(): void {
+  filesGeneration++
+}
+
 /**
- * Builds something from an upstream's TLS once per config load: the config hands the same object to
- * every request, so the files are read on first use and a reload that changes them builds afresh.
+ * Builds something from an upstream's TLS once, and again after its files change: the config hands
+ * the same object to every request, so the files are read on first use, not per request. `retire`
+ * is given what a rebuild replaced (a pool to close once its calls are done).
  */
-export function oncePerUpstreamTls<T>(build: (tls: UpstreamTls) => T): (tls: UpstreamTls) => T {
-  const built = new WeakMap<UpstreamTls, T>()
+export function oncePerUpstreamTls<T>(build: (tls: UpstreamTls) => T, retire?: (old: T) => void): (tls: UpstreamTls) => T {
+  const built = new WeakMap<UpstreamTls, { value: T; generation: number }>()
   return (tls) => {
-    let value = built.get(tls)
-    if (value === undefined) built.set(tls, (value = build(tls)))
+    const entry = built.get(tls)
+    if (entry !== undefined && entry.generation === filesGeneration) return entry.value
+    const value = build(tls)
+    built.set(tls, { value, generation: filesGeneration })
+    if (entry !== undefined) retire?.(entry.value)
     return value
   }
 }
