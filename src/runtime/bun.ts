@@ -2,6 +2,7 @@ import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
+import { tlsFront, type FrontedConnections } from './bun-tls-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -15,7 +16,7 @@ interface BunServer {
   port: number
   hostname: string
   stop(closeActiveConnections?: boolean): Promise<void>
-  requestIP(request: Request): { address: string } | null
+  requestIP(request: Request): { address: string; port: number } | null
   upgrade(request: Request, options: { data: WebSocketBridge; headers: Headers }): boolean
 }
 
@@ -119,10 +120,8 @@ export function createBunRuntime(): Runtime {
     name: 'bun',
     version: Bun.version,
     pem: pemInspector,
-    gaps: {
-      allowedSans:
-        "Bun.serve (and so the binary) does not show the server the client's certificate (oven-sh/bun#14097), so its names cannot be checked; run this policy under Node, or keep client_ca alone with a CA that signs only the allowed clients",
-    },
+    // Bun.serve shows no client certificate: allowed_sans listeners get node:tls in front (bun-tls-front.ts).
+    gaps: {},
     upstream: fetchUpstream({
       extraInit: { decompress: false },
       classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
@@ -133,7 +132,7 @@ export function createBunRuntime(): Runtime {
       options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
       closeCode: (code) => code,
     }),
-    serve: (handler, options) => (options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBun(handler, at), options, true)),
+    serve: (handler, options) => (options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBunTls(handler, at), options, true)),
     redisStore: createRedisStore,
     upstreamTlsFilesChanged,
     workers: reusePortProcesses('Bun'),
@@ -141,7 +140,17 @@ export function createBunRuntime(): Runtime {
   }
 }
 
-async function serveBun(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+/** A TLS listener: Bun.serve's own TLS, or with allowed_sans, node:tls in front of it (bun-tls-front.ts). */
+function serveBunTls(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  const tls = options.tls!
+  const acceptsPeer = tls.acceptsPeer
+  if (acceptsPeer === undefined) return serveBun(handler, options)
+  return tlsFront({ ...options, tls: { ...tls, acceptsPeer } }, (inner, connections) => serveBun(handler, inner, connections))
+}
+
+const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the TLS listener in front of it only', crypto.randomUUID())
+
+async function serveBun(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
   const bridges = new LiveBridges()
   const server: BunServer = Bun.serve({
     hostname: options.host,
@@ -154,7 +163,13 @@ async function serveBun(handler: Handler, options: ServeOptions): Promise<PlainS
     ...(options.reusePort === true ? { reusePort: true } : {}),
     websocket: bridgeHandlers,
     fetch: (request: Request, bunServer: BunServer) => {
-      const client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
+      let client: ClientInfo
+      if (fronted === undefined) client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
+      else {
+        const remoteAddress = fronted.clientOf(bunServer.requestIP(request)?.port ?? 0)
+        if (remoteAddress === undefined) return FROM_ELSEWHERE()
+        client = { remoteAddress }
+      }
       // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
       if (request.headers.get('upgrade') === null) return handler(request, client)
       return answerUpgrade(handler, request, client, bunServer, bridges)

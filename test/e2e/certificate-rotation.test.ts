@@ -12,10 +12,10 @@ import { startGateway, targets, type Gateway } from './harness.ts'
 import { issueCertificate, makeCertificates, type TestCertificates } from './security-helpers.ts'
 
 /** The subject CN of the certificate a new TLS connection to the listener is given. */
-function servedName(base: string, ca: Buffer): Promise<string> {
+function servedName(base: string, ca: Buffer, client: { cert?: Buffer; key?: Buffer } = {}): Promise<string> {
   const url = new URL(base)
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: url.hostname, port: Number(url.port), ca, servername: 'localhost' }, () => {
+    const socket = connect({ host: url.hostname, port: Number(url.port), ca, servername: 'localhost', ...client }, () => {
       resolve(String(socket.getPeerCertificate().subject.CN))
       socket.end()
     })
@@ -52,6 +52,9 @@ for (const target of targets()) {
     let releaseSlow: () => void = () => {}
     let slowArrived: Promise<void>
     let slowHasArrived: () => void = () => {}
+    // Deno cannot verify client certificates: its gateway has no mTLS listener.
+    const mutual = target.name !== 'deno'
+    let client: { cert: Buffer; key: Buffer }
 
     before(async () => {
       first = makeCertificates()
@@ -59,6 +62,8 @@ for (const target of targets()) {
       ca = readFileSync(first.caCert)
       // The listener's next certificate, from the same CA, told apart by its CN.
       const rotated = issueCertificate(first, 'rotated', '/CN=rotated', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
+      const checkout = issueCertificate(first, 'checkout', '/CN=checkout', 'subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/checkout\nextendedKeyUsage=clientAuth\n')
+      client = { cert: readFileSync(checkout.cert), key: readFileSync(checkout.key) }
       live = join(first.dir, 'live')
       mkdirSync(live)
       copyFileSync(first.serverCert, join(live, 'server.pem'))
@@ -85,7 +90,21 @@ admin = "127.0.0.1:0"
 listen = "127.0.0.1:0"
 direction = "ingress"
 tls = { cert = "${join(live, 'server.pem')}", key = "${join(live, 'server.key')}" }
+${
+  mutual
+    ? `
+[listeners.mesh]
+listen = "127.0.0.1:0"
+direction = "ingress"
+tls = { cert = "${join(live, 'server.pem')}", key = "${join(live, 'server.key')}", client_ca = "${first.caCert}", allowed_sans = ["spiffe://cluster.local/ns/shop/sa/checkout"] }
 
+[[routes]]
+listener = "mesh"
+path = "/*"
+upstream = "private"
+`
+    : ''
+}
 [upstreams.private]
 endpoints = ["${upstreamUrl}"]
 ca = "${join(live, 'upstream-ca.pem')}"
@@ -109,12 +128,17 @@ timeout = "30s"
 
     it('a new certificate file is served to new handshakes, and a request in flight finishes', async () => {
       assert.equal(await servedName(gateway.listeners.secure!, ca), 'localhost')
+      if (mutual) assert.equal(await servedName(gateway.listeners.mesh!, ca, client), 'localhost')
       const inFlight = get(`${gateway.listeners.secure}/slow`, ca)
       await slowArrived
       replaceFile(join(first.dir, 'rotated-server.key'), join(live, 'server.key'))
       replaceFile(join(first.dir, 'rotated-server.pem'), join(live, 'server.pem'))
       await gateway.waitForLine(/certificates rotated.*listeners\.secure\.tls/, 'stderr')
       assert.equal(await servedName(gateway.listeners.secure!, ca), 'rotated')
+      if (mutual) {
+        await gateway.waitForLine(/certificates rotated.*listeners\.mesh\.tls/, 'stderr')
+        assert.equal(await servedName(gateway.listeners.mesh!, ca, client), 'rotated')
+      }
       releaseSlow()
       assert.deepEqual(await inFlight, { status: 200, body: 'slow answer, finished' })
     })

@@ -3,6 +3,9 @@
 // egress side runs on each target; the side that checks names runs where the runtime can (Node),
 // and each target's own client_ca listener is called too where it has one. Certificates come from
 // openssl at test time.
+//
+// Per target T: a Node ingress checks names for every T's egress, and T's own ingress (names and
+// client_ca) is called too where T can verify clients (not Deno).
 import assert from 'node:assert/strict'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -65,7 +68,7 @@ upstream = "app"
 }
 
 /** The calling side: one upstream a way of meeting the ingress, one route to each. */
-function egressPolicy(ids: Identities, strict: string, mutual: string, serverNames: boolean): string {
+function egressPolicy(ids: Identities, strict: string, mutual: string, ownStrict: string, serverNames: boolean): string {
   const { certs, checkout, intruder } = ids
   const upstream = (name: string, url: string, keys: string) => `
 [upstreams.${name}]
@@ -94,6 +97,8 @@ ${upstream('intruder', strict, as(intruder))}
 ${upstream('anonymous', strict, '')}
 ${upstream('mutual', mutual, as(checkout))}
 ${upstream('mutual_anonymous', mutual, '')}
+${upstream('own_strict', ownStrict, as(checkout))}
+${upstream('own_intruder', ownStrict, as(intruder))}
 ${serverNames ? upstream('named', strict, `${as(checkout)}\nserver_name = "ingress.internal"`) : ''}
 ${serverNames ? upstream('misnamed', strict, `${as(checkout)}\nserver_name = "payments.internal"`) : ''}
 `
@@ -106,8 +111,7 @@ async function get(url: string): Promise<{ status: number; body: string }> {
 
 for (const target of targets()) {
   describe(`mutual TLS between two Pillions, egress on ${target.name}`, { skip: target.missing }, () => {
-    // Only Node shows the server the client's certificate; Deno's server cannot verify one at all.
-    const checksNames = target.name === 'node'
+    // Deno's server cannot verify a client certificate at all.
     const verifiesClients = target.name !== 'deno'
     const serverNames = target.name !== 'deno'
     let ids: Identities
@@ -124,9 +128,9 @@ for (const target of targets()) {
         res.end(JSON.stringify({ url: req.url, proto: req.headers['x-forwarded-proto'] }))
       })
       ingress = await startGateway(NODE, ingressPolicy(ids, app, true))
-      if (verifiesClients && !checksNames) targetIngress = await startGateway(target, ingressPolicy(ids, app, false))
-      const mutual = (targetIngress ?? ingress).listeners.mutual!
-      egress = await startGateway(target, egressPolicy(ids, ingress.listeners.strict!, mutual, serverNames))
+      if (verifiesClients && target.name !== 'node') targetIngress = await startGateway(target, ingressPolicy(ids, app, true))
+      const own = targetIngress ?? ingress
+      egress = await startGateway(target, egressPolicy(ids, ingress.listeners.strict!, own.listeners.mutual!, own.listeners.strict!, serverNames))
     })
 
     after(async () => {
@@ -162,6 +166,16 @@ for (const target of targets()) {
       assert.equal(refused.status, 502, refused.body)
     })
 
+    it(`a ${target.name} listener with allowed_sans checks the names in the egress's certificate`, { skip: !verifiesClients && 'Deno.serve cannot verify client certificates' }, async () => {
+      const before = seen.length
+      const allowed = await get(`${egress.listeners.egress}/own_strict/x`)
+      assert.equal(allowed.status, 200, allowed.body)
+      assert.equal(seen.length, before + 1)
+      const refused = await get(`${egress.listeners.egress}/own_intruder/x`)
+      assert.equal(refused.status, 502, refused.body)
+      assert.equal(seen.length, before + 1, 'the app saw a request the ingress should have refused')
+    })
+
     it('server_name is the name sent and verified instead of the endpoint URL\'s host', { skip: !serverNames && "Deno's fetch cannot set a server name" }, async () => {
       const named = await get(`${egress.listeners.egress}/named/x`)
       assert.equal(named.status, 200, named.body)
@@ -169,26 +183,22 @@ for (const target of targets()) {
       assert.equal(misnamed.status, 502, misnamed.body)
     })
 
-    it('what the runtime cannot do, check and run refuse by key, naming the runtime', { skip: checksNames && 'Node can do all of it', timeout: 60_000 }, async () => {
+    it('what Deno cannot do, check and run refuse by key, naming the runtime', { skip: target.name !== 'deno' && 'Deno only', timeout: 60_000 }, async () => {
       const dir = tempDir()
       const file = join(dir, 'pillion.toml')
-      const policy = target.name === 'deno' ? egressPolicy(ids, ingress.listeners.strict!, ingress.listeners.mutual!, true) : ingressPolicy(ids, app, true)
-      writeFileSync(file, policy)
+      const strict = ingress.listeners.strict!
+      writeFileSync(file, egressPolicy(ids, strict, strict, strict, true))
       const checked = await runPillion(target, ['check', file], dir)
       assert.equal(checked.code, 1, checked.stdout + checked.stderr)
-      const expected =
-        target.name === 'deno'
-          ? /upstreams\.named\.server_name: Deno's fetch cannot send a server name/
-          : /listeners\.strict\.tls\.allowed_sans: Bun\.serve \(and so the binary\) does not show the server the client's certificate/
+      const expected = /upstreams\.named\.server_name: Deno's fetch cannot send a server name/
       assert.match(checked.stderr, expected)
       const run = await runPillion(target, ['run', '-c', file], dir)
       assert.equal(run.code, 1)
       assert.match(run.stderr, expected)
-      if (target.name === 'deno') {
-        writeFileSync(file, ingressPolicy(ids, app, false))
-        const server = await runPillion(target, ['check', file], dir)
-        assert.match(server.stderr, /listeners\.mutual\.tls\.client_ca: Deno\.serve cannot verify client certificates/)
-      }
+      writeFileSync(file, ingressPolicy(ids, app, true))
+      const server = await runPillion(target, ['check', file], dir)
+      assert.match(server.stderr, /listeners\.mutual\.tls\.client_ca: Deno\.serve cannot verify client certificates/)
+      assert.match(server.stderr, /listeners\.strict\.tls\.allowed_sans: Deno\.serve cannot verify client certificates/)
     })
   })
 }
