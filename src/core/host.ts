@@ -73,8 +73,8 @@ export interface ServeOptions {
   reusePort?: boolean
 }
 
-/** Whether a verified client certificate's subject alternative names (`DNS:…`, `URI:…`) may connect. */
-export type PeerNamesCheck = (subjectAltNames: readonly string[]) => boolean
+/** Whether a verified client certificate's subject alternative names (`DNS:…`, `URI:…`) may connect; the address is for telling. */
+export type PeerNamesCheck = (subjectAltNames: readonly string[], remoteAddress: string) => boolean
 
 export interface Server {
   host: string

@@ -18,13 +18,16 @@ const textsOf = (tls: ListenerTexts) => `${tls.cert}\0${tls.key}\0${tls.clientCa
 export class ServedCertificates {
   readonly #runtime: Runtime
   readonly #logger: Logger
+  readonly #refusedOn: (listener: string) => (names: readonly string[], remoteAddress: string) => void
   readonly #listenerTexts = new Map<string, string>()
   #upstreamTexts = new Map<string, string>()
   #unwatch: Array<() => void> = []
 
-  constructor(runtime: Runtime, logger: Logger) {
+  /** refusedOn: what to tell when a listener's allowed_sans refuse a client. */
+  constructor(runtime: Runtime, logger: Logger, refusedOn: (listener: string) => (names: readonly string[], remoteAddress: string) => void) {
     this.#runtime = runtime
     this.#logger = logger
+    this.#refusedOn = refusedOn
   }
 
   /** A listener was bound with these texts. */
@@ -46,7 +49,7 @@ export class ServedCertificates {
     for (const listener of Object.values(config.listeners)) {
       const server = serverOf(listener.name)
       if (listener.tls === undefined || server === undefined) continue
-      const texts = await readTls(listener.tls, (path) => this.#runtime.readTextFile(path))
+      const texts = await readTls(listener.tls, (path) => this.#runtime.readTextFile(path), this.#refusedOn(listener.name))
       if (this.#listenerTexts.get(listener.name) === textsOf(texts)) continue
       await server.updateTls(texts)
       this.bound(listener.name, texts)

@@ -41,7 +41,11 @@ export function listenerServing(config: Config, listener: ListenerConfig): Servi
 }
 
 /** The PEM texts of a listener's TLS files, or an error naming the file that cannot be read; and its SAN check. */
-export async function readTls(tls: ListenerTls, readTextFile: (path: string) => Promise<string>): Promise<NonNullable<ServeOptions['tls']>> {
+export async function readTls(
+  tls: ListenerTls,
+  readTextFile: (path: string) => Promise<string>,
+  refused?: (names: readonly string[], remoteAddress: string) => void,
+): Promise<NonNullable<ServeOptions['tls']>> {
   const read = async (path: string, key: string) => {
     try {
       return await readTextFile(path)
@@ -52,7 +56,7 @@ export async function readTls(tls: ListenerTls, readTextFile: (path: string) => 
   const [cert, key] = await Promise.all([read(tls.cert, 'cert'), read(tls.key, 'key')])
   if (tls.clientCa === undefined) return { cert, key }
   const clientCa = await read(tls.clientCa, 'client_ca')
-  return tls.allowedSans === undefined ? { cert, key, clientCa } : { cert, key, clientCa, acceptsPeer: peerNamesCheck(tls.allowedSans) }
+  return tls.allowedSans === undefined ? { cert, key, clientCa } : { cert, key, clientCa, acceptsPeer: peerNamesCheck(tls.allowedSans, refused) }
 }
 
 /**

@@ -114,7 +114,9 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const probes = createProbesApp(state)
   observability.metrics.setSources(() => state)
   const bound = new Map<string, Bound>()
-  const certificates = new ServedCertificates(runtime, logger)
+  const refusedOn = (listener: string) => (names: readonly string[], remoteAddress: string) =>
+    events.emit('client_certificate_refused', { listener, remoteAddress, names })
+  const certificates = new ServedCertificates(runtime, logger, refusedOn)
   const serverOf = (name: string) => bound.get(name)?.server
   const watchCertificates = (watched: Config) => {
     if (options.onCertificateFileChanged !== undefined) certificates.watch(watched, options.onCertificateFileChanged)
@@ -135,7 +137,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       address.port !== 0 || worker === undefined ? undefined : name === ADMIN ? worker.ports.admin : name === PROBES ? worker.ports.probes : worker.ports.listeners[name]
     const serveOptions: ServeOptions = { host: address.host, port: pinned ?? address.port, requestTimeoutMs }
     if (worker?.reusePort === true && name !== ADMIN && name !== PROBES) serveOptions.reusePort = true
-    if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile)
+    if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile, refusedOn(name))
     if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
     const server = await runtime.serve(handler, serveOptions)
     runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)

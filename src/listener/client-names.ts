@@ -30,7 +30,7 @@ export function toAllowedSan(text: string): Conversion<string> {
  * The check a listener's server runs on each verified client certificate. `allowed` holds entries
  * as toAllowedSan returns them; `names` the certificate's SANs as "DNS:…" and "URI:…".
  */
-export function peerNamesCheck(allowed: readonly string[]): PeerNamesCheck {
+export function peerNamesCheck(allowed: readonly string[], refused: (names: readonly string[], remoteAddress: string) => void = () => {}): PeerNamesCheck {
   const exact = new Set<string>()
   const dnsSuffixes: string[] = []
   const uriPrefixes: string[] = []
@@ -50,7 +50,18 @@ export function peerNamesCheck(allowed: readonly string[]): PeerNamesCheck {
     const uri = lowerScheme(name)
     return exact.has(uri) || uriPrefixes.some((prefix) => uri.startsWith(prefix) && uri.length > prefix.length)
   }
-  return (names) => names.some(matches)
+  return (names, remoteAddress) => {
+    if (names.some(matches)) return true
+    refused(names, remoteAddress)
+    return false
+  }
+}
+
+declare module '../core/events.ts' {
+  interface GatewayEventMap {
+    /** A client certificate that client_ca verified carried none of the listener's allowed_sans. */
+    client_certificate_refused: { listener: string; remoteAddress: string; names: readonly string[] }
+  }
 }
 
 function lowerScheme(name: string): string {

@@ -26,8 +26,8 @@ export async function tlsFront(
   const { cert, key, clientCa, acceptsPeer } = options.tls
   const open = new Set<Socket>()
   const front = createTlsServer({ cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }, (client: TLSSocket) => {
-    if (!acceptsPeer(subjectAltNames(client.getPeerCertificate().subjectaltname))) return void client.destroy()
     const remoteAddress = client.remoteAddress ?? ''
+    if (!acceptsPeer(subjectAltNames(client.getPeerCertificate().subjectaltname), remoteAddress)) return void client.destroy()
     const pipe = connect(inner.port, '127.0.0.1')
     open.add(client)
     pipe.once('connect', () => {

@@ -32,7 +32,7 @@ function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
  */
 function refuseUnlistedPeer(acceptsPeer: PeerNamesCheck): (socket: TLSSocket) => void {
   return (socket) => {
-    if (!acceptsPeer(subjectAltNames(socket.getPeerCertificate().subjectaltname))) socket.destroy()
+    if (!acceptsPeer(subjectAltNames(socket.getPeerCertificate().subjectaltname), socket.remoteAddress ?? '')) socket.destroy()
   }
 }
 

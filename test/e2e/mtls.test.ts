@@ -152,6 +152,8 @@ for (const target of targets()) {
       assert.equal(reply.status, 502, reply.body)
       assert.equal(JSON.parse(reply.body).code, 'upstream_unavailable')
       assert.equal(seen.length, before, 'the app saw a request the ingress should have refused')
+      const metrics = await (await fetch(`${ingress.admin}/metrics`)).text()
+      assert.match(metrics, /pillion_tls_client_refusals_total\{listener="strict",reason="allowed_sans"\} [1-9]/)
     })
 
     it('no client certificate, no connection', async () => {
@@ -174,6 +176,8 @@ for (const target of targets()) {
       const refused = await get(`${egress.listeners.egress}/own_intruder/x`)
       assert.equal(refused.status, 502, refused.body)
       assert.equal(seen.length, before + 1, 'the app saw a request the ingress should have refused')
+      const metrics = await (await fetch(`${(targetIngress ?? ingress).admin}/metrics`)).text()
+      assert.match(metrics, /pillion_tls_client_refusals_total\{listener="strict",reason="allowed_sans"\} [1-9]/)
     })
 
     it('server_name is the name sent and verified instead of the endpoint URL\'s host', { skip: !serverNames && "Deno's fetch cannot set a server name" }, async () => {

@@ -2,14 +2,17 @@ import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { peerNamesCheck, toAllowedSan } from '../../../src/listener/client-names.ts'
 
+function normalized(entries: string[]): string[] {
+  return entries.map((entry) => {
+    const converted = toAllowedSan(entry)
+    assert.ok('value' in converted, `${entry}: ${JSON.stringify(converted)}`)
+    return converted.value
+  })
+}
+
 function allowed(...entries: string[]) {
-  return peerNamesCheck(
-    entries.map((entry) => {
-      const converted = toAllowedSan(entry)
-      assert.ok('value' in converted, `${entry}: ${JSON.stringify(converted)}`)
-      return converted.value
-    }),
-  )
+  const check = peerNamesCheck(normalized(entries))
+  return (names: string[]) => check(names, '10.0.0.9')
 }
 
 describe('allowed_sans', () => {
@@ -38,6 +41,14 @@ describe('allowed_sans', () => {
     assert.equal(check(['DNS:a.cart.shop.internal']), false)
     assert.equal(check(['IP Address:10.0.0.7', 'DNS:other.internal']), false)
     assert.equal(check(['DNS:other.internal', 'DNS:checkout.internal']), true, 'any one allowed name is enough')
+  })
+
+  it('tells who was refused, and with which names', () => {
+    const refused: Array<[readonly string[], string]> = []
+    const check = peerNamesCheck(normalized(['checkout.internal']), (names, address) => refused.push([names, address]))
+    assert.equal(check(['DNS:checkout.internal'], '10.0.0.8'), true)
+    assert.equal(check(['DNS:intruder.internal'], '10.0.0.9'), false)
+    assert.deepEqual(refused, [[['DNS:intruder.internal'], '10.0.0.9']])
   })
 
   it('refuses entries that are neither a DNS name nor a URI', () => {
