@@ -25,14 +25,52 @@ function servedName(base: string, ca: Buffer, client: { cert?: Buffer; key?: Buf
 
 function get(url: string, ca: Buffer): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
+    let handshook = false
     const req = httpsRequest(url, { ca, agent: false }, (res) => {
       let body = ''
       res.on('data', (d) => (body += d))
       res.on('end', () => resolve({ status: res.statusCode!, body }))
     })
-    req.on('error', reject)
+    req.on('socket', (socket) => socket.once('secureConnect', () => (handshook = true)))
+    req.on('error', (error: NodeJS.ErrnoException) => reject(Object.assign(error, { beforeHandshake: !handshook })))
     req.end()
   })
+}
+
+/**
+ * Clients calling without pause, each call on a new connection (a new handshake), until stopped;
+ * `after(n)` resolves once every client has finished n more calls than when it was asked.
+ */
+function steadyLoad(url: string, ca: Buffer, clients: number) {
+  const outcomes: string[] = []
+  const done = new Array<number>(clients).fill(0)
+  const waiters: Array<{ targets: number[]; resolve: () => void }> = []
+  let running = true
+  const loops = done.map(async (_, index) => {
+    while (running) {
+      outcomes.push(
+        await get(url, ca).then(
+          (reply) => String(reply.status),
+          (error: NodeJS.ErrnoException & { beforeHandshake: boolean }) => `${error.code ?? String(error)}${error.beforeHandshake ? ' before the handshake' : ''}`,
+        ),
+      )
+      done[index]!++
+      for (const waiter of [...waiters]) {
+        if (waiter.targets.every((target, i) => done[i]! >= target)) {
+          waiters.splice(waiters.indexOf(waiter), 1)
+          waiter.resolve()
+        }
+      }
+    }
+  })
+  return {
+    outcomes,
+    after: (calls: number) => new Promise<void>((resolve) => waiters.push({ targets: done.map((n) => n + calls), resolve })),
+    stop: async () => {
+      running = false
+      await Promise.all(loops)
+    },
+  }
 }
 
 /** Replaces a file the way a secret manager or a ConfigMap does: a whole new file renamed over it. */
@@ -126,11 +164,13 @@ timeout = "30s"
       assert.equal(code, 0, `gateway exit code; stderr:\n${gateway?.stderr.join('\n')}`)
     })
 
-    it('a new certificate file is served to new handshakes, and a request in flight finishes', async () => {
+    it('a new certificate file is served to new handshakes under load, and a request in flight finishes', async () => {
       assert.equal(await servedName(gateway.listeners.secure!, ca), 'localhost')
       if (mutual) assert.equal(await servedName(gateway.listeners.mesh!, ca, client), 'localhost')
       const inFlight = get(`${gateway.listeners.secure}/slow`, ca)
       await slowArrived
+      const load = steadyLoad(`${gateway.listeners.secure}/fast`, ca, 4)
+      await load.after(3)
       replaceFile(join(first.dir, 'rotated-server.key'), join(live, 'server.key'))
       replaceFile(join(first.dir, 'rotated-server.pem'), join(live, 'server.pem'))
       await gateway.waitForLine(/certificates rotated.*listeners\.secure\.tls/, 'stderr')
@@ -139,8 +179,17 @@ timeout = "30s"
         await gateway.waitForLine(/certificates rotated.*listeners\.mesh\.tls/, 'stderr')
         assert.equal(await servedName(gateway.listeners.mesh!, ca, client), 'rotated')
       }
+      await load.after(3)
+      await load.stop()
       releaseSlow()
       assert.deepEqual(await inFlight, { status: 200, body: 'slow answer, finished' })
+      // Node swaps the certificate in place: nothing fails. Bun rebinds: a connection still waiting in
+      // the old listener's accept queue when it closes is reset before its handshake, so no request was
+      // sent on it. Deno's shutdown also drops connections it accepted but had not read a request from
+      // yet (docs/security.md): there only the calls before and after the switch must succeed.
+      const failed = load.outcomes.filter((outcome) => outcome !== '200' && !(target.name !== 'node' && outcome.endsWith(' before the handshake')))
+      if (target.name !== 'deno') assert.deepEqual(failed, [], `${load.outcomes.length} calls under load`)
+      else assert.ok(failed.length < load.outcomes.length / 4, `${failed.length} of ${load.outcomes.length} calls failed: ${failed.join(', ')}`)
     })
 
     it("POST /reload puts an upstream's new CA in service", async () => {
