@@ -106,7 +106,7 @@ export function createDenoRuntime(): Runtime {
     pem: pemInspector,
     gaps: {
       clientCa: 'Deno.serve cannot verify client certificates; run this policy under Node, Bun or the binary',
-      allowedSans: 'Deno.serve cannot verify client certificates, let alone their names; run this policy under Node',
+      allowedSans: 'Deno.serve cannot verify client certificates, let alone their names; run this policy under Node, Bun or the binary',
       upstreamServerName:
         "Deno's fetch cannot send a server name other than the endpoint URL's host; run this policy under Node, Bun or the binary, or name the endpoint by that host (in DNS or /etc/hosts)",
     },
