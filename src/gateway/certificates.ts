@@ -56,7 +56,9 @@ export class ServedCertificates {
       rotated.push(`listeners.${listener.name}.tls`)
     }
     const upstreamTexts = await this.#readUpstreams(config)
-    const changed = [...upstreamTexts].filter(([name, texts]) => this.#upstreamTexts.get(name) !== texts).map(([name]) => `upstreams.${name}`)
+    // An upstream new to this config has nothing to rotate from: its clients are built afresh anyway.
+    const before = this.#upstreamTexts
+    const changed = [...upstreamTexts].filter(([name, texts]) => before.has(name) && before.get(name) !== texts).map(([name]) => `upstreams.${name}`)
     this.#upstreamTexts = upstreamTexts
     if (changed.length > 0) this.#runtime.upstreamTlsFilesChanged()
     rotated.push(...changed)
