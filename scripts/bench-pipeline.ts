@@ -67,6 +67,8 @@ interface Case {
   top?: string
   /** The route splits instead of naming one upstream. */
   split?: boolean
+  /** Keys of the upstream "app" beyond its endpoint, which is then https. */
+  upstream?: string
   headers?: Record<string, string>
   /** Metrics, access log and traces, as `pillion run` wires them. */
   observe?: boolean
@@ -84,6 +86,7 @@ const CASES: Record<string, Case> = {
   'jwt (RS256, inline key)': { tables: jwtPolicy, headers: { authorization: `Bearer ${token}` } },
   api_key: { route: 'api_key = { header = "x-api-key", keys_file = "keys.json" }', headers: { 'x-api-key': API_KEY } },
   'split (2 upstreams)': { split: true },
+  'upstream mTLS keys': { upstream: 'ca = "ca.pem"\ncert = "client.pem"\nkey = "client-key.pem"\nserver_name = "app.internal"' },
   'mirror (percent = 0)': { route: 'mirror = { upstream = "app", percent = 0 }' },
   'fault (0%)': { route: 'fault = { delay = { percent = 0, duration = "1s" }, abort = { percent = 0, status = 503 } }' },
   'limits (defaults)': { route: 'limits = {}' },
@@ -121,7 +124,8 @@ service = "bench"
 listen = "127.0.0.1:0"
 direction = "ingress"
 [upstreams.app]
-endpoints = ["http://127.0.0.1:1"]
+endpoints = ["${c.upstream === undefined ? 'http' : 'https'}://127.0.0.1:1"]
+${c.upstream ?? ''}
 [upstreams.canary]
 endpoints = ["http://127.0.0.1:2"]
 ${c.top ?? ACCESS_LOG_OFF}

@@ -152,13 +152,12 @@ async function check(runtime: Runtime, allArgs: string[]): Promise<number> {
   if (locked === undefined) return 1
   const { config } = locked
   // What run would refuse at start beyond the file itself: TLS and CA files, keys files, secrets, the admin token.
-  const host = { readTextFile: (file: string) => runtime.readTextFile(file), env: (name: string) => runtime.env(name), resolveDns: (name: string) => runtime.resolveDns(name) }
-  const problems = await preflight(config, host)
+  const problems = await preflight(config, runtime)
   if (problems.length > 0) {
     runtime.writeErr(`${path}: the policy is valid, but pillion run would refuse it:\n${problems.map((problem) => `  ${problem}`).join('\n')}`)
     return 1
   }
-  const warnings = await preflightWarnings(config, host)
+  const warnings = await preflightWarnings(config, runtime)
   for (const warning of warnings) runtime.writeErr(`${path}: warning: ${warning}`)
   if (strict && warnings.length > 0) {
     runtime.writeErr(`${path}: ${warnings.length} warning${warnings.length === 1 ? '' : 's'}, and --strict makes them errors`)
@@ -230,6 +229,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
         status: () => (reloader === undefined ? { version: '' } : { ...reloader.status(), ...(feed.base === undefined ? {} : { base: feed.base.status() }) }),
         reload: () => reloader!.reload('admin'),
       },
+      onCertificateFileChanged: () => void reloader?.reload('certificate'),
     })
   } catch (error) {
     runtime.writeErr(`pillion: cannot start: ${(error as Error).message}`)
@@ -243,6 +243,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
     applied: (next) => feed.applied(next),
     fingerprint: (next) => feed.fingerprint(next),
     apply: (next) => gateway.apply(next),
+    refresh: () => gateway.rotateCertificates(),
     logger,
   })
   const watching = feed.watch((trigger) => void reloader!.reload(trigger))

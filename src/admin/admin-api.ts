@@ -64,6 +64,8 @@ export interface ReloadOutcome {
   /** Hash of the text that was read; equal to the running version when unchanged. */
   version?: string
   changed?: boolean
+  /** With the policy text unchanged: the TLS keys whose files changed and were put in service. */
+  rotated?: string[]
   error?: string
   problems?: Array<{ path: string; message: string }>
 }

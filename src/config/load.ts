@@ -176,9 +176,10 @@ function defaultRouteName(index: number): string {
   return `route-${index}`
 }
 
-function listenerTls(tls: { cert: string; key: string; client_ca?: string | undefined }, source: string): ListenerTls {
+function listenerTls(tls: { cert: string; key: string; client_ca?: string | undefined; allowed_sans?: string[] | undefined }, source: string): ListenerTls {
   const resolved: ListenerTls = { cert: besidePolicyFile(tls.cert, source), key: besidePolicyFile(tls.key, source) }
   if (tls.client_ca !== undefined) resolved.clientCa = besidePolicyFile(tls.client_ca, source)
+  if (tls.allowed_sans !== undefined) resolved.allowedSans = tls.allowed_sans
   return resolved
 }
 

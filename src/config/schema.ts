@@ -10,6 +10,7 @@ import { convertedString, duration, type Conversion } from '../core/units.ts'
 import { arrayOf, name, namedTables, oneOf, table, text } from '../core/schema-kit.ts'
 import type { PathRewrite } from '../proxy/rewrite.ts'
 import { upstreamSchema } from '../upstream/config.ts'
+import { ALLOWED_SAN_EXAMPLE, toAllowedSan } from '../listener/client-names.ts'
 import { HOST_NAME, IPV6, isLoopback, parseHostPort, type HostPort } from '../core/address.ts'
 
 /** The policy file as written, validated; load.ts turns its output into the normalized Config. */
@@ -155,10 +156,30 @@ const gatewaySchema = v.pipe(
   ),
 )
 
+const listenerTlsSchema = v.pipe(
+  table({
+    cert: text(),
+    key: text(),
+    client_ca: v.optional(text()),
+    allowed_sans: v.optional(
+      v.pipe(arrayOf(convertedString(ALLOWED_SAN_EXAMPLE, toAllowedSan)), v.minLength(1, 'expected at least one subject alternative name, got none')),
+    ),
+  }),
+  // Names are read off a certificate only once client_ca has verified it.
+  v.forward(
+    v.partialCheck(
+      [['client_ca'], ['allowed_sans']],
+      ({ client_ca, allowed_sans }) => allowed_sans === undefined || client_ca !== undefined,
+      'needs client_ca: only a client certificate verified against it has names worth checking',
+    ),
+    ['allowed_sans'],
+  ),
+)
+
 const listenerSchema = table({
   listen: hostPort(),
   direction: oneOf(['ingress', 'egress']),
-  tls: v.optional(table({ cert: text(), key: text(), client_ca: v.optional(text()) })),
+  tls: v.optional(listenerTlsSchema),
 })
 
 /** A route's own keys: what it matches and where it goes. Its policies' keys come from the registry. */

@@ -71,4 +71,6 @@ export interface ListenerTls {
   key: string
   /** Verify client certificates against this CA (mTLS); clients without one are refused. */
   clientCa?: string
+  /** With clientCa: the certificate must also carry one of these SANs, "DNS:…" or "URI:…" (src/listener/client-names.ts). */
+  allowedSans?: string[]
 }

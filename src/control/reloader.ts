@@ -21,6 +21,11 @@ export interface ReloaderOptions {
   fingerprint?: (text: string) => string
   /** Puts a validated config in service; throws if it cannot (a listener address that will not bind). */
   apply: (config: Config) => Promise<void>
+  /**
+   * When the policy is unchanged: reads what it refers to again (certificates) and puts changes in
+   * service; returns what changed, throws if the new files cannot be used.
+   */
+  refresh?: () => Promise<string[]>
   logger: Logger
   /** Told of each outcome, for metrics. */
   onOutcome?: (outcome: ReloadOutcome, version: string) => void
@@ -63,11 +68,7 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
       return failed({ ok: false, trigger, at, error: `cannot read ${options.source}: ${(error as Error).message}` })
     }
     const nextVersion = await policyVersion(fingerprint(text))
-    if (nextVersion === version) {
-      counts.unchanged++
-      lastFailure = undefined
-      return (lastReload = { ok: true, trigger, at, version, changed: false })
-    }
+    if (nextVersion === version) return unchanged(trigger, at)
     let config: Config
     try {
       config = (options.load ?? ((t: string) => loadConfigText(t, options.source, options.secrets)))(text)
@@ -87,6 +88,25 @@ export async function createReloader(options: ReloaderOptions): Promise<Reloader
     counts.succeeded++
     const outcome: ReloadOutcome = { ok: true, trigger, at, version, changed: true }
     options.logger.log('info', 'config reloaded', { version, trigger })
+    options.onOutcome?.(outcome, version)
+    return (lastReload = outcome)
+  }
+
+  /** The same policy text: what it refers to may still have changed (certificate files). */
+  async function unchanged(trigger: string, at: string): Promise<ReloadOutcome> {
+    let rotated: string[] = []
+    try {
+      rotated = (await options.refresh?.()) ?? []
+    } catch (error) {
+      return failed({ ok: false, trigger, at, version, error: `cannot rotate certificates: ${(error as Error).message}` })
+    }
+    lastFailure = undefined
+    if (rotated.length === 0) {
+      counts.unchanged++
+      return (lastReload = { ok: true, trigger, at, version, changed: false })
+    }
+    counts.succeeded++
+    const outcome: ReloadOutcome = { ok: true, trigger, at, version, changed: true, rotated }
     options.onOutcome?.(outcome, version)
     return (lastReload = outcome)
   }

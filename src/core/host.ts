@@ -11,6 +11,19 @@ export interface ClientInfo {
   watchGone?(listener: { handleEvent(): void }): () => void
 }
 
+/**
+ * An upstream's TLS: PEM files (resolved against the policy file) read on first use, and the name
+ * sent as SNI and checked against the endpoint's certificate instead of the URL's host.
+ */
+export interface UpstreamTls {
+  /** The CA that signs the endpoints' certificates, instead of the system's. */
+  ca?: string
+  /** The client certificate presented (mTLS); always set together with key. */
+  cert?: string
+  key?: string
+  serverName?: string
+}
+
 /** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
 export interface UpstreamRequest {
   url: string
@@ -20,8 +33,8 @@ export interface UpstreamRequest {
   body: ReadableStream<Uint8Array> | Uint8Array | null
   signal: AbortSignal
   connectTimeoutMs: number
-  /** PEM file of the CA that signs an https endpoint's certificate, instead of the system's; read once per file. */
-  ca?: string
+  /** How to meet an https endpoint: whom to trust, which certificate to present, which name to verify. */
+  tls?: UpstreamTls
   /** An answer body with a declared length up to this many bytes is read whole before the answer resolves. */
   bufferUpTo?: number
 }
@@ -51,15 +64,26 @@ export interface ServeOptions {
   requestTimeoutMs: number
   /** Longest a request's header section may take to arrive (slow clients); Node only, others keep their own. */
   headersTimeoutMs?: number
-  /** Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS). */
-  tls?: { cert: string; key: string; clientCa?: string }
+  /**
+   * Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS),
+   * and with acceptsPeer also a certificate whose subject alternative names it accepts.
+   */
+  tls?: { cert: string; key: string; clientCa?: string; acceptsPeer?: PeerNamesCheck }
   /** Bind with SO_REUSEPORT, so the workers of `pillion run --workers N` share the address (Bun, Deno; Node shares through cluster). */
   reusePort?: boolean
 }
 
+/** Whether a verified client certificate's subject alternative names (`DNS:…`, `URI:…`) may connect; the address is for telling. */
+export type PeerNamesCheck = (subjectAltNames: readonly string[], remoteAddress: string) => boolean
+
 export interface Server {
   host: string
   port: number
+  /**
+   * New certificate, key or client CA texts for a TLS listener (rotation): new handshakes get them,
+   * open connections and requests in flight go on. Same files, same settings: only the texts change.
+   */
+  updateTls(tls: NonNullable<ServeOptions['tls']>): Promise<void>
   /** Stops accepting, waits for in-flight requests and open WebSockets to end by themselves, then closes. */
   close(): Promise<void>
   /** Sends close 1001 to both sides of every open WebSocket (the shutdown grace is over); they end soon after. */
@@ -68,11 +92,36 @@ export interface Server {
 
 export type SignalName = 'SIGTERM' | 'SIGINT' | 'SIGHUP'
 
+/** PEM files read the way the runtime's TLS stack will; each answer is a problem in words, or undefined. */
+export interface PemInspector {
+  /** At least one certificate, and all of them parse. */
+  certificates(pem: string): string | undefined
+  /** The certificate parses, the key parses, and the key is the certificate's; which file is at fault. */
+  keyPair(certPem: string, keyPem: string): { file: 'cert' | 'key'; problem: string } | undefined
+}
+
+/**
+ * Keys this runtime cannot honour, each with why and what works instead; a key left out works.
+ * `pillion check` and `pillion run` refuse a policy that sets one (src/gateway/runtime-support.ts).
+ */
+export interface RuntimeGaps {
+  /** A listener's tls.client_ca: verifying client certificates. */
+  clientCa?: string
+  /** A listener's tls.allowed_sans: reading the verified client certificate's names. */
+  allowedSans?: string
+  /** An upstream's server_name: a TLS server name other than the endpoint URL's host. */
+  upstreamServerName?: string
+}
+
 export interface Runtime {
   name: 'node' | 'bun' | 'deno'
   version: string
+  pem: PemInspector
+  gaps: RuntimeGaps
   serve(handler: Handler, options: ServeOptions): Promise<Server>
   upstream: UpstreamClient
+  /** The files behind upstream TLS settings changed: new connections read them again, open ones go on. */
+  upstreamTlsFilesChanged(): void
   readTextFile(path: string): Promise<string>
   /** For the policy loader alone, which is synchronous: `${file:…}` references (mounted secrets, small files). */
   readTextFileSync(path: string): string

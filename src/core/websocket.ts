@@ -1,4 +1,4 @@
-import type { UpstreamAnswer } from './host.ts'
+import type { UpstreamAnswer, UpstreamTls } from './host.ts'
 
 /**
  * The WebSocket seam between the web-standard core and the runtime adapters. The handshake is an
@@ -22,8 +22,8 @@ export interface WebSocketConnectRequest {
   headers: Headers
   signal: AbortSignal
   connectTimeoutMs: number
-  /** PEM file of the CA that signs a wss:// endpoint's certificate, instead of the system's. */
-  ca?: string
+  /** How to meet a wss:// endpoint: whom to trust, which certificate to present, which name to verify. */
+  tls?: UpstreamTls
 }
 
 /** The upstream's side once its 101 came, owned by the adapter that opened it until it bridges it. */

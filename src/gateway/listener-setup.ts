@@ -3,6 +3,10 @@ import type { ListenerSecurity } from '../listener/request-handler.ts'
 import { toCidrSet } from '../policies/ip/index.ts'
 import { caseGuard } from '../listener/route-case.ts'
 import type { ListenerTls } from '../config/types.ts'
+import type { Runtime, ServeOptions } from '../core/host.ts'
+import { peerNamesCheck } from '../listener/client-names.ts'
+import { unsupportedOnRuntime } from './runtime-support.ts'
+import { tlsFileProblems } from './tls-files.ts'
 
 /** What one listener checks before routing, prepared once per config load. */
 export function listenerSecurity(config: Config, listener: string): ListenerSecurity {
@@ -36,8 +40,12 @@ export function listenerServing(config: Config, listener: ListenerConfig): Servi
   return serving
 }
 
-/** The PEM texts of a listener's TLS files, or an error naming the file that cannot be read. */
-export async function readTls(tls: ListenerTls, readTextFile: (path: string) => Promise<string>): Promise<{ cert: string; key: string; clientCa?: string }> {
+/** The PEM texts of a listener's TLS files, or an error naming the file that cannot be read; and its SAN check. */
+export async function readTls(
+  tls: ListenerTls,
+  readTextFile: (path: string) => Promise<string>,
+  refused?: (names: readonly string[], remoteAddress: string) => void,
+): Promise<NonNullable<ServeOptions['tls']>> {
   const read = async (path: string, key: string) => {
     try {
       return await readTextFile(path)
@@ -46,18 +54,20 @@ export async function readTls(tls: ListenerTls, readTextFile: (path: string) => 
     }
   }
   const [cert, key] = await Promise.all([read(tls.cert, 'cert'), read(tls.key, 'key')])
-  return tls.clientCa === undefined ? { cert, key } : { cert, key, clientCa: await read(tls.clientCa, 'client_ca') }
+  if (tls.clientCa === undefined) return { cert, key }
+  const clientCa = await read(tls.clientCa, 'client_ca')
+  return tls.allowedSans === undefined ? { cert, key, clientCa } : { cert, key, clientCa, acceptsPeer: peerNamesCheck(tls.allowedSans, refused) }
 }
 
-/** Every upstream's CA file must be readable before the config goes into service. */
-export async function checkUpstreamCaFiles(config: Config, readTextFile: (path: string) => Promise<string>): Promise<void> {
-  for (const upstream of Object.values(config.upstreams)) {
-    if (upstream.ca === undefined) continue
-    try {
-      const text = await readTextFile(upstream.ca)
-      if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it')
-    } catch (error) {
-      throw new Error(`upstreams.${upstream.name}.ca ${upstream.ca}: ${(error as Error).message}`)
-    }
-  }
+/**
+ * What `pillion run` refuses before a config goes into service, at start and on reload alike (and
+ * `pillion check` reports): keys this runtime cannot honour, and TLS files that cannot be used.
+ */
+export async function servingProblems(config: Config, runtime: Pick<Runtime, 'gaps' | 'readTextFile' | 'pem'>): Promise<string[]> {
+  return [...unsupportedOnRuntime(config, runtime.gaps), ...(await tlsFileProblems(config, runtime))]
+}
+
+export async function refuseUnservable(config: Config, runtime: Pick<Runtime, 'gaps' | 'readTextFile' | 'pem'>): Promise<void> {
+  const problems = await servingProblems(config, runtime)
+  if (problems.length > 0) throw new Error(problems.join('; '))
 }

@@ -25,10 +25,10 @@ export interface PipelineDeps {
   tlsListeners?: ReadonlySet<string>
 }
 
-/** The upstream client, told which CA to trust for an upstream that names one (`ca`). */
+/** The upstream client, told how to meet an upstream that sets TLS keys (`ca`, `cert`/`key`, `server_name`). */
 function trusting(upstream: UpstreamConfig, send: UpstreamClient): UpstreamClient {
-  const ca = upstream.ca
-  return ca === undefined ? send : (request) => send({ ...request, ca })
+  const tls = upstream.tls
+  return tls === undefined ? send : (request) => send({ ...request, tls })
 }
 
 /** Upstreams whose config did not change keep their endpoints' health, ejections and in-flight counts. */

@@ -4,18 +4,16 @@ import { parseKeysFile } from '../policies/api-key/index.ts'
 import { MIN_SECRET_BYTES } from '../policies/jwt/index.ts'
 import { unusableInlineKeys } from '../policies/jwt/inline-keys.ts'
 import { routeCovers } from '../listener/route-cover.ts'
-import { checkUpstreamCaFiles, readTls } from './listener-setup.ts'
+import type { Runtime } from '../core/host.ts'
+import { servingProblems } from './listener-setup.ts'
 
-/** What the preflight reads: files and the environment, as `pillion run` would at start. */
-export interface PreflightHost {
-  readTextFile(path: string): Promise<string>
-  env(name: string): string | undefined
-  resolveDns(host: string): Promise<string[]>
-}
+/** What the preflight reads: files, the environment and DNS, as `pillion run` would at start, on this runtime. */
+export type PreflightHost = Pick<Runtime, 'gaps' | 'readTextFile' | 'env' | 'pem' | 'resolveDns'>
 
 /**
  * What `pillion run` would refuse at start beyond the policy file itself, found without binding
- * anything: the admin token, TLS files that are missing or hold no PEM, upstream CA files, API-key
+ * anything: keys this runtime cannot honour, the admin token, TLS files that are missing, do not parse
+ * or hold a key that is not the certificate's (listeners' and upstreams'), API-key
  * files that do not parse, HMAC secrets not in the environment, discovery files that cannot be read.
  * Every problem is listed, each naming its key and file.
  */
@@ -29,18 +27,7 @@ export async function preflight(config: Config, host: PreflightHost): Promise<st
     }
   }
   await attempt(() => adminToken(config.gateway.adminTokenEnv, host.env))
-  await attempt(() => checkUpstreamCaFiles(config, host.readTextFile))
-  for (const listener of Object.values(config.listeners)) {
-    if (listener.tls === undefined) continue
-    await attempt(async () => {
-      const where = `listeners.${listener.name}.tls`
-      const pem = await readTls(listener.tls!, host.readTextFile).catch((error: Error) => {
-        throw new Error(`listeners.${listener.name}: ${error.message}`)
-      })
-      if (!pem.cert.includes('-----BEGIN CERTIFICATE-----')) throw new Error(`${where}.cert ${listener.tls!.cert}: no PEM certificate in it`)
-      if (!/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(pem.key)) throw new Error(`${where}.key ${listener.tls!.key}: no PEM private key in it`)
-    })
-  }
+  problems.push(...(await servingProblems(config, host)))
   const seen = new Set<string>()
   for (const route of config.routes) {
     const { apiKey, jwt } = route.policies

@@ -12,7 +12,8 @@ import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions, Server } from '../core/host.ts'
 import { StateCarrier, type Part } from '../core/state-carrier.ts'
 import { adminToken } from '../admin/token.ts'
-import { checkUpstreamCaFiles, listenerServing, readTls, type Serving } from './listener-setup.ts'
+import { listenerServing, readTls, refuseUnservable, type Serving } from './listener-setup.ts'
+import { ServedCertificates } from './certificates.ts'
 import { VERSION } from '../core/version.ts'
 import { formatAddress, type HostPort } from '../core/address.ts'
 
@@ -25,6 +26,8 @@ export interface RunningGateway {
   apply(config: Config): Promise<void>
   /** Stops accepting, lets in-flight requests finish up to the grace period. Resolves true if all drained. */
   shutdown(): Promise<boolean>
+  /** Reads the TLS files again and puts changed ones in service; returns the keys that rotated, throws if they cannot be used. */
+  rotateCertificates(): Promise<string[]>
 }
 
 export interface GatewayOptions {
@@ -33,6 +36,8 @@ export interface GatewayOptions {
   admin?: Pick<AdminState, 'status' | 'reload'>
   /** Set in each worker of `pillion run --workers N` (src/workers.ts). */
   worker?: WorkerBinding
+  /** Called when a TLS file of the config in service changes; `pillion run` reloads (which rotates). */
+  onCertificateFileChanged?: () => void
 }
 
 /** How a worker binds: beside its siblings on the same addresses, and the admin and probes listeners in worker 0 only. */
@@ -63,6 +68,8 @@ function bindingKey(address: HostPort, serving: Serving = {}): string {
 interface Bound {
   address: string
   server: Server
+  /** The texts a TLS listener was bound with. */
+  tls?: NonNullable<ServeOptions['tls']>
 }
 
 const NOT_SERVING = () =>
@@ -88,7 +95,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const build = (next: Config): GatewayApps => createGateway(next, runtime, logger, observers, events, carrier)
 
   const initialToken = adminToken(config.gateway.adminTokenEnv, runtime.env)
-  await checkUpstreamCaFiles(config, runtime.readTextFile)
+  await refuseUnservable(config, runtime)
   carrier.begin()
   let generation = build(config)
   const apps = new Map(generation.listeners.map(({ listener, app }) => [listener.name, app]))
@@ -107,6 +114,13 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
   const probes = createProbesApp(state)
   observability.metrics.setSources(() => state)
   const bound = new Map<string, Bound>()
+  const refusedOn = (listener: string) => (names: readonly string[], remoteAddress: string) =>
+    events.emit('client_certificate_refused', { listener, remoteAddress, names })
+  const certificates = new ServedCertificates(runtime, logger, refusedOn)
+  const serverOf = (name: string) => bound.get(name)?.server
+  const watchCertificates = (watched: Config) => {
+    if (options.onCertificateFileChanged !== undefined) certificates.watch(watched, options.onCertificateFileChanged)
+  }
   const dispatchers = new Map<string, Handler>()
   const dispatcherFor = (name: string): Handler => {
     let dispatch = dispatchers.get(name)
@@ -123,11 +137,11 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       address.port !== 0 || worker === undefined ? undefined : name === ADMIN ? worker.ports.admin : name === PROBES ? worker.ports.probes : worker.ports.listeners[name]
     const serveOptions: ServeOptions = { host: address.host, port: pinned ?? address.port, requestTimeoutMs }
     if (worker?.reusePort === true && name !== ADMIN && name !== PROBES) serveOptions.reusePort = true
-    if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile)
+    if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile, refusedOn(name))
     if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
     const server = await runtime.serve(handler, serveOptions)
     runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)
-    return { address: bindingKey(address, serving), server }
+    return { address: bindingKey(address, serving), server, ...(serveOptions.tls === undefined ? {} : { tls: serveOptions.tls }) }
   }
 
   /** Binds what the config asks for and is not bound yet; returns the servers it replaced or no longer needs. */
@@ -161,7 +175,10 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     const retired: Server[] = []
     for (const [name, { server }] of bound) if (!wanted.has(name) || fresh.has(name)) retired.push(server)
     for (const name of [...bound.keys()]) if (!wanted.has(name)) bound.delete(name)
-    for (const [name, entry] of fresh) bound.set(name, entry)
+    for (const [name, entry] of fresh) {
+      bound.set(name, entry)
+      certificates.bound(name, entry.tls)
+    }
     return retired
   }
 
@@ -174,6 +191,8 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     throw error
   }
   startParts(carrier.commit().created)
+  await certificates.remember(config)
+  watchCertificates(config)
   state.ready = true
 
   const running: RunningGateway = {
@@ -182,7 +201,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     },
     async apply(next) {
       const nextToken = adminToken(next.gateway.adminTokenEnv, runtime.env)
-      await checkUpstreamCaFiles(next, runtime.readTextFile)
+      await refuseUnservable(next, runtime)
       const observing = await observability.prepare(next)
       carrier.begin()
       let nextGeneration: GatewayApps
@@ -208,9 +227,14 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
       stopParts(dropped)
       // Old servers stop accepting now and finish their in-flight requests in the background.
       for (const server of retired) void server.close()
+      watchCertificates(next)
+      // Listeners kept as they were, and upstreams, may have new files behind the same names.
+      await certificates.rotate(next, serverOf).catch((error: Error) => logger.log('error', 'certificates not rotated', { error: error.message }))
     },
+    rotateCertificates: () => certificates.rotate(state.config, serverOf),
     async shutdown() {
       state.draining = true
+      certificates.unwatch()
       const graceEndsAt = performance.now() + state.config.gateway.shutdownGraceMs
       let timer: ReturnType<typeof setTimeout> | undefined
       const graceOver = new Promise<false>((resolve) => {

@@ -146,6 +146,7 @@ export class GatewayMetrics implements RequestObserver {
   readonly auditDropped: Family
   readonly authRejections: Family
   readonly ipRejections: Family
+  readonly tlsClientRefusals: Family
   readonly limitRejections: Family
   readonly jwksRefreshes: Family
   readonly redisErrors: Family
@@ -196,6 +197,7 @@ export class GatewayMetrics implements RequestObserver {
     this.auditDropped = r.counter('pillion_audit_dropped_total', 'Audit records dropped.')
     this.authRejections = r.counter('pillion_auth_rejections_total', 'Requests refused by jwt or api_key, by reason.', ['route', 'policy', 'reason'])
     this.ipRejections = r.counter('pillion_ip_rejections_total', 'Requests refused by the ip policy.', ['route', 'reason'])
+    this.tlsClientRefusals = r.counter('pillion_tls_client_refusals_total', 'TLS clients dropped after the handshake: a verified certificate without any of allowed_sans.', ['listener', 'reason'])
     this.limitRejections = r.counter('pillion_limit_rejections_total', 'Requests refused by the limits policy (body, headers, url, method, client_timeout).', ['route', 'limit'])
     this.jwksRefreshes = r.counter('pillion_jwks_refreshes_total', 'JWKS fetches by result.', ['result'])
     this.redisErrors = r.counter('pillion_redis_errors_total', 'Failed or slow Redis calls of global rate limits.')
@@ -268,6 +270,7 @@ export class GatewayMetrics implements RequestObserver {
     bus.on('audit_dropped', (e) => (this.auditDropped.labels().value += typeof e?.records === 'number' ? e.records : 1))
     bus.on('auth_reject', (e) => this.authRejections.labels(loose(e?.route), loose(e?.policy), loose(e?.reason)).value++)
     bus.on('ip_reject', (e) => this.ipRejections.labels(loose(e?.route), loose(e?.reason)).value++)
+    bus.on('client_certificate_refused', (e) => this.tlsClientRefusals.labels(loose(e?.listener), 'allowed_sans').value++)
     bus.on('limit_reject', (e) => this.limitRejections.labels(loose(e?.route), loose(e?.limit)).value++)
     bus.on('jwks_refresh', (e) => this.jwksRefreshes.labels(e?.ok === true ? 'ok' : 'failed').value++)
     bus.on('redis_error', (e) => (this.redisErrors.labels().value += typeof e?.failures === 'number' ? e.failures : 1))

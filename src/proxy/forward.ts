@@ -104,7 +104,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     const sentAt = performance.now()
     endpoint.active++
     try {
-      handshake = await connectWebSocket({ url: `ws${url.slice(4)}`, headers, signal, connectTimeoutMs, ca: upstream.config.ca })
+      handshake = await connectWebSocket({ url: `ws${url.slice(4)}`, headers, signal, connectTimeoutMs, tls: upstream.config.tls })
     } catch (error) {
       const failure = asGatewayError(error, signal, endpoint.url)
       if (failure.code !== 'client_closed' && failure.code !== 'bad_request') upstream.report(endpoint, false)

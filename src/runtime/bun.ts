@@ -1,19 +1,22 @@
-import { readFileSync } from 'node:fs'
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
+import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
+import { tlsFront, type FrontedConnections } from './bun-tls-front.ts'
 import { sessionOf } from '../core/websocket.ts'
+import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'
 import { BUFFER_SLACK_BYTES, LiveBridges, type RelaySocket, type WebSocketBridge } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
+import { oncePerUpstreamTls, readUpstreamTls, upstreamTlsFilesChanged } from './upstream-tls.ts'
 
 interface BunServer {
   port: number
   hostname: string
   stop(closeActiveConnections?: boolean): Promise<void>
-  requestIP(request: Request): { address: string } | null
+  requestIP(request: Request): { address: string; port: number } | null
   upgrade(request: Request, options: { data: WebSocketBridge; headers: Headers }): boolean
 }
 
@@ -42,14 +45,8 @@ export function idleTimeoutSeconds(requestTimeoutMs: number): number {
 
 const CONNECT_CODES = new Set(['ConnectionRefused', 'ECONNREFUSED', 'FailedToOpenSocket', 'EHOSTUNREACH', 'ENOTFOUND'])
 
-const caTexts = new Map<string, string>()
-
-/** An upstream CA file, read on first use. */
-function caText(caFile: string): string {
-  let text = caTexts.get(caFile)
-  if (text === undefined) caTexts.set(caFile, (text = readFileSync(caFile, 'utf8')))
-  return text
-}
+/** Bun's client TLS options (fetch and WebSocket): `serverName` is the SNI and the name verified. */
+const bunClientTls = oncePerUpstreamTls((tls) => readUpstreamTls(tls))
 
 /**
  * Bun reads a whole message before the bridge sees it, so this caps what one client message may hold
@@ -122,45 +119,67 @@ export function createBunRuntime(): Runtime {
   return {
     name: 'bun',
     version: Bun.version,
+    pem: pemInspector,
+    // Bun.serve shows no client certificate: allowed_sans listeners get node:tls in front (bun-tls-front.ts).
+    gaps: {},
     upstream: fetchUpstream({
       extraInit: { decompress: false },
       classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
-      trustCa: (caFile) => ({ tls: { ca: caText(caFile) } }),
+      tlsInit: (tls) => ({ tls: bunClientTls(tls) }),
     }),
     websocket: webSocketClientConnector({
       // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
-      options: (protocols, headers, ca) => ({ protocols, headers, perMessageDeflate: false, ...(ca === undefined ? {} : { tls: { ca: caText(ca) } }) }),
+      options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
       closeCode: (code) => code,
     }),
-    async serve(handler, options) {
-      const bridges = new LiveBridges()
-      const server: BunServer = Bun.serve({
-        hostname: options.host,
-        port: options.port,
-        development: false,
-        idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
-        maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-        // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
-        ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
-        ...(options.reusePort === true ? { reusePort: true } : {}),
-        websocket: bridgeHandlers,
-        fetch: (request: Request, bunServer: BunServer) => {
-          const client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
-          // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
-          if (request.headers.get('upgrade') === null) return handler(request, client)
-          return answerUpgrade(handler, request, client, bunServer, bridges)
-        },
-      })
-      return {
-        host: options.host,
-        port: server.port,
-        // stop() waits for open WebSockets; closeWebSockets ends them when the shutdown grace is over.
-        close: () => server.stop(),
-        closeWebSockets: () => void bridges.closeAll(),
-      }
-    },
+    serve: (handler, options) => (options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBunTls(handler, at), options, true)),
     redisStore: createRedisStore,
+    upstreamTlsFilesChanged,
     workers: reusePortProcesses('Bun'),
     ...processHost(),
+  }
+}
+
+/** A TLS listener: Bun.serve's own TLS, or with allowed_sans, node:tls in front of it (bun-tls-front.ts). */
+function serveBunTls(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  const tls = options.tls!
+  const acceptsPeer = tls.acceptsPeer
+  if (acceptsPeer === undefined) return serveBun(handler, options)
+  return tlsFront({ ...options, tls: { ...tls, acceptsPeer } }, (inner, connections) => serveBun(handler, inner, connections))
+}
+
+const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the TLS listener in front of it only', crypto.randomUUID())
+
+async function serveBun(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
+  const bridges = new LiveBridges()
+  const server: BunServer = Bun.serve({
+    hostname: options.host,
+    port: options.port,
+    development: false,
+    idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
+    ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
+    ...(options.reusePort === true ? { reusePort: true } : {}),
+    websocket: bridgeHandlers,
+    fetch: (request: Request, bunServer: BunServer) => {
+      let client: ClientInfo
+      if (fronted === undefined) client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
+      else {
+        const remoteAddress = fronted.clientOf(bunServer.requestIP(request)?.port ?? 0)
+        if (remoteAddress === undefined) return FROM_ELSEWHERE()
+        client = { remoteAddress }
+      }
+      // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
+      if (request.headers.get('upgrade') === null) return handler(request, client)
+      return answerUpgrade(handler, request, client, bunServer, bridges)
+    },
+  })
+  return {
+    host: options.host,
+    port: server.port,
+    // stop() waits for open WebSockets; closeWebSockets ends them when the shutdown grace is over.
+    close: () => server.stop(),
+    closeWebSockets: () => void bridges.closeAll(),
   }
 }

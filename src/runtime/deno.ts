@@ -1,13 +1,16 @@
 import { errorResponse } from '../core/errors.ts'
 import { describeChain, fetchUpstream } from './fetch-upstream.ts'
-import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
+import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
+import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
+import { pemInspector } from './pem.ts'
 import { createRedisStore } from './redis.ts'
 import { denoWorkers } from './workers-deno.ts'
 import { denoSpawn } from './spawn-deno.ts'
 import { clientApiCloseCode, LiveBridges, type RelayMessage, type RelaySocket } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
+import { oncePerUpstreamTls, readUpstreamTls, upstreamTlsFilesChanged } from './upstream-tls.ts'
 
 declare const Deno: {
   version: { deno: string }
@@ -20,7 +23,7 @@ declare const Deno: {
   readTextFile(path: string): Promise<string>
   readTextFileSync(path: string): string
   realPathSync(path: string): string
-  createHttpClient(options: { caCerts: string[] }): unknown
+  createHttpClient(options: { caCerts?: string[]; cert?: string; key?: string }): unknown
   writeTextFile(path: string, text: string, options?: { createNew?: boolean }): Promise<void>
   rename(from: string, to: string): Promise<void>
   pid: number
@@ -47,14 +50,14 @@ async function writeAllAsync(stream: { write(bytes: Uint8Array): Promise<number>
   while (bytes.length > 0) bytes = bytes.subarray(await stream.write(bytes))
 }
 
-const clients = new Map<string, unknown>()
-
-/** One HTTP client per upstream CA file, so connections are pooled per trust root. */
-function clientTrusting(caFile: string): unknown {
-  let client = clients.get(caFile)
-  if (client === undefined) clients.set(caFile, (client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(caFile)] })))
-  return client
-}
+/**
+ * One HTTP client per upstream TLS setting, so connections are pooled per trust root and client
+ * certificate. Deno's client has no server name option: `server_name` is refused at load on Deno.
+ */
+const clientFor = oncePerUpstreamTls((tls) => {
+  const { ca, cert, key } = readUpstreamTls(tls)
+  return Deno.createHttpClient({ ...(ca === undefined ? {} : { caCerts: [ca] }), ...(cert === undefined ? {} : { cert, key }) })
+})
 
 /** The client's side of a bridge on Deno's server WebSocket: it sends any close code, but cannot pause, ping or be dropped. */
 function clientSocket(socket: WebSocket): RelaySocket {
@@ -100,45 +103,27 @@ export function createDenoRuntime(): Runtime {
   return {
     name: 'deno',
     version: Deno.version.deno,
+    pem: pemInspector,
+    gaps: {
+      clientCa: 'Deno.serve cannot verify client certificates; run this policy under Node, Bun or the binary',
+      allowedSans: 'Deno.serve cannot verify client certificates, let alone their names; run this policy under Node, Bun or the binary',
+      upstreamServerName:
+        "Deno's fetch cannot send a server name other than the endpoint URL's host; run this policy under Node, Bun or the binary, or name the endpoint by that host (in DNS or /etc/hosts)",
+    },
     upstream: fetchUpstream({
       extraInit: {},
       classify: (error) => (/connect|refused|dns/i.test(describeChain(error)) ? 'connect-failure' : 'reset'),
-      trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
+      tlsInit: (tls) => ({ client: clientFor(tls) }),
       // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
       clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),
     }),
     websocket: webSocketClientConnector({
-      options: (protocols, headers, ca) => ({ protocols, headers, ...(ca === undefined ? {} : { client: clientTrusting(ca) }) }),
+      options: (protocols, headers, tls) => ({ protocols, headers, ...(tls === undefined ? {} : { client: clientFor(tls) }) }),
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
       closeCode: clientApiCloseCode,
     }),
-    async serve(handler, options) {
-      if (options.tls?.clientCa !== undefined) {
-        throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
-      }
-      const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
-      const bridges = new LiveBridges()
-      const server = Deno.serve(
-        { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
-        (request, info) => {
-          const client = { remoteAddress: info.remoteAddr.hostname }
-          // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
-          if (request.headers.get('upgrade') === null) return handler(request, client)
-          return answerUpgrade(handler, request, client, bridges)
-        },
-      )
-      return {
-        host: options.host,
-        port: server.addr.port,
-        // shutdown() cuts open WebSockets without a close frame and cannot stop accepting without it,
-        // so on Deno they get their 1001 (both ways) when the shutdown starts, not when its grace ends.
-        async close() {
-          await bridges.closeAll()
-          await server.shutdown()
-        },
-        closeWebSockets: () => void bridges.closeAll(),
-      }
-    },
+    serve: (handler, options) => (options.tls === undefined ? serveDeno(handler, options).then(plainHttp) : rebindingServer((at) => serveDeno(handler, at), options, false)),
+    upstreamTlsFilesChanged,
     redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),
     readTextFileSync: (path) => Deno.readTextFileSync(path),
@@ -185,4 +170,32 @@ async function resolveBothFamilies(host: string): Promise<string[]> {
   const failure = results.find((result) => result.status === 'rejected' && !(result.reason instanceof Deno.errors.NotFound))
   if (failure?.status === 'rejected') throw failure.reason
   throw new Error(`no A or AAAA records for ${host}`)
+}
+
+async function serveDeno(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  if (options.tls?.clientCa !== undefined) {
+    throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
+  }
+  const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
+  const bridges = new LiveBridges()
+  const server = Deno.serve(
+    { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
+    (request, info) => {
+      const client = { remoteAddress: info.remoteAddr.hostname }
+      // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
+      if (request.headers.get('upgrade') === null) return handler(request, client)
+      return answerUpgrade(handler, request, client, bridges)
+    },
+  )
+  return {
+    host: options.host,
+    port: server.addr.port,
+    // shutdown() cuts open WebSockets without a close frame and cannot stop accepting without it,
+    // so on Deno they get their 1001 (both ways) when the shutdown starts, not when its grace ends.
+    async close() {
+      await bridges.closeAll()
+      await server.shutdown()
+    },
+    closeWebSockets: () => void bridges.closeAll(),
+  }
 }

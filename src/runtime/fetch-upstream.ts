@@ -1,14 +1,14 @@
 import { GatewayError } from '../core/errors.ts'
 import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
-import type { UpstreamAnswer, UpstreamClient } from '../core/host.ts'
+import type { UpstreamAnswer, UpstreamClient, UpstreamTls } from '../core/host.ts'
 
 /** Runtime-specific fetch options (Bun's decompress:false, Deno's client) and error classification. */
 export interface FetchFlavour {
   extraInit: Record<string, unknown>
   classify(error: unknown): UpstreamFailure
-  /** Extra fetch options that make it trust the CA in this PEM file (an upstream's `ca`). */
-  trustCa?(caFile: string): Record<string, unknown>
+  /** Extra fetch options for an upstream's TLS: its CA, client certificate and server name. */
+  tlsInit?(tls: UpstreamTls): Record<string, unknown>
   /** Whether the call failed because the client's body could not be read (malformed chunks, cut short). */
   clientBodyFailed?(error: unknown): boolean
 }
@@ -27,7 +27,7 @@ export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
       redirect: 'manual',
       ...(r.body instanceof ReadableStream ? { duplex: 'half' } : {}),
       ...flavour.extraInit,
-      ...(r.ca !== undefined && flavour.trustCa !== undefined ? flavour.trustCa(r.ca) : {}),
+      ...(r.tls !== undefined && flavour.tlsInit !== undefined ? flavour.tlsInit(r.tls) : {}),
     } as RequestInit
     try {
       const response = await fetch(r.url, init)

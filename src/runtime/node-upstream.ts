@@ -1,10 +1,10 @@
-import { readFileSync } from 'node:fs'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
 import { Agent, buildConnector, errors, type Dispatcher } from 'undici'
 import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
-import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from '../core/host.ts'
+import type { UpstreamAnswer, UpstreamClient, UpstreamRequest, UpstreamTls } from '../core/host.ts'
+import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
 
 /**
  * Node's upstream client, on undici's dispatcher rather than fetch or node:http: fetch decodes
@@ -13,29 +13,42 @@ import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from '../core/ho
  * Buffers: a small one is handed over whole, a large one through a web stream with backpressure.
  */
 
-/** One keep-alive agent (a pool per origin) per connect timeout and upstream CA file. */
-const agents = new Map<string, Agent>()
+/** One keep-alive agent (a pool per origin) per connect timeout, and per upstream TLS setting when there is one. */
+const plainAgents = new Map<number, Agent>()
+// A rotated file gets new pools; the old ones close once their calls and streams are done.
+const tlsAgents = oncePerUpstreamTls(
+  () => new Map<number, Agent>(),
+  (old) => {
+    for (const agent of old.values()) void agent.close().catch(() => {})
+  },
+)
 
-export function agentFor(connectTimeoutMs: number, caFile: string | undefined): Agent {
-  const key = caFile === undefined ? String(connectTimeoutMs) : `${connectTimeoutMs} ${caFile}`
-  let agent = agents.get(key)
+export function agentFor(connectTimeoutMs: number, tls: UpstreamTls | undefined): Agent {
+  const agents = tls === undefined ? plainAgents : tlsAgents(tls)
+  let agent = agents.get(connectTimeoutMs)
   if (agent === undefined) {
     agent = new Agent({
       // Pillion's own timeouts (route, per try, body stall) govern a call; undici's would cut it at 300 s.
       headersTimeout: 0,
       bodyTimeout: 0,
-      connect: connectWithin(connectTimeoutMs, caFile === undefined ? {} : { ca: readFileSync(caFile, 'utf8') }),
+      connect: connectWithin(connectTimeoutMs, tls === undefined ? {} : connectorTls(tls)),
     })
-    agents.set(key, agent)
+    agents.set(connectTimeoutMs, agent)
   }
   return agent
+}
+
+/** Node's tls.connect options: servername is both the SNI and the name the certificate must carry. */
+function connectorTls(tls: UpstreamTls): buildConnector.BuildOptions {
+  const { ca, cert, key, serverName } = readUpstreamTls(tls)
+  return { ca, cert, key, ...(serverName === undefined ? {} : { servername: serverName }) }
 }
 
 /**
  * undici's connector with an exact connect timeout: its own runs on ~500 ms "fast timers", so a
  * 300 ms connect_timeout fired after about a second.
  */
-function connectWithin(timeoutMs: number, tls: { ca?: string }): buildConnector.connector {
+function connectWithin(timeoutMs: number, tls: buildConnector.BuildOptions): buildConnector.connector {
   const connect = buildConnector({ ...tls, timeout: 0 })
   return (options, callback) => {
     let timer: ReturnType<typeof setTimeout> | undefined
@@ -208,5 +221,5 @@ export const nodeUpstream: UpstreamClient = (r: UpstreamRequest) =>
       // (nodejs/node#54205); @hono/node-server's request bodies are wrapped, so they are safe.
       body: r.body as Dispatcher.DispatchOptions['body'],
     }
-    agentFor(r.connectTimeoutMs, r.ca).dispatch(options, new Call(r, resolve, reject))
+    agentFor(r.connectTimeoutMs, r.tls).dispatch(options, new Call(r, resolve, reject))
   })

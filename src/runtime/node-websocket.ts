@@ -39,7 +39,7 @@ export const nodeWebSocket: WebSocketConnector = (request) =>
     const headers: string[] = []
     for (const [name, value] of request.headers) if (!WRITTEN_BY_UNDICI.has(name)) headers.push(name, value)
     const options: Dispatcher.DispatchOptions = { origin, path, method: 'GET', headers, upgrade: 'websocket' }
-    agentFor(request.connectTimeoutMs, request.ca).dispatch(options, new Handshake(request, resolve, reject))
+    agentFor(request.connectTimeoutMs, request.tls).dispatch(options, new Handshake(request, resolve, reject))
   })
 
 const ACCEPT_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'

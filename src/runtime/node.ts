@@ -3,9 +3,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
+import { upstreamTlsFilesChanged } from './upstream-tls.ts'
 import { refuseTunnel, Upgrades } from './node-upgrade.ts'
 import { nodeWebSocket } from './node-websocket.ts'
-import type { ClientInfo, Runtime, ServeOptions, Server } from '../core/host.ts'
+import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls'
+import type { ClientInfo, PeerNamesCheck, Runtime, ServeOptions, Server } from '../core/host.ts'
+import { subjectAltNames } from './peer-certificate.ts'
+import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
@@ -20,6 +24,16 @@ function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
   if (tls === undefined) return {}
   const { cert, key, clientCa } = tls
   return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
+}
+
+/**
+ * allowed_sans: a client whose verified certificate carries none of the allowed names is dropped
+ * right after its handshake, before any request is read (as Envoy's SAN matchers fail the handshake).
+ */
+function refuseUnlistedPeer(acceptsPeer: PeerNamesCheck): (socket: TLSSocket) => void {
+  return (socket) => {
+    if (!acceptsPeer(subjectAltNames(socket.getPeerCertificate().subjectaltname), socket.remoteAddress ?? '')) socket.destroy()
+  }
 }
 
 /** The client of one request: its address, and its going away seen on the response's 'close'. */
@@ -48,6 +62,9 @@ export function createNodeRuntime(): Runtime {
     name: 'node',
     version: process.versions.node,
     upstream: nodeUpstream,
+    upstreamTlsFilesChanged,
+    pem: pemInspector,
+    gaps: {},
     websocket: nodeWebSocket,
     serve(handler, options) {
       return new Promise<Server>((resolve, reject) => {
@@ -71,9 +88,13 @@ export function createNodeRuntime(): Runtime {
                   if ('closeIdleConnections' in server) server.closeIdleConnections()
                 }),
               closeWebSockets: () => upgrades.close(),
+              // New handshakes get the new context; connections already up keep theirs.
+              updateTls: async (tls) => (server as unknown as TlsServer).setSecureContext(tlsOptions(tls) as SecureContextOptions),
             }),
         )
         server.once('error', reject)
+        const acceptsPeer = options.tls?.acceptsPeer
+        if (acceptsPeer !== undefined) server.prependListener('secureConnection', refuseUnlistedPeer(acceptsPeer))
         server.on('connect', refuseTunnel)
         server.on('upgrade', upgrades.listener)
       })

@@ -1,3 +1,4 @@
+import type { UpstreamTls } from '../core/host.ts'
 import type { WebSocketConnector } from '../core/websocket.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
 import type { BridgeableUpstream, RelayMessage, RelaySocket, UpstreamEvents } from './ws-relay.ts'
@@ -8,8 +9,8 @@ import type { BridgeableUpstream, RelayMessage, RelaySocket, UpstreamEvents } fr
  * constructor options. Web-standard otherwise; the adapter passes what differs.
  */
 export interface WebSocketClientFlavour {
-  /** The second argument of `new WebSocket(url, …)`: protocols, headers, and trust for `ca` (a PEM file path). */
-  options(protocols: string[], headers: Headers, ca: string | undefined): object
+  /** The second argument of `new WebSocket(url, …)`: protocols, headers, and the upstream's TLS. */
+  options(protocols: string[], headers: Headers, tls: UpstreamTls | undefined): object
   /** The code to give the client's close() for a sendable one it may refuse (Deno's takes 1000 and 3000–4999 only). */
   closeCode(code: number): number
 }
@@ -60,7 +61,7 @@ export function webSocketClientConnector(flavour: WebSocketClientFlavour): WebSo
       if (signal.aborted) return reject(signal.reason)
       let ws: WebSocket
       try {
-        const options = flavour.options(offeredProtocols(request.headers), forwardedHeaders(request.headers), request.ca)
+        const options = flavour.options(offeredProtocols(request.headers), forwardedHeaders(request.headers), request.tls)
         ws = new (WebSocket as unknown as new (url: string, options: object) => WebSocket)(request.url, options)
       } catch (error) {
         // An unreadable CA file or an unusable URL: nothing was sent.

@@ -1,6 +1,7 @@
 import * as v from 'valibot'
 import { parseHostPort, type HostPort } from '../core/address.ts'
 import { expectedGot } from '../core/config-error.ts'
+import type { UpstreamTls } from '../core/host.ts'
 import { besidePolicyFile } from '../core/policy-file.ts'
 import { arrayOf, integer, oneOf, table, text } from '../core/schema-kit.ts'
 import { convertedString, duration, type Conversion } from '../core/units.ts'
@@ -43,6 +44,31 @@ const healthCheckSchema = table({
   healthy_threshold: v.optional(integer(1), 2),
 })
 
+const SERVER_NAME_EXAMPLE = 'a DNS name like "payments.internal" (SNI cannot carry an IP address)'
+const DNS_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i
+
+/** The name sent as SNI and verified in the endpoint's certificate; lower-case, as certificates compare it. */
+function serverName() {
+  return convertedString(SERVER_NAME_EXAMPLE, (name): Conversion<string> =>
+    DNS_NAME.test(name) && !/^[\d.]+$/.test(name) ? { value: name.toLowerCase() } : { problem: expectedGot(SERVER_NAME_EXAMPLE, name) },
+  )
+}
+
+/** The keys that shape the TLS handshake with the endpoints: they mean nothing to http:// ones. */
+const TLS_KEYS = ['ca', 'cert', 'key', 'server_name'] as const
+
+/** The first TLS key set on an upstream whose endpoints are (or are discovered as) plain http, and why. */
+function tlsOnPlainHttp(upstream: { endpoints?: string[] | undefined; discovery?: { dns?: unknown; scheme?: string | undefined } | undefined } & Partial<Record<(typeof TLS_KEYS)[number], unknown>>) {
+  const key = TLS_KEYS.find((name) => upstream[name] !== undefined)
+  if (key === undefined) return undefined
+  const index = upstream.endpoints?.findIndex((url) => url.startsWith('http://')) ?? -1
+  if (index !== -1) return { key, message: `applies to https endpoints only, and endpoints[${index}] is ${JSON.stringify(upstream.endpoints![index])}` }
+  if (upstream.discovery?.dns !== undefined && upstream.discovery.scheme !== 'https') {
+    return { key, message: 'applies to https endpoints only: set discovery.scheme = "https"' }
+  }
+  return undefined
+}
+
 const DNS_EXAMPLE = '"host:port" like "payments.internal:8080"'
 
 /** A port is required and cannot be 0: it is where the resolved addresses are called. */
@@ -84,6 +110,9 @@ export const upstreamSchema = v.pipe(
     ),
     connect_timeout: v.optional(duration(), '1s'),
     ca: v.optional(text()),
+    cert: v.optional(text()),
+    key: v.optional(text()),
+    server_name: v.optional(serverName()),
     outlier: v.optional(v.union([outlierSchema, v.literal(false)], (issue) => expectedGot('a table like { consecutive_failures = 5 }, or false', issue.input))),
     retry_connect_failure: v.optional(v.boolean((issue) => expectedGot('true or false', issue.input)), true),
     health_check: v.optional(healthCheckSchema),
@@ -106,6 +135,24 @@ export const upstreamSchema = v.pipe(
     ),
     ['discovery'],
   ),
+  // A certificate is presented with its key: one without the other is a typo, not a choice.
+  v.forward(
+    v.partialCheck([['cert'], ['key']], ({ cert, key }) => cert !== undefined || key === undefined, 'required key missing (key is set: the client certificate it belongs to)'),
+    ['cert'],
+  ),
+  v.forward(
+    v.partialCheck([['cert'], ['key']], ({ cert, key }) => key !== undefined || cert === undefined, 'required key missing (cert is set: its private key)'),
+    ['key'],
+  ),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return
+    const problem = tlsOnPlainHttp(dataset.value)
+    if (problem === undefined) return
+    addIssue({
+      message: problem.message,
+      path: [{ type: 'object', origin: 'value', input: dataset.value, key: problem.key, value: dataset.value[problem.key] }],
+    })
+  }),
   v.forward(
     v.partialCheck(
       [['endpoints'], ['weights']],
@@ -130,7 +177,8 @@ export function normalizeUpstream(name: string, upstream: UpstreamFile, source: 
     connectTimeoutMs: upstream.connect_timeout,
     retryConnectFailure: upstream.retry_connect_failure,
   }
-  if (upstream.ca !== undefined) normalized.ca = besidePolicyFile(upstream.ca, source)
+  const tls = upstreamTls(upstream, source)
+  if (tls !== undefined) normalized.tls = tls
   if (outlier === undefined) normalized.outlier = DEFAULT_OUTLIER
   else if (outlier !== false) {
     normalized.outlier = {
@@ -156,6 +204,17 @@ export function normalizeUpstream(name: string, upstream: UpstreamFile, source: 
     normalized.discovery = { file: { path: besidePolicyFile(discovery.file, source), refreshMs: discovery.refresh } }
   }
   return normalized
+}
+
+function upstreamTls(upstream: UpstreamFile, source: string): UpstreamTls | undefined {
+  const tls: UpstreamTls = {}
+  if (upstream.ca !== undefined) tls.ca = besidePolicyFile(upstream.ca, source)
+  if (upstream.cert !== undefined && upstream.key !== undefined) {
+    tls.cert = besidePolicyFile(upstream.cert, source)
+    tls.key = besidePolicyFile(upstream.key, source)
+  }
+  if (upstream.server_name !== undefined) tls.serverName = upstream.server_name
+  return Object.keys(tls).length === 0 ? undefined : tls
 }
 
 export type BalanceMode = 'round_robin' | 'least_request' | 'random'
@@ -209,8 +268,8 @@ export interface UpstreamConfig {
    * service) is tried once more on another endpoint, unless the route has its own retry policy.
    */
   retryConnectFailure: boolean
-  /** PEM file of the CA that signs https endpoints' certificates (instead of the system's); resolved against the policy file. */
-  ca?: string
+  /** `ca`, `cert`/`key` (the client certificate) and `server_name`; files resolved against the policy file. */
+  tls?: UpstreamTls
   outlier?: OutlierPolicy
   healthCheck?: HealthCheckPolicy
   discovery?: DiscoveryConfig

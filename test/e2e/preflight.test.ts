@@ -1,9 +1,10 @@
 // pillion check refuses what pillion run would refuse at start, not only what the schema sees.
 import assert from 'node:assert/strict'
-import { writeFileSync } from 'node:fs'
+import { copyFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { runPillion, targets, tempDir } from './harness.ts'
+import { makeCertificates } from './security-helpers.ts'
 
 function policy(secretEnv: string): string {
   return `[gateway]
@@ -43,8 +44,8 @@ for (const target of targets()) {
       const refused = await runPillion(target, ['check', 'pillion.toml'], dir)
       assert.equal(refused.code, 1)
       assert.match(refused.stderr, /the policy is valid, but pillion run would refuse it/)
-      // The certificate and the key are read together: whichever is found missing first is named.
-      assert.match(refused.stderr, /listeners\.secure: cannot read tls\.(cert|key) missing-(cert|key)\.pem/)
+      assert.match(refused.stderr, /listeners\.secure\.tls\.cert missing-cert\.pem: cannot read it/)
+      assert.match(refused.stderr, /listeners\.secure\.tls\.key missing-key\.pem: cannot read it/)
       assert.match(refused.stderr, /routes\.keys\.api_key\.keys_file consumers\.json: /)
       assert.match(refused.stderr, new RegExp(`routes\\.tokens\\.jwt\\.secret_env: environment variable ${unset} is not set`))
 
@@ -52,6 +53,18 @@ for (const target of targets()) {
       writeFileSync(join(dir, 'cert.pem'), '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n')
       writeFileSync(join(dir, 'key.pem'), '-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n')
       writeFileSync(join(dir, 'consumers.json'), '{}')
+      const corrupt = await runPillion(target, ['check', 'pillion.toml'], dir)
+      assert.equal(corrupt.code, 1)
+      assert.match(corrupt.stderr, /listeners\.secure\.tls\.cert cert\.pem: certificate 1 does not parse/)
+
+      const certs = makeCertificates()
+      copyFileSync(certs.serverCert, join(dir, 'cert.pem'))
+      copyFileSync(certs.clientKey, join(dir, 'key.pem'))
+      const mismatched = await runPillion(target, ['check', 'pillion.toml'], dir)
+      assert.equal(mismatched.code, 1)
+      assert.match(mismatched.stderr, /listeners\.secure\.tls\.key key\.pem: this private key does not belong to the certificate in cert/)
+
+      copyFileSync(certs.serverKey, join(dir, 'key.pem'))
       const passed = await runPillion(target, ['check', 'pillion.toml'], dir)
       assert.equal(passed.code, 0, passed.stderr)
       assert.match(passed.stdout, /pillion\.toml: ok/)

@@ -74,21 +74,12 @@ export interface TestCertificates {
 export function makeCertificates(): TestCertificates {
   const dir = tempDir()
   const file = (name: string) => join(dir, name)
-  const openssl = (...args: string[]) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] })
-  const key = (name: string) => openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', file(name))
-  key('ca.key')
+  generateKey(file('ca.key'))
   openssl('req', '-x509', '-new', '-key', file('ca.key'), '-subj', '/CN=pillion test CA', '-days', '2', '-out', file('ca.pem'))
-  const sign = (name: string, subject: string, extensions: string) => {
-    key(`${name}.key`)
-    openssl('req', '-new', '-key', file(`${name}.key`), '-subj', subject, '-out', file(`${name}.csr`))
-    writeFileSync(file(`${name}.ext`), extensions)
-    openssl(
-      'x509', '-req', '-in', file(`${name}.csr`), '-CA', file('ca.pem'), '-CAkey', file('ca.key'), '-CAcreateserial',
-      '-days', '2', '-extfile', file(`${name}.ext`), '-out', file(`${name}.pem`),
-    )
-  }
-  sign('server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n')
-  sign('client', '/CN=pillion test client', 'extendedKeyUsage=clientAuth\n')
+  const certs = { dir, caCert: file('ca.pem') }
+  // The server's SANs include a name no DNS knows, for upstream server_name tests.
+  issueCertificate(certs, 'server', '/CN=localhost', 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:ingress.internal\nextendedKeyUsage=serverAuth\n')
+  issueCertificate(certs, 'client', '/CN=pillion test client', 'extendedKeyUsage=clientAuth\n')
   return {
     dir,
     caCert: file('ca.pem'),
@@ -97,4 +88,29 @@ export function makeCertificates(): TestCertificates {
     clientCert: file('client.pem'),
     clientKey: file('client.key'),
   }
+}
+
+function openssl(...args: string[]): void {
+  execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+function generateKey(path: string): void {
+  openssl('genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', path)
+}
+
+/**
+ * Signs one more certificate with the test CA (its key is ca.key beside caCert): `NAME.pem` and
+ * `NAME.key` in the same folder. `extensions` is an openssl extfile, such as
+ * "subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/checkout\nextendedKeyUsage=clientAuth\n".
+ */
+export function issueCertificate(certs: { dir: string; caCert: string }, name: string, subject: string, extensions: string): { cert: string; key: string } {
+  const file = (suffix: string) => join(certs.dir, `${name}.${suffix}`)
+  generateKey(file('key'))
+  openssl('req', '-new', '-key', file('key'), '-subj', subject, '-out', file('csr'))
+  writeFileSync(file('ext'), extensions)
+  openssl(
+    'x509', '-req', '-in', file('csr'), '-CA', certs.caCert, '-CAkey', join(certs.dir, 'ca.key'), '-CAcreateserial',
+    '-days', '2', '-extfile', file('ext'), '-out', file('pem'),
+  )
+  return { cert: file('pem'), key: file('key') }
 }

@@ -49,7 +49,11 @@ async function startWebSocketUpstream(): Promise<Upstream> {
 
 /** The same echo behind TLS, its certificate signed by the test CA. */
 async function startSecureWebSocketUpstream(certs: TestCertificates): Promise<{ url: string; close(): Promise<void> }> {
-  const server = createSecureServer({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) }, (_req, res) => res.end('not a websocket'))
+  // It asks for a client certificate (mutual TLS): the gateway presents the upstream's cert and key.
+  const server = createSecureServer(
+    { cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey), ca: readFileSync(certs.caCert), requestCert: true, rejectUnauthorized: true },
+    (_req, res) => res.end('not a websocket'),
+  )
   echoWebSockets(server)
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}`
@@ -92,7 +96,7 @@ function echoWebSockets(httpServer: import('node:http').Server): void {
   })
 }
 
-function policy(upstreamUrl: string, refusedPort: number, secure: { url: string; ca: string }): string {
+function policy(upstreamUrl: string, refusedPort: number, secure: { url: string; ca: string; cert: string; key: string }): string {
   return `
 [gateway]
 service = "websockets"
@@ -113,6 +117,8 @@ direction = "egress"
 [upstreams.secure]
 endpoints = ["${secure.url}"]
 ca = "${secure.ca}"
+cert = "${secure.cert}"
+key = "${secure.key}"
 
 [[routes]]
 name = "outbound"
@@ -240,7 +246,7 @@ for (const target of targets()) {
       const certs = makeCertificates()
       upstream = await startWebSocketUpstream()
       secure = await startSecureWebSocketUpstream(certs)
-      gateway = await startGateway(target, policy(upstream.url, await closedPort(), { url: secure.url, ca: certs.caCert }))
+      gateway = await startGateway(target, policy(upstream.url, await closedPort(), { url: secure.url, ca: certs.caCert, cert: certs.clientCert, key: certs.clientKey }))
       base = gateway.listeners.ingress!.replace(/^http/, 'ws')
     })
 
@@ -250,7 +256,7 @@ for (const target of targets()) {
       await secure?.close()
     })
 
-    it('carries a WebSocket from the egress listener to a wss:// upstream signed by its own CA', async () => {
+    it('carries a WebSocket from the egress listener to a wss:// upstream signed by its own CA that asks for a client certificate', async () => {
       const egress = gateway.listeners.egress!.replace(/^http/, 'ws')
       const { ws, id } = await open(`${egress}/feed`, { headers: { host: 'chat.internal' } })
       assert.equal(handshakes.get(id)!.headers['x-forwarded-host'], 'chat.internal')

@@ -113,3 +113,34 @@ healthy_threshold = 4`)
     ])
   })
 })
+
+describe('upstream TLS keys: ca, cert, key, server_name', () => {
+  it('gather into tls, files beside the policy file, the server name lower-cased', () => {
+    const tls = upstream('endpoints = ["https://a:1"]\nca = "ca.pem"\ncert = "/certs/me.pem"\nkey = "me-key.pem"\nserver_name = "Payments.Internal"').tls
+    assert.deepEqual(tls, { ca: '/etc/pillion/ca.pem', cert: '/certs/me.pem', key: '/etc/pillion/me-key.pem', serverName: 'payments.internal' })
+    assert.equal(upstream('endpoints = ["https://a:1"]').tls, undefined)
+  })
+
+  it('a certificate needs its key and a key its certificate', () => {
+    assert.deepEqual(problems('endpoints = ["https://a:1"]\ncert = "me.pem"'), ['upstreams.payments.key: required key missing (cert is set: its private key)'])
+    assert.deepEqual(problems('endpoints = ["https://a:1"]\nkey = "me-key.pem"'), ['upstreams.payments.cert: required key missing (key is set: the client certificate it belongs to)'])
+  })
+
+  it('server_name is a DNS name, as SNI carries no IP address', () => {
+    for (const bad of ['10.0.0.7', 'payments.internal:8443', 'https://payments.internal', 'under_score.internal', '*.internal']) {
+      assert.deepEqual(problems(`endpoints = ["https://a:1"]\nserver_name = "${bad}"`), [
+        `upstreams.payments.server_name: expected a DNS name like "payments.internal" (SNI cannot carry an IP address), got "${bad}"`,
+      ])
+    }
+  })
+
+  it('TLS keys on plain http endpoints are refused rather than ignored', () => {
+    assert.deepEqual(problems('endpoints = ["https://a:1", "http://b:1"]\ncert = "me.pem"\nkey = "me-key.pem"'), [
+      'upstreams.payments.cert: applies to https endpoints only, and endpoints[1] is "http://b:1"',
+    ])
+    assert.deepEqual(problems('discovery = { dns = "payments.internal:8443" }\nserver_name = "payments.internal"'), [
+      'upstreams.payments.server_name: applies to https endpoints only: set discovery.scheme = "https"',
+    ])
+    assert.equal(upstream('discovery = { dns = "payments.internal:8443", scheme = "https" }\nserver_name = "payments.internal"').tls?.serverName, 'payments.internal')
+  })
+})
