@@ -28,6 +28,8 @@ export class Exchange {
   /** Which fallback answered, or which fault was injected, for logs and metrics. */
   fallback: string | undefined
   fault: string | undefined
+  /** Which authorization refused the request, for logs: an authz rule's name, "ext_authz", or "dry_run:RULE" when a dry run let it through. */
+  authz: string | undefined
   /** The verified JWT payload, set by the jwt policy; rate limits and header rules read its claims. */
   claims: Record<string, unknown> | undefined
   /** The API-key consumer's name, set by the api_key policy once the key is valid; header rules read it. */
