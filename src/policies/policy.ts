@@ -1,7 +1,7 @@
 import type * as v from 'valibot'
 import type { ConfigProblem } from '../core/config-error.ts'
 import type { EventBus } from '../core/events.ts'
-import type { DiscoveryHost } from '../core/host.ts'
+import type { DiscoveryHost, UpstreamClient } from '../core/host.ts'
 import type { PolicyStates } from '../core/policy-states.ts'
 import type { Layer, Step } from '../proxy/exchange.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
@@ -99,4 +99,9 @@ export interface GatewayDeps {
   states: PolicyStates
   /** Outgoing fetches of the policies themselves (JWKS); the global fetch by default. */
   fetch?: typeof fetch
+  /**
+   * The upstream client, with its connection pools, for policies that call a service on the request
+   * path (ext_authz): Node's undici agents, Bun's and Deno's fetch. The gateway always gives it.
+   */
+  send?: UpstreamClient
 }
