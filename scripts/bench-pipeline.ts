@@ -85,7 +85,7 @@ const CASES: Record<string, Case> = {
   'jwt (RS256, inline key)': { tables: jwtPolicy, headers: { authorization: `Bearer ${token}` } },
   api_key: { route: 'api_key = { header = "x-api-key", keys_file = "keys.json" }', headers: { 'x-api-key': API_KEY } },
   'authz (3 rules, third matches)': {
-    tables: '[routes.authz]\n[[routes.authz.rules]]\nmethods = ["DELETE"]\ndeny = true\n[[routes.authz.rules]]\npaths = ["/admin/*"]\nconsumers = ["ops"]\n[[routes.authz.rules]]\nmethods = ["GET"]\npaths = ["/api/*"]',
+    tables: '[routes.authz]\n[[routes.authz.rules]]\nmethods = ["DELETE"]\ndeny = true\n[[routes.authz.rules]]\npaths = ["/admin/*"]\ndeny = true\n[[routes.authz.rules]]\nmethods = ["GET"]\npaths = ["/api/*"]',
   },
   'jwt + authz (2 claims)': {
     tables: `${jwtPolicy}\n[routes.authz]\nclaims = { scope = "items:read", "realm_access.roles" = ["clerk", "admin"] }`,

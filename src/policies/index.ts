@@ -171,6 +171,6 @@ export function policyReferenceProblems(table: unknown, at: string, file: FileFa
   if (typeof table !== 'object' || table === null || Array.isArray(table)) return []
   const raw = table as Record<string, unknown>
   return modules.flatMap((module) =>
-    module.references === undefined || raw[module.key] === undefined ? [] : module.references(raw[module.key], `${at}.${module.key}`, file),
+    module.references === undefined || raw[module.key] === undefined ? [] : module.references(raw[module.key], `${at}.${module.key}`, file, raw),
   )
 }

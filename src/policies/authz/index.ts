@@ -3,6 +3,7 @@ import type { GatewayEventMap } from '../../core/events.ts'
 import { compilePath, type PathMatcher } from '../../listener/router.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { authzReferenceProblems } from './references.ts'
 import { compileRequirement, type RequirementCheck } from './requirements.ts'
 import { authzSchema, ROUTE_RULE, UNMATCHED_RULE, type AuthzPolicy, type AuthzRule, type Requirement } from './schema.ts'
 
@@ -14,6 +15,7 @@ export const authzPolicy: PolicyModule<AuthzPolicy, 'authz'> = {
   field: 'authz',
   schema: authzSchema,
   builtInDefault: undefined,
+  references: authzReferenceProblems,
   layer: (policy, context) => authzLayer(policy, context),
 }
 

@@ -7,9 +7,12 @@ import { claimValues } from '../../../../src/policies/authz/requirements.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
 import { echoStep, exchangeFor, fakeContext, record } from '../../fakes/security-fakes.ts'
 
+/** A route that verifies tokens and keys, so its authz may ask for claims and consumers. */
+const AUTHENTICATED = `${ONE_ROUTE}jwt = { secret_env = "JWT_SECRET" }\napi_key = { keys_file = "consumers.json" }\n`
+
 /** The normalized policy of an [routes.authz] table, as the loader makes it. */
 function policyOf(table: string): AuthzPolicy {
-  return loadConfigText(`${ONE_ROUTE}\n[routes.authz]\n${table}\n`, 'pillion.toml').routes[0]!.policies.authz!
+  return loadConfigText(`${AUTHENTICATED}\n[routes.authz]\n${table}\n`, 'pillion.toml').routes[0]!.policies.authz!
 }
 
 interface Caller {
@@ -60,7 +63,7 @@ describe('authz config', () => {
   })
 
   test('mistakes name their key path and what was expected', () => {
-    const at = (table: string) => problemLines(`${ONE_ROUTE}\n[routes.authz]\n${table}\n`)
+    const at = (table: string) => problemLines(`${AUTHENTICATED}\n[routes.authz]\n${table}\n`)
     assert.deepEqual(at('mode = "shadow"'), [
       'routes[0].authz.mode: expected one of "enforce", "dry_run", got "shadow"',
     ])
@@ -79,6 +82,16 @@ describe('authz config', () => {
     assert.deepEqual(at('claims = { scope = "x" }\nroles = ["admin"]'), [
       'routes[0].authz.roles: unknown key "roles" (allowed: mode, claims, consumers, rules, unmatched)',
     ])
+  })
+
+  test('claims need jwt on the route or in [defaults], consumers need api_key: otherwise nothing could pass', () => {
+    assert.deepEqual(problemLines(`${ONE_ROUTE}\n[routes.authz]\nclaims = { scope = "a" }\n[[routes.authz.rules]]\nconsumers = ["billing"]\n`), [
+      'routes[0].authz: asks for claims, but the route has no jwt (nor [defaults]): no request would carry a verified claim',
+      'routes[0].authz: asks for consumers, but the route has no api_key (nor [defaults]): no request would have a consumer',
+    ])
+    const inherited = `[defaults]\njwt = { secret_env = "JWT_SECRET" }\n${ONE_ROUTE}authz = { claims = { scope = "a" } }\n`
+    assert.equal(loadConfigText(inherited, 'pillion.toml').routes[0]!.policies.authz!.require!.claims!.scope!.anyOf![0], 'a')
+    assert.deepEqual(policyOf('[[routes.authz.rules]]\nmethods = ["DELETE"]\ndeny = true').rules.length, 1, 'rules on method and path alone need neither')
   })
 })
 
