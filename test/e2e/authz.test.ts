@@ -260,6 +260,7 @@ for (const target of targets()) {
       assert.equal(open.status, 200)
       assert.equal(open.json().headers['x-user-id'], undefined)
       await gateway.waitForLine(/authorization service failed; letting requests through/, 'stderr')
+      await gateway.waitForLine(/"route":"ext-open".*"authz":"ext_authz:failed_open"/)
     })
   })
 }

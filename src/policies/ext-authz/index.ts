@@ -79,6 +79,8 @@ export function extAuthzLayer(policy: ExtAuthzPolicy, context: RouteContext): La
     const reason = timedOut ? 'timeout' : error instanceof DenialTooLarge ? 'answer_too_large' : 'unavailable'
     events.emit('ext_authz_decision', { route, result: onError === 'allow' ? 'error_allowed' : 'error_denied', cached: false, error: reason, url })
     if (onError === 'allow') {
+      // Let through unchecked: the access log says so, for whoever audits what got in while the authorizer was down.
+      exchange.authz = 'ext_authz:failed_open'
       const edits = (exchange.upstreamHeaderEdits ??= [])
       for (const edit of removeClientCopies) edits.push(edit)
       return next(exchange)

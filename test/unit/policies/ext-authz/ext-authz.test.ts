@@ -186,8 +186,10 @@ describe('ext_authz layer', () => {
     await assert.rejects(deny(exchangeFor('http://gw/orders')), (error: GatewayError) => error.code === 'authz_unavailable' && error.status === 503)
     const upstream = echoStep()
     const allow = extAuthzLayer(policyOf(`url = "${url}"\non_error = "allow"\nupstream_headers = ["x-user-id"]`), { ...context, upstream: { config: { name: 'app' } } as never })(upstream)
-    const response = await allow(exchangeFor('http://gw/orders', { headers: { 'x-user-id': 'forged' } }))
+    const exchange = exchangeFor('http://gw/orders', { headers: { 'x-user-id': 'forged' } })
+    const response = await allow(exchange)
     assert.equal(response.status, 200)
+    assert.equal(exchange.authz, 'ext_authz:failed_open')
     assert.deepEqual(upstream.calls[0]!.upstreamHeaderEdits, [['x-user-id', null]])
     assert.deepEqual(
       failures.map((e) => [e.result, e.error]),
