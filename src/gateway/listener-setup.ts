@@ -49,15 +49,20 @@ export async function readTls(tls: ListenerTls, readTextFile: (path: string) => 
   return tls.clientCa === undefined ? { cert, key } : { cert, key, clientCa: await read(tls.clientCa, 'client_ca') }
 }
 
-/** Every upstream's CA file must be readable before the config goes into service. */
+/** Every upstream's CA file, and every ext_authz authorizer's, must be readable before the config goes into service. */
 export async function checkUpstreamCaFiles(config: Config, readTextFile: (path: string) => Promise<string>): Promise<void> {
-  for (const upstream of Object.values(config.upstreams)) {
-    if (upstream.ca === undefined) continue
+  const files: Array<[key: string, file: string]> = []
+  for (const upstream of Object.values(config.upstreams)) if (upstream.ca !== undefined) files.push([`upstreams.${upstream.name}.ca`, upstream.ca])
+  for (const route of config.routes) {
+    const ca = route.policies.extAuthz?.ca
+    if (ca !== undefined) files.push([`routes.${route.name}.ext_authz.ca`, ca])
+  }
+  for (const [key, file] of files) {
     try {
-      const text = await readTextFile(upstream.ca)
+      const text = await readTextFile(file)
       if (!text.includes('-----BEGIN CERTIFICATE-----')) throw new Error('no PEM certificate in it')
     } catch (error) {
-      throw new Error(`upstreams.${upstream.name}.ca ${upstream.ca}: ${(error as Error).message}`)
+      throw new Error(`${key} ${file}: ${(error as Error).message}`)
     }
   }
 }

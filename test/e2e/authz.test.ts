@@ -3,12 +3,15 @@
 // is down.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import type { ServerResponse } from 'node:http'
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https'
+import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { SignJWT } from 'jose'
 import { closedPort, readBody, request, startGateway, startUpstream, targets, tempDir, until, type Gateway, type Upstream } from './harness.ts'
+import { makeCertificates, type TestCertificates } from './security-helpers.ts'
 
 const SECRET = 'authz-e2e-secret-of-at-least-32-bytes!'
 const sha = (key: string) => createHash('sha256').update(key).digest('hex')
@@ -44,7 +47,16 @@ async function startAuthorizer(held: ServerResponse[]) {
   })
 }
 
-function policy(upstream: Upstream, authorizer: Upstream, keysFile: string, down: number) {
+/** An authorizer over TLS, its certificate signed by the test's own CA: allows and names the user. */
+async function startTlsAuthorizer(certs: TestCertificates): Promise<{ server: HttpsServer; url: string }> {
+  const server = createHttpsServer({ cert: readFileSync(certs.serverCert), key: readFileSync(certs.serverKey) }, (req, res) => {
+    res.writeHead(req.headers.authorization === 'Bearer tls' ? 200 : 403, { 'x-user-id': 'u-tls' }).end()
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { server, url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/check` }
+}
+
+function policy(upstream: Upstream, authorizer: Upstream, keysFile: string, down: number, tls: { url: string; ca: string }) {
   return `
 [gateway]
 service = "authz-e2e"
@@ -126,6 +138,20 @@ listener = "in"
 path = "/ext-down/*"
 upstream = "echo"
 ext_authz = { url = "http://127.0.0.1:${down}/check" }
+
+[[routes]]
+name = "ext-tls"
+listener = "in"
+path = "/ext-tls/*"
+upstream = "echo"
+ext_authz = { url = "${tls.url}", ca = "${tls.ca}", upstream_headers = ["x-user-id"] }
+
+[[routes]]
+name = "ext-tls-untrusted"
+listener = "in"
+path = "/ext-tls-untrusted/*"
+upstream = "echo"
+ext_authz = { url = "${tls.url}", timeout = "2s" }
 `
 }
 
@@ -133,6 +159,7 @@ for (const target of targets()) {
   describe(`authz and ext_authz on ${target.name}`, { skip: target.missing }, () => {
     let upstream: Upstream
     let authorizer: Upstream
+    let tlsAuthorizer: { server: HttpsServer; url: string }
     let gateway: Gateway
     let base: string
     let calls = 0
@@ -146,9 +173,11 @@ for (const target of targets()) {
         res.end(JSON.stringify({ url: req.url, headers: req.headers, body }))
       })
       authorizer = await startAuthorizer(held)
+      const certs = makeCertificates()
+      tlsAuthorizer = await startTlsAuthorizer(certs)
       const keysFile = join(tempDir(), 'consumers.json')
       writeFileSync(keysFile, JSON.stringify({ [sha('key-billing')]: 'billing', [sha('key-reports')]: 'reports' }))
-      gateway = await startGateway(target, policy(upstream, authorizer, keysFile, await closedPort()), { AUTHZ_JWT_SECRET: SECRET })
+      gateway = await startGateway(target, policy(upstream, authorizer, keysFile, await closedPort(), { url: tlsAuthorizer.url, ca: certs.caCert }), { AUTHZ_JWT_SECRET: SECRET })
       base = gateway.listeners.in!
     })
 
@@ -157,6 +186,8 @@ for (const target of targets()) {
       const code = await gateway?.stop()
       await upstream?.close()
       await authorizer?.close()
+      tlsAuthorizer?.server.closeAllConnections()
+      await new Promise((resolve) => tlsAuthorizer?.server.close(resolve))
       assert.equal(code, 0, `gateway exit code; stderr:\n${gateway?.stderr.join('\n')}`)
     })
 
@@ -261,6 +292,16 @@ for (const target of targets()) {
       assert.equal(open.json().headers['x-user-id'], undefined)
       await gateway.waitForLine(/authorization service failed; letting requests through/, 'stderr')
       await gateway.waitForLine(/"route":"ext-open".*"authz":"ext_authz:failed_open"/)
+    })
+
+    it('ext_authz over https, trusting the authorizer\'s CA given in ca', async () => {
+      const allowed = await request(`${base}/ext-tls/x`, { headers: { authorization: 'Bearer tls' } })
+      assert.equal(allowed.status, 200)
+      assert.equal(allowed.json().headers['x-user-id'], 'u-tls')
+      assert.equal((await request(`${base}/ext-tls/x`, { headers: { authorization: 'Bearer tls-no' } })).status, 403)
+      const untrusted = await request(`${base}/ext-tls-untrusted/x`, { headers: { authorization: 'Bearer tls' } })
+      assert.equal(untrusted.status, 503, 'without ca, the system CAs do not know the test CA')
+      assert.equal(untrusted.json().code, 'authz_unavailable')
     })
   })
 }

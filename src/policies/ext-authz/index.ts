@@ -17,6 +17,7 @@ export const extAuthzPolicy: PolicyModule<ExtAuthzPolicy, 'extAuthz'> = {
   field: 'extAuthz',
   schema: extAuthzSchema,
   builtInDefault: undefined,
+  resolveFiles: (policy, resolve) => (policy.ca === undefined ? policy : { ...policy, ca: resolve(policy.ca) }),
   layer: (policy, context) => extAuthzLayer(policy, context),
 }
 
@@ -119,6 +120,7 @@ class DenialTooLarge extends Error {}
 /** The call to the authorizer, made for one exchange; rejects when there is no usable answer in time. */
 function authorizer(policy: ExtAuthzPolicy, send: UpstreamClient): (exchange: Exchange) => Promise<Decision> {
   const { url, timeoutMs, includeBodyBytes, upstreamHeaders } = policy
+  const trust = policy.ca === undefined ? {} : { ca: policy.ca }
   const forwarded = policy.headers
   const clientHeaders = new Set(policy.clientHeaders)
   const passCookies = clientHeaders.has('set-cookie')
@@ -159,6 +161,7 @@ function authorizer(policy: ExtAuthzPolicy, send: UpstreamClient): (exchange: Ex
         signal: controller.signal,
         connectTimeoutMs: timeoutMs,
         bufferUpTo: MAX_DENIAL_BODY,
+        ...trust,
       })
       if (answer.status >= 200 && answer.status < 300) {
         await discardBody(answer.body)

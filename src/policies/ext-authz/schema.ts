@@ -59,6 +59,7 @@ export const extAuthzSchema = v.pipe(
     on_error: v.optional(oneOf(['deny', 'allow']), 'deny'),
     include_body: v.optional(size(), 0),
     cache: v.optional(cacheSchema),
+    ca: v.optional(text()),
   }),
   v.transform((t): ExtAuthzPolicy => {
     const policy: ExtAuthzPolicy = {
@@ -70,6 +71,7 @@ export const extAuthzSchema = v.pipe(
       onError: t.on_error,
       includeBodyBytes: t.include_body!, // the default goes through size(), so it is a number
     }
+    if (t.ca !== undefined) policy.ca = t.ca
     if (t.cache !== undefined) policy.cache = { key: t.cache.key, ttlMs: t.cache.ttl, maxEntries: t.cache.max_entries }
     return policy
   }),
@@ -89,6 +91,8 @@ export interface ExtAuthzPolicy {
   onError: 'deny' | 'allow'
   /** Send this many first bytes of the body (0: none). */
   includeBodyBytes: number
+  /** PEM file of the CA that signs an https authorizer's certificate, instead of the system's; relative to the policy file. */
+  ca?: string
   /** Decisions remembered by a key for a short time; errors never are. */
   cache?: { key: string; ttlMs: number; maxEntries: number }
 }

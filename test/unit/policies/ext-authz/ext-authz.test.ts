@@ -10,6 +10,7 @@ import { extAuthzLayer, type ExtAuthzPolicy } from '../../../../src/policies/ext
 import { DecisionCache } from '../../../../src/policies/ext-authz/decision-cache.ts'
 import type { RouteContext } from '../../../../src/policies/policy.ts'
 import { nodeUpstream } from '../../../../src/runtime/node-upstream.ts'
+import { checkUpstreamCaFiles } from '../../../../src/gateway/listener-setup.ts'
 import { ONE_ROUTE, problemLines } from '../../fakes/policy-text.ts'
 import { echoStep, exchangeFor, fakeContext, fakeGateway, record } from '../../fakes/security-fakes.ts'
 
@@ -90,6 +91,17 @@ describe('ext_authz config', () => {
       onError: 'deny',
       includeBodyBytes: 0,
     })
+  })
+
+  test('ca is relative to the policy file, and must hold a PEM certificate before the config goes into service', async () => {
+    const text = `${ONE_ROUTE}\n[routes.ext_authz]\nurl = "https://authz.internal/check"\nca = "certs/ca.pem"\n`
+    const config = loadConfigText(text, 'conf/pillion.toml')
+    assert.equal(config.routes[0]!.policies.extAuthz!.ca, 'conf/certs/ca.pem')
+    const files: Record<string, string> = { 'conf/certs/ca.pem': 'not a certificate' }
+    const read = async (path: string) => files[path] ?? assert.fail(`read ${path}`)
+    await assert.rejects(checkUpstreamCaFiles(config, read), /^Error: routes\.route-0\.ext_authz\.ca conf\/certs\/ca\.pem: no PEM certificate in it$/)
+    files['conf/certs/ca.pem'] = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n'
+    await checkUpstreamCaFiles(config, read)
   })
 
   test('mistakes name their key path and what was expected', () => {
