@@ -6,6 +6,7 @@
 //
 //   bun scripts/bench-pipeline.ts [REQUESTS]                 (default 20000 per case)
 //   node --import tsx scripts/bench-pipeline.ts [REQUESTS]
+//   BENCH_CASES=authz npm run bench:pipeline                 (only cases whose name matches; bare always)
 //
 // Cases are measured in short rounds, interleaved; a case's delta is the median over rounds of its
 // time minus bare's in the same round, so a GC pause or a noisy neighbour lands on every case alike.
@@ -46,7 +47,7 @@ const observabilityHost = { name: 'node' as const, version: '0', upstream: send,
 // A key pair made for this run: the jwt case verifies a real RS256 signature on every request.
 const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true })
 const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'RS256' }
-const token = await new SignJWT({ sub: 'bench-user' })
+const token = await new SignJWT({ sub: 'bench-user', scope: 'items:read items:write', realm_access: { roles: ['clerk'] } })
   .setProtectedHeader({ alg: 'RS256', kid: 'bench' })
   .setIssuer('https://bench.local')
   .setAudience('bench')
@@ -85,6 +86,18 @@ const CASES: Record<string, Case> = {
   rate_limit: { route: 'rate_limit = [ { rate = "10000000/s", key = "client_ip" } ]' },
   'jwt (RS256, inline key)': { tables: jwtPolicy, headers: { authorization: `Bearer ${token}` } },
   api_key: { route: 'api_key = { header = "x-api-key", keys_file = "keys.json" }', headers: { 'x-api-key': API_KEY } },
+  'authz (3 rules, third matches)': {
+    tables: '[routes.authz]\n[[routes.authz.rules]]\nmethods = ["DELETE"]\ndeny = true\n[[routes.authz.rules]]\npaths = ["/admin/*"]\ndeny = true\n[[routes.authz.rules]]\nmethods = ["GET"]\npaths = ["/api/*"]',
+  },
+  'jwt + authz (2 claims)': {
+    tables: `${jwtPolicy}\n[routes.authz]\nclaims = { scope = "items:read", "realm_access.roles" = ["clerk", "admin"] }`,
+    headers: { authorization: `Bearer ${token}` },
+  },
+  'ext_authz (instant authorizer)': { tables: '[routes.ext_authz]\nurl = "http://127.0.0.1:9/check"\nupstream_headers = ["x-user-id"]', headers: { authorization: 'Bearer opaque' } },
+  'ext_authz (cached decision)': {
+    tables: '[routes.ext_authz]\nurl = "http://127.0.0.1:9/check"\nupstream_headers = ["x-user-id"]\ncache = { key = "${header.authorization}", ttl = "1h" }',
+    headers: { authorization: 'Bearer opaque' },
+  },
   'split (2 upstreams)': { split: true },
   'upstream mTLS keys': { upstream: 'ca = "ca.pem"\ncert = "client.pem"\nkey = "client-key.pem"\nserver_name = "app.internal"' },
   'mirror (percent = 0)': { route: 'mirror = { upstream = "app", percent = 0 }' },
@@ -189,7 +202,8 @@ const runtime = typeof (globalThis as { Bun?: unknown }).Bun !== 'undefined' ? '
 console.log(`pipeline cost per request: ${runtime}, ${REQUESTS} requests per case in ${ROUNDS} interleaved rounds, medians; in-process, the upstream answers at once`)
 
 const built = new Map<string, Built>([['floor (Request + Response only)', floor]])
-for (const [name, c] of Object.entries(CASES)) built.set(name, await build(name, c))
+const only = process.env.BENCH_CASES === undefined ? undefined : new RegExp(process.env.BENCH_CASES)
+for (const [name, c] of Object.entries(CASES)) if (name === 'bare' || only === undefined || only.test(name)) built.set(name, await build(name, c))
 const perRound = Math.max(1, Math.round(REQUESTS / ROUNDS))
 for (const b of built.values()) await b.run(Math.min(perRound, 5_000)) // warm up the JIT on every path first
 const timings = new Map<string, number[]>([...built.keys()].map((name) => [name, []]))

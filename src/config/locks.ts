@@ -115,7 +115,7 @@ export function applyBase(config: Config, file: ConfigFile, base: LockedBase): C
       const ownAt = own[field] !== undefined ? `routes[${route.index}].${module.key}` : ownDefaults[field] !== undefined ? `defaults.${module.key}` : undefined
       if (ownAt === undefined) {
         effective[field] = value
-        for (const problem of module.references?.(written, at, facts) ?? []) {
+        for (const problem of module.references?.(written, at, facts, file.routes[route.index] as Record<string, unknown>) ?? []) {
           report({ path: `routes[${route.index}].${module.key}`, message: `inherits the locked base (${base.source}: ${problem.path}), which this file cannot meet: ${problem.message}` }, problem.path)
         }
         continue

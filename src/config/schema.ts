@@ -7,8 +7,9 @@ import { cidrList } from '../policies/ip/index.ts'
 import { redisSchema } from '../policies/rate-limit/config.ts'
 import { describeValue, expectedGot } from '../core/config-error.ts'
 import { convertedString, duration, type Conversion } from '../core/units.ts'
-import { arrayOf, name, namedTables, oneOf, table, text } from '../core/schema-kit.ts'
+import { arrayOf, httpMethods, name, namedTables, oneOf, table, text } from '../core/schema-kit.ts'
 import type { PathRewrite } from '../proxy/rewrite.ts'
+import { PATH_EXAMPLE, toRoutePath } from '../listener/router.ts'
 import { upstreamSchema } from '../upstream/config.ts'
 import { ALLOWED_SAN_EXAMPLE, toAllowedSan } from '../listener/client-names.ts'
 import { HOST_NAME, IPV6, isLoopback, parseHostPort, type HostPort } from '../core/address.ts'
@@ -20,7 +21,6 @@ export const ADMIN_TOKEN_REQUIRED =
   'required when [gateway] admin is not a loopback address: name the environment variable that holds the admin bearer token'
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i
-const PARAMETER = /^:[a-z_][a-z0-9_]*$/i
 
 const HOST_PORT_EXAMPLE = '"host:port" with a port from 0 to 65535, like "0.0.0.0:8080" or "[::1]:8080"'
 
@@ -31,22 +31,6 @@ function hostPort() {
     const hint = !address.startsWith('[') && address.split(':').length > 2 ? ' (put IPv6 addresses in brackets)' : ''
     return { problem: expectedGot(HOST_PORT_EXAMPLE, address) + hint }
   })
-}
-
-const PATH_EXAMPLE = 'a path like "/orders", "/api/*" or "/users/:id"'
-
-function toRoutePath(path: string): Conversion<string> {
-  const reject = (expected: string): Conversion<string> => ({ problem: expectedGot(expected, path) })
-  if (!path.startsWith('/')) return reject(`${PATH_EXAMPLE}, starting with "/"`)
-  if (/[?#\s]/.test(path)) return reject(`${PATH_EXAMPLE}, without query, fragment or spaces`)
-  const segments = path.slice(1).split('/')
-  for (const [index, segment] of segments.entries()) {
-    const last = index === segments.length - 1
-    if (segment.includes('*') && !(segment === '*' && last)) return reject(`${PATH_EXAMPLE}, with "*" only as the whole last segment`)
-    if (segment === '' && !last) return reject(`${PATH_EXAMPLE}, without empty segments`)
-    if (segment.startsWith(':') && !PARAMETER.test(segment)) return reject(`${PATH_EXAMPLE}, with parameters named by letters, digits and "_"`)
-  }
-  return { value: path }
 }
 
 const STRIP_PREFIX_EXAMPLE = 'a literal path prefix like "/payments"'
@@ -116,15 +100,6 @@ function toRouteHost(text: string): Conversion<string> {
   return HOST_NAME.test(name) ? { value: host } : { problem: expectedGot(HOST_EXAMPLE, text) }
 }
 
-function methods() {
-  const method = v.pipe(
-    v.string((issue) => expectedGot('an HTTP method like "GET"', issue.input)),
-    v.regex(TOKEN, (issue) => expectedGot('an HTTP method like "GET"', issue.input)),
-    v.toUpperCase(),
-  )
-  return v.pipe(arrayOf(method), v.minLength(1, 'expected at least one method (leave the key out to match any)'))
-}
-
 function headerMatches() {
   const headerName = v.pipe(
     v.string(),
@@ -187,7 +162,7 @@ const routeOwnKeys = {
   name: v.optional(name()),
   listener: text(),
   path: convertedString(PATH_EXAMPLE, toRoutePath),
-  methods: v.optional(methods()),
+  methods: v.optional(httpMethods()),
   host: v.optional(convertedString(HOST_EXAMPLE, toRouteHost)),
   strip_prefix: v.optional(convertedString(STRIP_PREFIX_EXAMPLE, toStripPrefix)),
   rewrite: v.optional(rewriteSchema()),

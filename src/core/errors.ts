@@ -20,6 +20,8 @@ export const ERROR_STATUS = {
   websocket_disabled: 403,
   /** A WebSocket handshake beyond the route's [routes.websocket] max_connections. */
   too_many_connections: 503,
+  /** [routes.ext_authz] could not get an answer from its authorization service, and on_error = "deny". */
+  authz_unavailable: 503,
   /** An abort injected by [routes.fault]; it answers with the configured status, 503 the usual one. */
   fault_injected: 503,
 } as const

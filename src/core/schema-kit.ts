@@ -46,6 +46,18 @@ export function arrayOf<Item extends v.GenericSchema>(item: Item) {
   return v.array(item, (issue) => expectedGot('an array', issue.input))
 }
 
+const METHOD = /^[!#$%&'*+.^_`|~0-9a-z-]+$/i
+
+/** HTTP methods, upper-cased: a route's `methods`, an authz rule's. */
+export function httpMethods() {
+  const method = v.pipe(
+    v.string((issue) => expectedGot('an HTTP method like "GET"', issue.input)),
+    v.regex(METHOD, (issue) => expectedGot('an HTTP method like "GET"', issue.input)),
+    v.toUpperCase(),
+  )
+  return v.pipe(arrayOf(method), v.minLength(1, 'expected at least one method (leave the key out to match any)'))
+}
+
 /** A whole number in [min, max]. */
 export function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   const expected = max === Number.MAX_SAFE_INTEGER ? `a whole number of at least ${min}` : `a whole number from ${min} to ${max}`

@@ -46,7 +46,7 @@ export function createGateway(
   const redis = config.redis
   const globalLimits =
     redis && carrier.keep('redis', { redis, service: config.gateway.service }, () => new GlobalLimitStore(redisOpener(runtime), redis, config.gateway.service, events))
-  const gateway: GatewayDeps = { host: runtime, keep: (key, policy, create) => carrier.keep(`security:${key}`, policy, create), states, globalLimits }
+  const gateway: GatewayDeps = { host: runtime, keep: (key, policy, create) => carrier.keep(`security:${key}`, policy, create), states, globalLimits, send }
   const tlsListeners = new Set(Object.values(config.listeners).flatMap((listener) => (listener.tls ? [listener.name] : [])))
   const deps = { carrier, send, connectWebSocket: runtime.websocket, events, upstreams, gateway, tlsListeners }
   const auditConfig = config.audit

@@ -7,6 +7,7 @@ import type { AuditLog } from '../observability/audit.ts'
 import { createObservability } from '../observability/observability.ts'
 import type { RequestObserver } from '../observability/observer.ts'
 import { dryRunReporter } from '../policies/rate-limit/index.ts'
+import { logTally } from '../policies/shared/log-tally.ts'
 import type { GlobalLimitStore } from '../policies/rate-limit/global-store.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions, Server } from '../core/host.ts'
@@ -305,6 +306,21 @@ function subscribeLog(events: EventBus, logger: Logger): void {
     if (e.reason !== 'queue_full') logger.log('warn', 'audit records dropped', e)
   })
   events.on('rate_limit_decision', dryRunReporter((e) => logger.log('warn', 'rate limit would have rejected (dry run)', { ...e })))
+  const authzTally = logTally(1000, () => performance.now())
+  events.on('authz_refused', (e) => {
+    if (!e.dryRun) return
+    const count = authzTally(`${e.route}\u0000${e.rule}`)
+    if (count !== undefined) logger.log('warn', 'authz would have refused (dry run)', { route: e.route, rule: e.rule, would_refuse: count })
+  })
+  const authorizerTally = logTally(1000, () => performance.now())
+  events.on('ext_authz_decision', (e) => {
+    if (e.error === undefined) return
+    const count = authorizerTally(`${e.route}\u0000${e.error}`)
+    if (count !== undefined) {
+      const message = e.result === 'error_allowed' ? 'authorization service failed; letting requests through (on_error = "allow")' : 'authorization service failed; refusing requests (on_error = "deny")'
+      logger.log('warn', message, { route: e.route, url: e.url, error: e.error, requests: count })
+    }
+  })
   events.on('redis_error', (e) => logger.log('warn', 'redis failed; rate limits on it follow [redis] on_error', e))
   events.on('redis_recovered', (e) => logger.log('info', 'redis answers again', e))
 }

@@ -9,7 +9,7 @@ export interface TlsFilesHost {
 
 /**
  * Every TLS file the config names, read and parsed before it goes into service: listeners' cert,
- * key and client_ca, upstreams' ca, cert and key. A key must belong to its certificate. Each problem
+ * key and client_ca, upstreams' ca, cert and key, ext_authz authorizers' ca. A key must belong to its certificate. Each problem
  * names the key path and the file.
  */
 export async function tlsFileProblems(config: Config, host: TlsFilesHost): Promise<string[]> {
@@ -44,6 +44,10 @@ export async function tlsFileProblems(config: Config, host: TlsFilesHost): Promi
     if (tls === undefined) continue
     if (tls.ca !== undefined) await checkCa(`upstreams.${upstream.name}.ca`, tls.ca)
     if (tls.cert !== undefined && tls.key !== undefined) await checkPair(`upstreams.${upstream.name}.`, { cert: tls.cert, key: tls.key })
+  }
+  for (const route of config.routes) {
+    const ca = route.policies.extAuthz?.ca
+    if (ca !== undefined) await checkCa(`routes.${route.name}.ext_authz.ca`, ca)
   }
   return problems
 }

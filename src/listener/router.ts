@@ -1,3 +1,24 @@
+import { expectedGot } from '../core/config-error.ts'
+import type { Conversion } from '../core/units.ts'
+
+const PARAMETER = /^:[a-z_][a-z0-9_]*$/i
+
+export const PATH_EXAMPLE = 'a path like "/orders", "/api/*" or "/users/:id"'
+
+/** A route path pattern as the file spells it, or what is wrong with it; [[routes]] path and authz rules' paths. */
+export function toRoutePath(path: string): Conversion<string> {
+  const reject = (expected: string): Conversion<string> => ({ problem: expectedGot(expected, path) })
+  if (!path.startsWith('/')) return reject(`${PATH_EXAMPLE}, starting with "/"`)
+  if (/[?#\s]/.test(path)) return reject(`${PATH_EXAMPLE}, without query, fragment or spaces`)
+  const segments = path.slice(1).split('/')
+  for (const [index, segment] of segments.entries()) {
+    const last = index === segments.length - 1
+    if (segment.includes('*') && !(segment === '*' && last)) return reject(`${PATH_EXAMPLE}, with "*" only as the whole last segment`)
+    if (segment === '' && !last) return reject(`${PATH_EXAMPLE}, without empty segments`)
+    if (segment.startsWith(':') && !PARAMETER.test(segment)) return reject(`${PATH_EXAMPLE}, with parameters named by letters, digits and "_"`)
+  }
+  return { value: path }
+}
 
 export type PathMatcher = (path: string) => boolean
 

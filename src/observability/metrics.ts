@@ -145,6 +145,9 @@ export class GatewayMetrics implements RequestObserver {
   readonly mirrorDropped: Family
   readonly auditDropped: Family
   readonly authRejections: Family
+  readonly authzRefusals: Family
+  readonly extAuthzDecisions: Family
+  readonly extAuthzCacheHits: Family
   readonly ipRejections: Family
   readonly tlsClientRefusals: Family
   readonly limitRejections: Family
@@ -196,6 +199,9 @@ export class GatewayMetrics implements RequestObserver {
     this.mirrorDropped = r.counter('pillion_mirror_dropped_total', 'Mirrored requests dropped.', ['route'])
     this.auditDropped = r.counter('pillion_audit_dropped_total', 'Audit records dropped.')
     this.authRejections = r.counter('pillion_auth_rejections_total', 'Requests refused by jwt or api_key, by reason.', ['route', 'policy', 'reason'])
+    this.authzRefusals = r.counter('pillion_authz_refusals_total', 'Requests authz refused, or would have in dry run, by the rule that refused.', ['route', 'rule', 'mode'])
+    this.extAuthzDecisions = r.counter('pillion_ext_authz_decisions_total', "The authorization service's decisions, and its errors by what on_error made of them.", ['route', 'result'])
+    this.extAuthzCacheHits = r.counter('pillion_ext_authz_cache_hits_total', 'ext_authz decisions taken from the decision cache.', ['route'])
     this.ipRejections = r.counter('pillion_ip_rejections_total', 'Requests refused by the ip policy.', ['route', 'reason'])
     this.tlsClientRefusals = r.counter('pillion_tls_client_refusals_total', 'TLS clients dropped after the handshake: a verified certificate without any of allowed_sans.', ['listener', 'reason'])
     this.limitRejections = r.counter('pillion_limit_rejections_total', 'Requests refused by the limits policy (body, headers, url, method, client_timeout).', ['route', 'limit'])
@@ -269,6 +275,28 @@ export class GatewayMetrics implements RequestObserver {
     bus.on('mirror_dropped', (e) => this.mirrorDropped.labels(loose(e?.route)).value++)
     bus.on('audit_dropped', (e) => (this.auditDropped.labels().value += typeof e?.records === 'number' ? e.records : 1))
     bus.on('auth_reject', (e) => this.authRejections.labels(loose(e?.route), loose(e?.policy), loose(e?.reason)).value++)
+    // Each rule emits one frozen event object, and ext_authz four for its usual decisions: children by identity.
+    const refusals = new WeakMap<object, CounterChild>()
+    bus.on('authz_refused', (e) => {
+      if (e === undefined) return
+      let child = refusals.get(e)
+      if (child === undefined) {
+        child = this.authzRefusals.labels(loose(e.route), loose(e.rule), e.dryRun === true ? 'dry_run' : 'enforce')
+        if (Object.isFrozen(e)) refusals.set(e, child)
+      }
+      child.value++
+    })
+    const authorizations = new WeakMap<object, [CounterChild, CounterChild | undefined]>()
+    bus.on('ext_authz_decision', (e) => {
+      if (e === undefined) return
+      let children = authorizations.get(e)
+      if (children === undefined) {
+        children = [this.extAuthzDecisions.labels(loose(e.route), loose(e.result)), e.cached === true ? this.extAuthzCacheHits.labels(loose(e.route)) : undefined]
+        if (Object.isFrozen(e)) authorizations.set(e, children)
+      }
+      children[0].value++
+      if (children[1] !== undefined) children[1].value++
+    })
     bus.on('ip_reject', (e) => this.ipRejections.labels(loose(e?.route), loose(e?.reason)).value++)
     bus.on('client_certificate_refused', (e) => this.tlsClientRefusals.labels(loose(e?.listener), 'allowed_sans').value++)
     bus.on('limit_reject', (e) => this.limitRejections.labels(loose(e?.route), loose(e?.limit)).value++)

@@ -123,6 +123,7 @@ function buildSpan(record: RequestRecord, exchange: Exchange, context: SpanConte
   if (exchange.upstreamMs !== undefined) attributes.push(['pillion.upstream_duration_ms', Math.round(exchange.upstreamMs * 1000) / 1000])
   if (exchange.fallback !== undefined) attributes.push(['pillion.fallback', exchange.fallback])
   if (exchange.fault !== undefined) attributes.push(['pillion.fault', exchange.fault])
+  if (exchange.authz !== undefined) attributes.push(['pillion.authz', exchange.authz])
   attributes.push(['http.response.body.size', record.bytesOut])
   // Semantic conventions: a server span is an error from 5xx, a client span from 4xx.
   const failed = status >= (kind === SPAN_KIND.client ? 400 : 500)

@@ -1,8 +1,10 @@
 import * as v from 'valibot'
 import type { ConfigProblem } from '../core/config-error.ts'
 import { apiKeyPolicy } from './api-key/index.ts'
+import { authzPolicy } from './authz/index.ts'
 import { bulkheadPolicy } from './bulkhead/index.ts'
 import { circuitBreakerPolicy } from './circuit-breaker/index.ts'
+import { extAuthzPolicy } from './ext-authz/index.ts'
 import { corsPolicy } from './cors/index.ts'
 import { fallbackPolicy } from './fallback/index.ts'
 import { faultPolicy } from './fault/index.ts'
@@ -41,6 +43,8 @@ export const policyRegistry = {
   limits: limitsPolicy,
   jwt: jwtPolicy,
   apiKey: apiKeyPolicy,
+  authz: authzPolicy,
+  extAuthz: extAuthzPolicy,
   split: splitPolicy,
   websocket: websocketPolicy,
 }
@@ -66,6 +70,8 @@ export type RoutePolicies = { timeoutMs: number } & { [Field in PolicyField]?: V
  *   ip                      allow/deny by client address
  *   limits                  methods, body size (while streaming), header and URL sizes
  *   jwt, api_key            who is calling; forwards claims / consumer upstream
+ *   authz                   what the caller may do: rules on the verified claims and consumer, method and path
+ *   ext_authz               asks an authorization service; after authz, so a cheap local refusal spares the call
  *   rate_limit              local and global (Redis) quotas, keyed by client, header, claim or route
  *   websocket               admits a WebSocket handshake (enabled, max_connections) once, whatever retries
  *                           follow; the forwarder then opens the upstream side instead of sending a request
@@ -93,6 +99,8 @@ export const chain: readonly PolicyField[] = [
   'limits',
   'jwt',
   'apiKey',
+  'authz',
+  'extAuthz',
   'rateLimits',
   'websocket',
   'split',
@@ -163,6 +171,6 @@ export function policyReferenceProblems(table: unknown, at: string, file: FileFa
   if (typeof table !== 'object' || table === null || Array.isArray(table)) return []
   const raw = table as Record<string, unknown>
   return modules.flatMap((module) =>
-    module.references === undefined || raw[module.key] === undefined ? [] : module.references(raw[module.key], `${at}.${module.key}`, file),
+    module.references === undefined || raw[module.key] === undefined ? [] : module.references(raw[module.key], `${at}.${module.key}`, file, raw),
   )
 }

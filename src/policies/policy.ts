@@ -1,7 +1,7 @@
 import type * as v from 'valibot'
 import type { ConfigProblem } from '../core/config-error.ts'
 import type { EventBus } from '../core/events.ts'
-import type { DiscoveryHost } from '../core/host.ts'
+import type { DiscoveryHost, UpstreamClient } from '../core/host.ts'
 import type { PolicyStates } from '../core/policy-states.ts'
 import type { Layer, Step } from '../proxy/exchange.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
@@ -33,8 +33,11 @@ export interface PolicyModule<Value, Field extends string = string, Parsed = Val
    * for each upstream the route may send to, so its state is per route and upstream: breaker, fault).
    */
   scope?: 'route' | 'upstream'
-  /** Problems with what the raw TOML value refers to elsewhere in the file (upstream names, [redis]). */
-  references?(value: unknown, at: string, file: FileFacts): ConfigProblem[]
+  /**
+   * Problems with what the raw TOML value refers to elsewhere in the file (upstream names, [redis]);
+   * `table` is the raw [[routes]] entry or [defaults] table the key sits in (authz needs its jwt).
+   */
+  references?(value: unknown, at: string, file: FileFacts, table: Readonly<Record<string, unknown>>): ConfigProblem[]
   /** The value with its file paths made relative to the policy file (resolve does one path). */
   resolveFiles?(value: Value, resolve: (path: string) => string): Value
   /** Upstreams besides the route's that the layer may send the exchange to, each getting its own "upstream" scope layers. */
@@ -111,4 +114,9 @@ export interface GatewayDeps {
   states: PolicyStates
   /** Outgoing fetches of the policies themselves (JWKS); the global fetch by default. */
   fetch?: typeof fetch
+  /**
+   * The upstream client, with its connection pools, for policies that call a service on the request
+   * path (ext_authz): Node's undici agents, Bun's and Deno's fetch. The gateway always gives it.
+   */
+  send?: UpstreamClient
 }

@@ -28,6 +28,11 @@ export class Exchange {
   /** Which fallback answered, or which fault was injected, for logs and metrics. */
   fallback: string | undefined
   fault: string | undefined
+  /**
+   * Which authorization refused the request, for logs: an authz rule's name, or "ext_authz"; also what
+   * let a request through unchecked: "dry_run:RULE", "ext_authz:failed_open" (on_error = "allow").
+   */
+  authz: string | undefined
   /** The verified JWT payload, set by the jwt policy; rate limits and header rules read its claims. */
   claims: Record<string, unknown> | undefined
   /** The API-key consumer's name, set by the api_key policy once the key is valid; header rules read it. */

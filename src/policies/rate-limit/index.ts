@@ -5,6 +5,7 @@ import type { PolicyModule, RouteContext } from '../policy.ts'
 import { rateLimitsSchema, redisStoreProblems } from './config.ts'
 import { localLimiter, type LocalLimiter } from './local-store.ts'
 import type { GlobalLimitStore, StoreDecision } from './global-store.ts'
+import { logTally } from '../shared/log-tally.ts'
 import type { RateLimitAlgorithm, RateLimitKey, RateLimitPolicy } from './config.ts'
 import { rateLimitsWeakerThan } from './strictness.ts'
 
@@ -294,18 +295,10 @@ export function dryRunReporter(
   intervalMs = 1000,
   now: () => number = () => performance.now(),
 ): (event: GatewayEventMap['rate_limit_decision']) => void {
-  const tallies = new Map<string, { reportedAt: number; count: number }>()
+  const tally = logTally(intervalMs, now)
   return (event) => {
     if (event.allowed || !event.dryRun) return
-    const id = `${event.route}\u0000${event.limit}`
-    let tally = tallies.get(id)
-    if (tally === undefined) tallies.set(id, (tally = { reportedAt: Number.NEGATIVE_INFINITY, count: 0 }))
-    tally.count++
-    const at = now()
-    if (at - tally.reportedAt < intervalMs) return
-    tally.reportedAt = at
-    const count = tally.count
-    tally.count = 0
-    report({ route: event.route, limit: event.limit, would_reject: count })
+    const count = tally(`${event.route}\u0000${event.limit}`)
+    if (count !== undefined) report({ route: event.route, limit: event.limit, would_reject: count })
   }
 }

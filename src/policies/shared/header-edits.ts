@@ -38,7 +38,8 @@ function notEditable(name: string): string | undefined {
   return undefined
 }
 
-function headerName() {
+/** An end-to-end header name a policy may set or remove upstream (not hop-by-hop, Host or Content-Length). */
+export function headerName() {
   return v.pipe(
     v.string((issue) => expectedGot(NAME_EXPECTED, issue.input)),
     v.regex(TOKEN, (issue) => expectedGot(NAME_EXPECTED, issue.input)),
@@ -51,7 +52,7 @@ function headerName() {
 }
 
 /** Why a value cannot be a header value template, or undefined when it can. */
-function valueProblem(text: string): string | undefined {
+export function valueProblem(text: string): string | undefined {
   if (text === '') return 'expected a non-empty header value, got ""; to remove a header, list it in remove'
   if (/[\r\n]/.test(text)) return expectedGot('a header value on one line (no CR or LF)', text)
   if (/[^\t\x20-\x7e]/.test(text)) return expectedGot('a header value of printable ASCII', text)

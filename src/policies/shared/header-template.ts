@@ -7,7 +7,7 @@ import type { Exchange } from '../../proxy/exchange.ts'
  */
 
 /** The variables a value may use; `${jwt.CLAIM}` and `${header.NAME}` take a name after the dot. */
-const TEMPLATE_VARIABLES = ['client_ip', 'request_id', 'route', 'upstream', 'consumer', 'jwt.CLAIM', 'header.NAME'] as const
+const TEMPLATE_VARIABLES = ['client_ip', 'request_id', 'route', 'upstream', 'consumer', 'method', 'path', 'jwt.CLAIM', 'header.NAME'] as const
 
 /** What a template reads that is fixed for the route it is built for. */
 export interface TemplateRoute {
@@ -20,12 +20,12 @@ export interface TemplateRoute {
 /** A value for one request: a constant when the text has no variables. '' when it comes out empty. */
 export type HeaderTemplate = string | ((exchange: Exchange) => string)
 
-type Simple = 'client_ip' | 'request_id' | 'route' | 'upstream' | 'consumer'
+type Simple = 'client_ip' | 'request_id' | 'route' | 'upstream' | 'consumer' | 'method' | 'path'
 type Read = { kind: Exclude<Simple, 'route'> } | { kind: 'jwt'; claim: string; path: readonly string[] } | { kind: 'header'; name: string }
 type Part = { kind: 'text'; text: string } | { kind: 'route' } | Read
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
-const SIMPLE = new Set<string>(['client_ip', 'request_id', 'route', 'upstream', 'consumer'] satisfies Simple[])
+const SIMPLE = new Set<string>(['client_ip', 'request_id', 'route', 'upstream', 'consumer', 'method', 'path'] satisfies Simple[])
 const KNOWN = TEMPLATE_VARIABLES.map((name) => `\${${name}}`).join(', ')
 const LITERAL_HINT = 'write $${ for a literal ${'
 
@@ -119,6 +119,11 @@ function reader(part: Read, route: TemplateRoute): (exchange: Exchange) => strin
     }
     case 'consumer':
       return (exchange) => exchange.consumer ?? ''
+    case 'method':
+      return (exchange) => exchange.request.method
+    case 'path':
+      // The normalized path the route matched, without the query; printable ASCII, as the listener normalizes it.
+      return (exchange) => exchange.path
     case 'jwt': {
       const { claim, path } = part
       return (exchange) => asHeaderValue(claimAt(exchange.claims, claim, path)) ?? ''
@@ -135,7 +140,7 @@ function reader(part: Read, route: TemplateRoute): (exchange: Exchange) => strin
  * has dots (`https://example.com/roles`) is found by that name first. Own properties only, so
  * `${jwt.constructor}` is no claim.
  */
-function claimAt(claims: Record<string, unknown> | undefined, claim: string, path: readonly string[]): unknown {
+export function claimAt(claims: Record<string, unknown> | undefined, claim: string, path: readonly string[]): unknown {
   if (claims === undefined) return undefined
   if (Object.hasOwn(claims, claim)) return claims[claim]
   if (path.length === 1) return undefined

@@ -121,7 +121,16 @@ describe('access log lines', () => {
   test('every field has a value function', () => {
     const log = new AccessLog({ to: 'stdout', fields: [...ACCESS_LOG_FIELDS] }, writerFor(new MemorySink()).writer)
     const line = JSON.parse(log.format(recordWith({}, { traceparent: `00-${TRACE}-b7ad6b7169203331-01` })))
-    assert.deepEqual(Object.keys(line), ACCESS_LOG_FIELDS.filter((field) => field !== 'fallback' && field !== 'fault'))
+    assert.deepEqual(Object.keys(line), ACCESS_LOG_FIELDS.filter((field) => field !== 'fallback' && field !== 'fault' && field !== 'authz'))
+  })
+
+  test('authz: the rule that refused the request, by default', () => {
+    const log = new AccessLog({ to: 'stdout', fields: [...DEFAULT_ACCESS_LOG_FIELDS] }, writerFor(new MemorySink()).writer)
+    const record = recordWith({ status: 403, code: 'forbidden' })
+    record.exchange!.authz = 'write'
+    const line = JSON.parse(log.format(record))
+    assert.equal(line.authz, 'write')
+    assert.equal(line.code, 'forbidden')
   })
 })
 

@@ -89,7 +89,7 @@ request_headers = {}
         'set = { "x-a" = "${nope}", "x-b" = "id ${client_ip", "x-c" = "${header.a b}", "x-d" = "${jwt.a..b}", "x-e" = "a\\r\\nb", "x-f" = "café", "x-g" = "", "x-h" = 3 }',
       ),
       [
-        'routes[0].request_headers.set.x-a: unknown variable ${nope}; expected one of ${client_ip}, ${request_id}, ${route}, ${upstream}, ${consumer}, ${jwt.CLAIM}, ${header.NAME} (write $${ for a literal ${)',
+        'routes[0].request_headers.set.x-a: unknown variable ${nope}; expected one of ${client_ip}, ${request_id}, ${route}, ${upstream}, ${consumer}, ${method}, ${path}, ${jwt.CLAIM}, ${header.NAME} (write $${ for a literal ${)',
         'routes[0].request_headers.set.x-b: "${" at character 4 is not closed by "}" (write $${ for a literal ${)',
         'routes[0].request_headers.set.x-c: ${header.a b}: expected a header name like ${header.x-tenant} after "header."',
         'routes[0].request_headers.set.x-d: ${jwt.a..b}: expected a claim name or a dotted path like ${jwt.realm_access.roles} after "jwt."',

@@ -36,7 +36,7 @@ describe('response_headers config', () => {
     assert.deepEqual(problemLines(`${ONE_ROUTE}\n[routes.response_headers]\nset = 4\nadd = { "transfer-encoding" = "chunked", "x-by" = "\${who}" }\n`), [
       'routes[0].response_headers.set: expected a table like { "cache-control" = "no-store" }, got 4',
       'routes[0].response_headers.add.transfer-encoding: expected an end-to-end header name like "x-user", got "transfer-encoding": a hop-by-hop header belongs to one connection and is never passed on',
-      'routes[0].response_headers.add.x-by: unknown variable ${who}; expected one of ${client_ip}, ${request_id}, ${route}, ${upstream}, ${consumer}, ${jwt.CLAIM}, ${header.NAME} (write $${ for a literal ${)',
+      'routes[0].response_headers.add.x-by: unknown variable ${who}; expected one of ${client_ip}, ${request_id}, ${route}, ${upstream}, ${consumer}, ${method}, ${path}, ${jwt.CLAIM}, ${header.NAME} (write $${ for a literal ${)',
     ])
     assert.match(problemLines(`${ONE_ROUTE}\n[defaults.response_headers]\nset = { "x-a" = "a\\nb" }\n`)[0]!, /^defaults\.response_headers\.set\.x-a: expected a header value on one line/)
   })
