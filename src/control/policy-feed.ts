@@ -4,6 +4,7 @@ import { hostSecrets, type SecretSources } from '../config/secrets.ts'
 import type { Config } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 import type { Runtime } from '../core/host.ts'
+import { startPolling } from './poller.ts'
 import { ControlSource } from './source.ts'
 
 /** Where the running policy comes from: the local file, or the central source that file names. */
@@ -16,14 +17,14 @@ export interface PolicyFeed {
   /** A text went into service. */
   applied(text: string): void
   /** Starts whatever tells us to look again; returns how to stop it. */
-  watch(reload: (trigger: string) => void): () => void
+  watch(reload: (trigger: string) => Promise<unknown>): () => void
 }
 
 type Host = Pick<Runtime, 'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'env'>
 
 export async function openPolicyFeed(path: string, bootstrap: { config: Config; text: string }, host: Host, logger: Logger): Promise<PolicyFeed> {
   const control = bootstrap.config.control
-  const watchLocal = (reload: (trigger: string) => void) => host.watchFile(path, () => reload('file'))
+  const watchLocal = (reload: (trigger: string) => Promise<unknown>) => host.watchFile(path, () => void reload('file'))
   if (control === undefined) {
     return {
       name: path,
@@ -51,10 +52,13 @@ export async function openPolicyFeed(path: string, bootstrap: { config: Config; 
     load,
     applied: keepCopy,
     watch(reload) {
-      const poll = setInterval(() => reload('control'), control.pollMs)
+      const stopPolling = startPolling(control, async () => {
+        await reload('control')
+        return source.answered
+      })
       const stopLocal = watchLocal(reload)
       return () => {
-        clearInterval(poll)
+        stopPolling()
         stopLocal()
       }
     },
