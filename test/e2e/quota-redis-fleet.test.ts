@@ -3,80 +3,11 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
-import { deferred, request, startGateway, startUpstream, targets, type Gateway, type Reply, type Target, type Upstream } from './harness.ts'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { runPillion, startGateway, startUpstream, targets, tempDir, type Gateway, type Reply, type Upstream } from './harness.ts'
+import { counted, everyoneAtOnce, heavyTargets, quotaPolicy, redisErrors, steadyLoad } from './quota-helpers.ts'
 import { startRedisCluster, startSentinelGroup, type RedisCluster, type RedisProcess, type SentinelGroup } from './redis-servers.ts'
-
-/** A window whose next boundary is at least ten minutes off, so a test cannot straddle two windows. */
-function quotaWindow(): string {
-  const candidates: Array<[string, number]> = [['1d', 86_400_000], ['7h', 7 * 3_600_000], ['5h', 5 * 3_600_000]]
-  return candidates.find(([, ms]) => ms - (Date.now() % ms) > 600_000)![0]
-}
-
-/** `redis` is the [redis] table's body: its servers, on_error and timeout. */
-function policy(service: string, upstream: Upstream, redis: string): string {
-  return `
-[gateway]
-service = "${service}"
-admin = "127.0.0.1:0"
-
-[listeners.ingress]
-listen = "127.0.0.1:0"
-direction = "ingress"
-
-[upstreams.app]
-endpoints = ["${upstream.url}"]
-
-[redis]
-${redis}
-
-[[routes]]
-name = "shared"
-listener = "ingress"
-path = "/shared"
-upstream = "app"
-[[routes.rate_limit]]
-name = "bucket"
-rate = "1/h"
-burst = 40
-key = "route"
-store = "redis"
-
-[[routes]]
-name = "quota"
-listener = "ingress"
-path = "/quota"
-upstream = "app"
-[[routes.rate_limit]]
-name = "per-tenant"
-quota = { limit = 25, per = "${quotaWindow()}" }
-key = "header:x-tenant"
-store = "redis"
-
-[[routes]]
-name = "roomy"
-listener = "ingress"
-path = "/roomy"
-upstream = "app"
-[[routes.rate_limit]]
-name = "roomy"
-rate = "100000/s"
-key = "route"
-store = "redis"
-`
-}
-
-const redisErrors = (gateway: Gateway) => gateway.stderr.filter((line) => line.includes('redis failed'))
-
-/** Sends n requests to each gateway at once, each on its own connection. */
-async function everyoneAtOnce(gateways: Gateway[], path: string, n: number, headers: Record<string, string> = {}): Promise<Reply[]> {
-  return Promise.all(gateways.flatMap((gateway) => Array.from({ length: n }, () => request(`${gateway.listeners.ingress}${path}`, { headers }))))
-}
-
-// Three processes per target: the binary and Node (the bundle) always; Bun and Deno when PILLION_TARGETS asks.
-const heavyTargets = (): Target[] => {
-  const asked = process.env.PILLION_TARGETS !== undefined
-  return targets().filter((target) => asked || target.name === 'binary' || target.name === 'node')
-}
 
 for (const target of heavyTargets()) {
   describe(`one quota shared by three gateways on a Redis Cluster, on ${target.name}`, { skip: target.missing }, () => {
@@ -88,7 +19,7 @@ for (const target of heavyTargets()) {
       cluster = await startRedisCluster(3)
       upstream = await startUpstream((_req, res) => res.end('ok'))
       const redis = `cluster = ${JSON.stringify(cluster.seeds)}\non_error = "deny"\ntimeout = "2s"`
-      const text = policy(`cluster-${randomUUID().slice(0, 8)}`, upstream, redis)
+      const text = quotaPolicy(`cluster-${randomUUID().slice(0, 8)}`, upstream, redis)
       gateways = await Promise.all([0, 1, 2].map(() => startGateway(target, text)))
     })
 
@@ -155,50 +86,28 @@ async function moveSlot(cluster: RedisCluster, slot: string, from: RedisProcess,
   for (const node of [to, from, ...cluster.nodes.filter((node) => node !== from && node !== to)]) await node.command('CLUSTER', 'SETSLOT', slot, 'NODE', toId)
 }
 
-/** Requests one after another from a few workers until stopped; every answer kept with how long it took. */
-function steadyLoad(gateway: Gateway, workers: number) {
-  const replies: Array<{ reply: Reply; ms: number; at: number }> = []
-  const failures: unknown[] = []
-  const watchers: Array<{ test: (reply: Reply) => boolean; seen: (at: number) => void }> = []
-  let running = true
-  const worker = async () => {
-    while (running) {
-      const sent = performance.now()
-      try {
-        const reply = await request(`${gateway.listeners.ingress}/roomy`)
-        const at = performance.now()
-        replies.push({ reply, ms: at - sent, at })
-        for (const watcher of [...watchers]) {
-          if (watcher.test(reply)) {
-            watchers.splice(watchers.indexOf(watcher), 1)
-            watcher.seen(at)
-          }
-        }
-      } catch (error) {
-        failures.push(error)
+for (const target of targets()) {
+  describe(`pillion check on the [redis] forms, on ${target.name}`, { skip: target.missing }, () => {
+    it('refuses two forms at once and sentinels without master_name, naming the key; passes each form alone', async () => {
+      const dir = tempDir()
+      const upstream = { url: 'http://127.0.0.1:3000' }
+      const check = async (redis: string) => {
+        writeFileSync(join(dir, 'pillion.toml'), quotaPolicy('check', upstream, redis))
+        return runPillion(target, ['check', 'pillion.toml'], dir)
       }
-      // A bound, so a condition that never comes fails the test instead of running forever.
-      if (replies.length + failures.length > 50_000) running = false
-    }
-  }
-  const done = Promise.all(Array.from({ length: workers }, worker))
-  return {
-    replies,
-    failures,
-    /** Resolves, with when, at the first answer from now on that passes the test. */
-    until(test: (reply: Reply) => boolean): Promise<number> {
-      const seen = deferred<number>()
-      watchers.push({ test, seen: seen.resolve })
-      return Promise.race([seen.promise, done.then(() => assert.fail('load ended before the awaited answer'))])
-    },
-    async stop() {
-      running = false
-      await done
-    },
-  }
+      const both = await check('url = "redis://127.0.0.1:6379"\ncluster = ["redis://127.0.0.1:7000"]')
+      assert.equal(both.code, 1)
+      assert.match(both.stderr, /pillion\.toml: redis\.cluster: set only one of url, cluster and sentinels \(url and cluster are both set\)/)
+      const nameless = await check('sentinels = ["127.0.0.1:26379"]')
+      assert.equal(nameless.code, 1)
+      assert.match(nameless.stderr, /redis\.master_name: required key missing: sentinels need the master_name/)
+      for (const redis of ['cluster = ["redis://127.0.0.1:7000", "redis://127.0.0.1:7001"]', 'sentinels = ["127.0.0.1:26379"]\nmaster_name = "quotas"']) {
+        const passed = await check(redis)
+        assert.equal(passed.code, 0, passed.stderr)
+      }
+    })
+  })
 }
-
-const counted = (reply: Reply) => reply.status === 200 && typeof reply.headers.ratelimit === 'string'
 
 for (const target of heavyTargets()) {
   describe(`Sentinel fails the master over under load, on ${target.name}`, { skip: target.missing }, () => {
@@ -213,7 +122,7 @@ for (const target of heavyTargets()) {
       const service = `sentinel-${randomUUID().slice(0, 8)}`
       const redis = (onError: string) =>
         `sentinels = ["127.0.0.1:${group.sentinel.port}"]\nmaster_name = "quotas"\non_error = "${onError}"\ntimeout = "200ms"`
-      ;[open, closed] = await Promise.all([startGateway(target, policy(service, upstream, redis('allow'))), startGateway(target, policy(service, upstream, redis('deny')))])
+      ;[open, closed] = await Promise.all([startGateway(target, quotaPolicy(service, upstream, redis('allow'))), startGateway(target, quotaPolicy(service, upstream, redis('deny')))])
     })
 
     after(async () => {
