@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { runPillion, startGateway, startUpstream, targets, tempDir, type Gateway, type Reply, type Upstream } from './harness.ts'
+import { runPillion, startGateway, startUpstream, targets, tempDir, type Gateway, type Reply, type Target, type Upstream } from './harness.ts'
 import { counted, everyoneAtOnce, heavyTargets, quotaPolicy, redisErrors, steadyLoad } from './quota-helpers.ts'
 import { startRedisCluster, startSentinelGroup, type RedisCluster, type RedisProcess, type SentinelGroup } from './redis-servers.ts'
 
@@ -109,6 +109,61 @@ for (const target of targets()) {
   })
 }
 
+/**
+ * Two gateways on one store (on_error allow and deny, timeout 200ms) under steady load; `kill` takes a
+ * master away. Every request gets its on_error answer until counting resumes by itself; then a fresh
+ * quota of 25 admits exactly 25. Prints the time from the kill to counting again.
+ */
+async function failoverUnderLoad(label: string, open: Gateway, closed: Gateway, kill: () => Promise<void>): Promise<void> {
+  const allowLoad = steadyLoad(open, 3)
+  const denyLoad = steadyLoad(closed, 3)
+  let killedAt = 0
+  let countingAgainAt: number[] = []
+  try {
+    await Promise.all([allowLoad.until(counted), denyLoad.until(counted)])
+    killedAt = performance.now()
+    await kill()
+    await Promise.all([allowLoad.until((reply) => reply.status === 200 && !counted(reply)), denyLoad.until((reply) => reply.status === 429)])
+    countingAgainAt = await Promise.all([allowLoad.until(counted), denyLoad.until(counted)])
+  } catch (error) {
+    console.log('gateway logs at the failure:', open.stderr.slice(-10), closed.stderr.slice(-10))
+    throw error
+  } finally {
+    await Promise.all([allowLoad.stop(), denyLoad.stop()])
+  }
+  assert.deepEqual(allowLoad.failures, [])
+  assert.deepEqual(denyLoad.failures, [])
+  assert.deepEqual([...new Set(allowLoad.replies.map(({ reply }) => reply.status))], [200])
+  assert.deepEqual([...new Set(denyLoad.replies.map(({ reply }) => reply.status))].sort(), [200, 429])
+  const during = [...allowLoad.replies, ...denyLoad.replies].filter(({ at }) => at >= killedAt && at <= Math.max(...countingAgainAt))
+  const slowest = Math.max(...during.map(({ ms }) => ms))
+  // Reported, not asserted: timings belong to the docs, and this machine is shared.
+  console.log(
+    `[${label}] kill to counting again: ${countingAgainAt.map((at) => Math.round(at - killedAt)).join(' / ')} ms ` +
+      `(allow / deny gateway); ${during.length} requests meanwhile, slowest ${Math.round(slowest)} ms with timeout = 200ms`,
+  )
+
+  // Enforced on the new master: exactly the quota for a fresh tenant, through both gateways. A client
+  // may reconnect once more (Sentinel announces the switch), so a burst may meet on_error; such
+  // answers are set aside and the bursts go on until 30 have been decided by Redis.
+  const decided: Reply[] = []
+  const tenant = { 'x-tenant': randomUUID() }
+  for (let burst = 0; burst < 10 && decided.length < 30; burst++) {
+    const replies = await everyoneAtOnce([open, closed], '/quota', 10, tenant)
+    decided.push(...replies.filter((reply) => typeof reply.headers.ratelimit === 'string'))
+  }
+  assert.ok(decided.length >= 30, `only ${decided.length} answers decided by Redis`)
+  assert.equal(decided.filter((reply) => reply.status === 200).length, 25)
+  assert.ok(decided.filter((reply) => reply.status === 429).every((reply) => reply.json().code === 'rate_limited'))
+}
+
+/** Starts the two gateways of failoverUnderLoad on the [redis] servers given. */
+async function allowAndDeny(target: Target, upstream: Upstream, servers: string): Promise<[Gateway, Gateway]> {
+  const service = `failover-${randomUUID().slice(0, 8)}`
+  const redis = (onError: string) => `${servers}\non_error = "${onError}"\ntimeout = "200ms"`
+  return Promise.all([startGateway(target, quotaPolicy(service, upstream, redis('allow'))), startGateway(target, quotaPolicy(service, upstream, redis('deny')))])
+}
+
 for (const target of heavyTargets()) {
   describe(`Sentinel fails the master over under load, on ${target.name}`, { skip: target.missing }, () => {
     let group: SentinelGroup
@@ -119,10 +174,7 @@ for (const target of heavyTargets()) {
     before(async () => {
       group = await startSentinelGroup('quotas')
       upstream = await startUpstream((_req, res) => res.end('ok'))
-      const service = `sentinel-${randomUUID().slice(0, 8)}`
-      const redis = (onError: string) =>
-        `sentinels = ["127.0.0.1:${group.sentinel.port}"]\nmaster_name = "quotas"\non_error = "${onError}"\ntimeout = "200ms"`
-      ;[open, closed] = await Promise.all([startGateway(target, quotaPolicy(service, upstream, redis('allow'))), startGateway(target, quotaPolicy(service, upstream, redis('deny')))])
+      ;[open, closed] = await allowAndDeny(target, upstream, `sentinels = ["127.0.0.1:${group.sentinel.port}"]\nmaster_name = "quotas"`)
     })
 
     after(async () => {
@@ -133,46 +185,38 @@ for (const target of heavyTargets()) {
     })
 
     it('the master killed: on_error while Sentinel promotes the replica, then counting on the new master without a restart', async () => {
-      const allowLoad = steadyLoad(open, 3)
-      const denyLoad = steadyLoad(closed, 3)
-      let killedAt = 0
-      let countingAgainAt: number[] = []
-      try {
-        await Promise.all([allowLoad.until(counted), denyLoad.until(counted)])
-        killedAt = performance.now()
-        await group.master.kill()
-        await Promise.all([allowLoad.until((reply) => reply.status === 200 && !counted(reply)), denyLoad.until((reply) => reply.status === 429)])
-        countingAgainAt = await Promise.all([allowLoad.until(counted), denyLoad.until(counted)])
-      } catch (error) {
-        console.log('gateway logs at the failure:', open.stderr.slice(-10), closed.stderr.slice(-10))
-        throw error
-      } finally {
-        await Promise.all([allowLoad.stop(), denyLoad.stop()])
-      }
+      await failoverUnderLoad(`sentinel failover on ${target.name}`, open, closed, () => group.master.kill())
       assert.equal(await group.masterAddress(), `127.0.0.1:${group.replica.port}`)
-      assert.deepEqual(allowLoad.failures, [])
-      assert.deepEqual(denyLoad.failures, [])
-      assert.deepEqual([...new Set(allowLoad.replies.map(({ reply }) => reply.status))], [200])
-      assert.deepEqual([...new Set(denyLoad.replies.map(({ reply }) => reply.status))].sort(), [200, 429])
-      const during = [...allowLoad.replies, ...denyLoad.replies].filter(({ at }) => at >= killedAt && at <= Math.max(...countingAgainAt))
-      const slowest = Math.max(...during.map(({ ms }) => ms))
-      // Reported, not asserted: timings belong to the docs, and this machine is shared.
-      console.log(
-        `[sentinel failover on ${target.name}] kill to counting again: ${countingAgainAt.map((at) => Math.round(at - killedAt)).join(' / ')} ms ` +
-          `(allow / deny gateway); ${during.length} requests meanwhile, slowest ${Math.round(slowest)} ms with timeout = 200ms`,
-      )
+    })
+  })
 
-      // Enforced on the new master: exactly the quota for a fresh tenant, through both gateways. The
-      // client reconnects once more when Sentinel announces the switch, so a burst may meet on_error;
-      // such answers are set aside and the bursts go on until 30 have been decided by Redis.
-      const decided: Reply[] = []
-      for (let burst = 0; burst < 10 && decided.length < 30; burst++) {
-        const replies = await everyoneAtOnce([open, closed], '/quota', 10, { 'x-tenant': `after-failover-${target.name}` })
-        decided.push(...replies.filter((reply) => typeof reply.headers.ratelimit === 'string'))
-      }
-      assert.ok(decided.length >= 30, `only ${decided.length} answers decided by Redis`)
-      assert.equal(decided.filter((reply) => reply.status === 200).length, 25)
-      assert.ok(decided.filter((reply) => reply.status === 429).every((reply) => reply.json().code === 'rate_limited'))
+  describe(`a Cluster master fails over to its replica under load, on ${target.name}`, { skip: target.missing }, () => {
+    let cluster: RedisCluster
+    let upstream: Upstream
+    let open: Gateway
+    let closed: Gateway
+
+    before(async () => {
+      cluster = await startRedisCluster(3, 1)
+      upstream = await startUpstream((_req, res) => res.end('ok'))
+      // Only the masters as seeds: the replicas are found through the cluster, as in production.
+      ;[open, closed] = await allowAndDeny(target, upstream, `cluster = ${JSON.stringify(cluster.seeds.slice(0, 3))}`)
+    })
+
+    after(async () => {
+      await open?.stop()
+      await closed?.stop()
+      await upstream?.close()
+      await cluster?.stop()
+    })
+
+    it('the master holding the limit killed: on_error until its replica takes over, then counting again', async () => {
+      await failoverUnderLoad(`cluster failover on ${target.name}`, open, closed, async () => {
+        const masters = []
+        for (const node of cluster.nodes) if (/role:master/.test(String(await node.command('INFO', 'replication')))) masters.push(node)
+        const { node } = await holderOf({ ...cluster, nodes: masters }, '*roomy}:*')
+        await node.kill()
+      })
     })
   })
 }

@@ -84,8 +84,12 @@ export interface RedisCluster {
   stop(): Promise<void>
 }
 
-/** Three masters, no replicas, joined by `redis-cli --cluster create`; resolves once each says cluster_state:ok. */
-export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
+/**
+ * Masters (and `replicas` replicas of each), joined by `redis-cli --cluster create`; resolves once
+ * each node says cluster_state:ok and every replica is in sync. A master silent for 1 s
+ * (cluster-node-timeout) is failed over to its replica.
+ */
+export async function startRedisCluster(masters = 3, replicas = 0): Promise<RedisCluster> {
   const dir = tempDir()
   const nodes: RedisProcess[] = []
   const stop = async () => {
@@ -93,16 +97,25 @@ export async function startRedisCluster(masters = 3): Promise<RedisCluster> {
     rmSync(dir, { recursive: true, force: true })
   }
   try {
-    for (let i = 0; i < masters; i++) {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
       // cluster-port is given so the bus port is free too (port + 10000 may not be, or may not exist).
       const node = await startOnFreePorts(dir, 2, ([port, busPort]) => [
-        '--port', String(port), '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`, ...NO_DISK,
+        '--port', String(port), '--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', `nodes-${port}.conf`,
+        '--cluster-node-timeout', '1000', ...NO_DISK,
       ])
       nodes.push(node)
     }
-    await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-yes'])
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'])
     for (const node of nodes) {
       await until(`cluster_state:ok on ${node.port}`, async () => (/cluster_state:ok/.test(String(await node.command('CLUSTER', 'INFO'))) ? true : undefined), 30_000)
+      await until(
+        `${node.port} in sync if a replica`,
+        async () => {
+          const replication = String(await node.command('INFO', 'replication'))
+          return /role:master/.test(replication) || /master_link_status:up/.test(replication) ? true : undefined
+        },
+        30_000,
+      )
     }
     return { nodes, seeds: nodes.map((node) => `redis://127.0.0.1:${node.port}`), stop }
   } catch (error) {
