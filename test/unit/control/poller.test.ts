@@ -2,6 +2,7 @@ import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { loadConfigText } from '../../../src/config/load.ts'
 import { firstPollDelay, nextPollDelay, startPolling, type PollSchedule, type PollTimers } from '../../../src/control/poller.ts'
+import { ControlSource } from '../../../src/control/source.ts'
 import { ONE_ROUTE, rejection } from '../fakes/policy-text.ts'
 
 const schedule: PollSchedule = { pollMs: 15_000, jitter: 0.2, backoffMaxMs: 120_000 }
@@ -142,5 +143,37 @@ describe('[control] jitter and backoff_max', () => {
       'control.jitter: expected a number from 0 to 1, like 0.5, got 1.5',
       'control.backoff_max: expected a duration above zero, like "200ms" or "10s", got "0s"',
     ])
+  })
+})
+
+describe('ControlSource.answered: what the backoff counts as a failure', () => {
+  const settings = { source: 'http://config.internal/orders.toml', pollMs: 1_000, jitter: 0, backoffMaxMs: 1_000, timeoutMs: 1_000 }
+  const answering = (...responses: Array<() => Response>) => {
+    const seen: Array<string | null> = []
+    const fetchImpl = (async (_url: string, init: RequestInit) => {
+      seen.push(new Headers(init.headers).get('if-none-match'))
+      return responses.shift()!()
+    }) as typeof fetch
+    return { source: new ControlSource(settings, fetchImpl), seen }
+  }
+
+  test('a 200 and then a 304 for the ETag it gave are answers; a 503 and a refused connection are not', async () => {
+    const { source, seen } = answering(
+      () => new Response('one', { headers: { etag: '"1"' } }),
+      () => new Response(null, { status: 304 }),
+      () => new Response('busy', { status: 503 }),
+      () => {
+        throw new TypeError('fetch failed')
+      },
+    )
+    assert.equal(await source.read(), 'one')
+    assert.equal(source.answered, true)
+    assert.equal(await source.read(), 'one')
+    assert.equal(source.answered, true)
+    await assert.rejects(source.read(), /answered 503/)
+    assert.equal(source.answered, false)
+    await assert.rejects(source.read(), /fetch failed/)
+    assert.equal(source.answered, false)
+    assert.deepEqual(seen, [null, '"1"', '"1"', '"1"'])
   })
 })
