@@ -27,7 +27,7 @@ export const controlSchema = v.pipe(
       v.check((text) => /^https?:\/\//i.test(text) && URL.canParse(text), (issue) => expectedGot(URL_EXAMPLE, issue.input)),
     ),
     poll: v.optional(positiveDuration(), '15s'),
-    // gRPC's connection backoff spreads retries by ±20% and waits at most 120 s; the same here.
+    // Waits spread over a fifth of the interval; backoff capped at 120 s, as gRPC's connection backoff is.
     jitter: v.optional(fraction(), 0.2),
     backoff_max: v.optional(positiveDuration(), '2m'),
     timeout: v.optional(duration(), '5s'),

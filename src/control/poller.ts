@@ -8,7 +8,7 @@ export interface PollSchedule {
   pollMs: number
   /** Each wait is pollMs × (1 ± jitter / 2), drawn afresh: the mean stays pollMs, so a fleet's rate stays N / poll. */
   jitter: number
-  /** The longest wait after failures: from the second in a row, pollMs doubles per failure, up to this. */
+  /** The longest wait after failures: from the second in a row, the wait doubles per failure, up to this. */
   backoffMaxMs: number
 }
 
@@ -24,12 +24,15 @@ export function firstPollDelay(schedule: PollSchedule, random: () => number = Ma
 
 /**
  * The wait after a poll: about one interval after an answer, and after one failure too (a blip costs
- * nothing); from the second failure in a row it doubles, pollMs × 2^(failures − 1), capped at
- * backoffMaxMs (and never under pollMs), jittered alike.
+ * nothing). From the second failure in a row the wait backs off: base = pollMs × 2^(failures − 1),
+ * capped at backoffMaxMs, and the wait is drawn from [base / 2, base] ("equal jitter"), never under
+ * pollMs. The wide spread matters when the source returns: sidecars that failed together come back
+ * over half a backoff, not at once and not all at its end.
  */
 export function nextPollDelay(schedule: PollSchedule, failures: number, random: () => number = Math.random): number {
-  const doubled = schedule.pollMs * 2 ** Math.min(Math.max(failures - 1, 0), 30)
-  return spread(Math.max(schedule.pollMs, Math.min(schedule.backoffMaxMs, doubled)), schedule.jitter, random)
+  if (failures < 2) return spread(schedule.pollMs, schedule.jitter, random)
+  const base = Math.min(schedule.backoffMaxMs, schedule.pollMs * 2 ** Math.min(failures - 1, 30))
+  return Math.max(schedule.pollMs, base * (0.5 + 0.5 * random()))
 }
 
 export interface PollTimers {

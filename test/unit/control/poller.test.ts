@@ -25,13 +25,15 @@ describe('poll schedule', () => {
     assert.ok(Math.min(...waits) >= 13_500 && Math.max(...waits) <= 16_500)
   })
 
-  test('one failure waits one interval; from the second in a row the wait doubles up to backoff_max, jittered alike', () => {
+  test('one failure waits one interval; from the second in a row the base doubles up to backoff_max, the wait drawn from [½, 1] of it', () => {
     const middle = () => 0.5
     assert.deepEqual(
       [1, 2, 3, 4, 5, 10, 1000].map((failures) => nextPollDelay(schedule, failures, middle)),
-      [15_000, 30_000, 60_000, 120_000, 120_000, 120_000, 120_000],
+      [15_000, 22_500, 45_000, 90_000, 90_000, 90_000, 90_000],
     )
-    assert.equal(nextPollDelay(schedule, 3, lowest), 54_000)
+    // The lower end never under the interval; the upper end the base itself.
+    assert.deepEqual([2, 3, 4, 5].map((failures) => nextPollDelay(schedule, failures, lowest)), [15_000, 30_000, 60_000, 60_000])
+    assert.deepEqual([2, 3, 4, 5].map((failures) => Math.round(nextPollDelay(schedule, failures, highest))), [30_000, 60_000, 120_000, 120_000])
   })
 
   test('a backoff_max under the interval never polls faster than the interval', () => {
@@ -97,8 +99,8 @@ describe('startPolling', () => {
       () => 0.5,
     )
     for (let i = 0; i < 6; i++) await clock.fireNext()
-    // First at half an interval; then 1 s; then 1, 2 and 4 s while failing; then 1 s again.
-    assert.deepEqual(polledAt, [500, 1_500, 2_500, 4_500, 8_500, 9_500])
+    // First at half an interval; then 1 s; then 1, 1.5 and 3 s (¾ of 2 and 4) while failing; then 1 s again.
+    assert.deepEqual(polledAt, [500, 1_500, 2_500, 4_000, 7_000, 8_000])
     stop()
     assert.equal(clock.pending.length, 0)
   })
