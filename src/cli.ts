@@ -246,7 +246,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
     refresh: () => gateway.rotateCertificates(),
     logger,
   })
-  const watching = feed.watch((trigger) => void reloader!.reload(trigger))
+  const watching = feed.watch((trigger) => reloader!.reload(trigger))
   runtime.onSignal('SIGHUP', () => void reloader!.reload('signal'))
   runtime.writeOut(`pillion: ${config.gateway.service} ready in ${Math.round(performance.now())}ms (${runtime.name} ${runtime.version})`)
   if (app !== undefined) return runApp(runtime, app, gateway, watching)

@@ -1,6 +1,6 @@
 import * as v from 'valibot'
 import { expectedGot } from '../core/config-error.ts'
-import { table } from '../core/schema-kit.ts'
+import { fraction, positiveDuration, table } from '../core/schema-kit.ts'
 import { duration } from '../core/units.ts'
 
 /** Where the policy comes from when a central place serves it, and the base it may not loosen: `[control]`. */
@@ -8,6 +8,10 @@ export interface ControlConfig {
   /** http(s) URL of the policy text; absent: the local file is the policy. */
   source?: string
   pollMs: number
+  /** Each wait between polls is pollMs × (1 ± jitter / 2). */
+  jitter: number
+  /** After failed polls the wait doubles, up to this. */
+  backoffMaxMs: number
   timeoutMs: number
   /** A local copy of the last good policy, to start from when the source is down at boot. */
   cache?: string
@@ -39,7 +43,10 @@ export const controlSchema = v.pipe(
         v.check((text) => isUrl(text) && URL.canParse(text), (issue) => expectedGot(URL_EXAMPLE, issue.input)),
       ),
     ),
-    poll: v.optional(duration(), '15s'),
+    poll: v.optional(positiveDuration(), '15s'),
+    // Waits spread over a fifth of the interval; backoff capped at 120 s, as gRPC's connection backoff is.
+    jitter: v.optional(fraction(), 0.2),
+    backoff_max: v.optional(positiveDuration(), '2m'),
     timeout: v.optional(duration(), '5s'),
     cache: v.optional(filePath()),
     base: v.optional(
@@ -64,7 +71,9 @@ export const controlSchema = v.pipe(
     ['base_cache'],
   ),
   v.transform((t): ControlConfig => ({
-    pollMs: t.poll,
+    pollMs: t.poll!,
+    jitter: t.jitter,
+    backoffMaxMs: t.backoff_max!,
     timeoutMs: t.timeout,
     ...(t.source === undefined ? {} : { source: t.source }),
     ...(t.cache === undefined ? {} : { cache: t.cache }),

@@ -7,8 +7,8 @@ export interface PinnedBase {
   baseCache?: string
 }
 
-/** Polling defaults for a [control] that exists only because PILLION_BASE pins a base. */
-const PINNED_CONTROL = { pollMs: 15_000, timeoutMs: 5_000 }
+/** Polling defaults (the schema's: poll "15s", timeout "5s", jitter 0.2, backoff_max "2m") for a [control] that exists only because PILLION_BASE pins a base. */
+const PINNED_CONTROL = { pollMs: 15_000, timeoutMs: 5_000, jitter: 0.2, backoffMaxMs: 120_000 }
 
 /**
  * The config with the pinned base in its [control]. The file may leave `base` out or name the same

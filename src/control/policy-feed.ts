@@ -8,6 +8,7 @@ import type { Logger } from '../core/log.ts'
 import type { Runtime } from '../core/host.ts'
 import { centralSecrets } from './central-secrets.ts'
 import { openLockedBase, type LockedBaseFeed } from './locked-base.ts'
+import { startPolling } from './poller.ts'
 import { ControlSource } from './source.ts'
 
 /** Where the running policy comes from: the local file, or the central source that file names. */
@@ -25,7 +26,7 @@ export interface PolicyFeed {
   /** A text went into service. */
   applied(text: string): void
   /** Starts whatever tells us to look again; returns how to stop it. */
-  watch(reload: (trigger: string) => void): () => void
+  watch(reload: (trigger: string) => Promise<unknown>): () => void
 }
 
 type Host = Pick<Runtime, 'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'env'>
@@ -51,8 +52,8 @@ export async function openPolicyFeed(
       await base?.refresh()
       return read()
     },
-    watchWith(reload: (trigger: string) => void, own: () => () => void): () => void {
-      const stopBase = base?.watch(reload, host, control!.pollMs)
+    watchWith(reload: (trigger: string) => Promise<unknown>, own: () => () => void): () => void {
+      const stopBase = base?.watch((trigger) => void reload(trigger), host, control!.pollMs)
       const stopOwn = own()
       return () => {
         stopBase?.()
@@ -60,7 +61,7 @@ export async function openPolicyFeed(
       }
     },
   }
-  const watchLocal = (reload: (trigger: string) => void) => host.watchFile(path, () => reload('file'))
+  const watchLocal = (reload: (trigger: string) => Promise<unknown>) => host.watchFile(path, () => void reload('file'))
   const bootstrapConfig = () => (base === undefined ? bootstrap.config : loadFile(bootstrap.text))
   if (control?.source === undefined) {
     return {
@@ -98,10 +99,13 @@ export async function openPolicyFeed(
     watch(reload) {
       // The source's poll reads the base too; a base file is still watched.
       return common.watchWith(reload, () => {
-        const poll = setInterval(() => reload('control'), control.pollMs)
+        const stopPolling = startPolling(control, async () => {
+          await reload('control')
+          return source.answered
+        })
         const stopLocal = watchLocal(reload)
         return () => {
-          clearInterval(poll)
+          stopPolling()
           stopLocal()
         }
       })

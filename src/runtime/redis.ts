@@ -1,4 +1,4 @@
-import type { Redis as RedisClient, RedisOptions } from 'ioredis'
+import type { Redis, RedisOptions } from 'ioredis'
 import type { RateLimitStore, StoreDecision } from '../policies/rate-limit/global-store.ts'
 import type { RateLimitAlgorithm, RedisSettings } from '../policies/rate-limit/config.ts'
 
@@ -61,24 +61,24 @@ return {1, limit - count, 0, left}
 
 type Reply = [allowed: number, remaining: number, retryMs: number, resetMs: number]
 
-interface ScriptedClient extends RedisClient {
+/** What the store uses of a client, which a Redis and a Cluster both have. */
+interface ScriptedClient extends Pick<Redis, 'defineCommand' | 'on' | 'off' | 'connect' | 'disconnect'> {
+  readonly status: string
   pillionTokenBucket(key: string, ratePerSecond: number, burst: number): Promise<Reply>
   pillionFixedWindow(key: string, limit: number, windowMs: number): Promise<Reply>
 }
+
+type IoRedis = typeof import('ioredis')
 
 /** Reconnect backoff: 50 ms more per attempt, at most 1 s apart, so a Redis that comes back is used within a second. */
 const reconnectDelay = (attempt: number): number => Math.min(attempt * 50, 1000)
 
 /**
- * Opens the store. ioredis is loaded here, on first use (it costs ~100 ms at start-up otherwise), and
- * connects at once. Commands never queue while disconnected (enableOfflineQueue false) and are never
- * re-sent (maxRetriesPerRequest 0): a call fails fast and the caller follows on_error. Until the
- * first connection attempt has settled, calls wait for it (the caller's own timer bounds the wait).
+ * Commands never queue while disconnected (enableOfflineQueue false) and are never re-sent
+ * (maxRetriesPerRequest 0): a call fails fast and the caller follows on_error.
  */
-export function createRedisStore(settings: RedisSettings, onError: (error: unknown) => void): RateLimitStore {
-  let closed = false
-  let client: ScriptedClient | undefined
-  const options: RedisOptions = {
+function connectionOptions(settings: RedisSettings): RedisOptions {
+  return {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     commandTimeout: settings.timeoutMs,
@@ -86,11 +86,75 @@ export function createRedisStore(settings: RedisSettings, onError: (error: unkno
     retryStrategy: reconnectDelay,
     lazyConnect: false,
   }
-  const opened = import('ioredis').then(({ Redis }) => {
+}
+
+/**
+ * One Redis; a Cluster from its seed nodes (ioredis learns the rest from CLUSTER SLOTS and follows
+ * MOVED/ASK); or the master that Sentinel names, followed through a failover (failoverDetector hears
+ * +switch-master at once instead of waiting for the old master's connection to time out).
+ */
+function openClient({ Redis, Cluster }: IoRedis, settings: RedisSettings): ScriptedClient {
+  const options = connectionOptions(settings)
+  if ('url' in settings) return new Redis(settings.url, options) as unknown as ScriptedClient
+  if ('cluster' in settings) {
+    const seeds = settings.cluster.map((text) => new URL(text))
+    const credentials = seeds.find((url) => url.username !== '' || url.password !== '')
+    const { enableOfflineQueue, retryStrategy, ...nodeOptions } = options
+    return new Cluster(
+      seeds.map((url) => ({ host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || 6379) })),
+      {
+        enableOfflineQueue,
+        clusterRetryStrategy: retryStrategy,
+        // A failed-over slot is retried once the replica has taken over; our own timer bounds the wait.
+        retryDelayOnFailover: 50,
+        retryDelayOnClusterDown: 50,
+        redisOptions: {
+          ...nodeOptions,
+          ...(credentials === undefined ? {} : { username: decodeURIComponent(credentials.username) || undefined, password: decodeURIComponent(credentials.password) }),
+          ...(seeds[0]!.protocol === 'rediss:' ? { tls: { servername: seeds[0]!.hostname } } : {}),
+        },
+      },
+    ) as unknown as ScriptedClient
+  }
+  return new Redis({
+    ...options,
+    sentinels: settings.sentinels.map((address) => {
+      const split = address.lastIndexOf(':')
+      return { host: address.slice(0, split).replace(/^\[|\]$/g, ''), port: Number(address.slice(split + 1)) }
+    }),
+    name: settings.masterName,
+    username: settings.username,
+    password: settings.password,
+    sentinelPassword: settings.sentinelPassword,
+    sentinelRetryStrategy: reconnectDelay,
+    sentinelCommandTimeout: Math.max(settings.timeoutMs, 1000),
+    failoverDetector: true,
+  }) as unknown as ScriptedClient
+}
+
+/**
+ * Opens the store. ioredis is loaded here, on first use (it costs ~100 ms at start-up otherwise), and
+ * connects at once. Until the first connection attempt has settled, calls wait for it (the caller's
+ * own timer bounds the wait).
+ */
+export function createRedisStore(settings: RedisSettings, onError: (error: unknown) => void): RateLimitStore {
+  let closed = false
+  let client: ScriptedClient | undefined
+  const opened = import('ioredis').then((ioredis) => {
     if (closed) throw new Error('the Redis store is closed')
-    const redis = new Redis(settings.url, options) as ScriptedClient
+    const redis = openClient(ioredis, settings)
     // Without a listener ioredis prints every reconnect failure itself.
     redis.on('error', onError)
+    // ioredis gives up for good when a connect attempt itself fails (seen when a Sentinel failover
+    // announcement cuts an attempt short); a sidecar must not, so it starts over.
+    let attempts = 0
+    redis.on('ready', () => (attempts = 0))
+    redis.on('end', () => {
+      if (closed) return
+      setTimeout(() => {
+        if (!closed) redis.connect().catch(() => {})
+      }, reconnectDelay(++attempts))
+    })
     redis.defineCommand('pillionTokenBucket', { numberOfKeys: 1, lua: TOKEN_BUCKET })
     redis.defineCommand('pillionFixedWindow', { numberOfKeys: 1, lua: FIXED_WINDOW })
     client = redis

@@ -5,76 +5,13 @@ import { randomUUID } from 'node:crypto'
 import { after, before, describe, it } from 'node:test'
 import { Redis } from 'ioredis'
 import { OwnRedis } from './own-redis.ts'
-import { closedPort, deferred, request, startGateway, startUpstream, targets, type Gateway, type Reply, type Target, type Upstream } from './harness.ts'
+import { closedPort, request, startGateway, startUpstream, type Gateway, type Upstream } from './harness.ts'
+import { counted, everyoneAtOnce, heavyTargets, quotaPolicy, redisErrors, steadyLoad } from './quota-helpers.ts'
 
 const SHARED_REDIS = 'redis://127.0.0.1:6379'
 
-/** A window whose next boundary is at least ten minutes off, so a test cannot straddle two windows. */
-function quotaWindow(): string {
-  const candidates: Array<[string, number]> = [['1d', 86_400_000], ['7h', 7 * 3_600_000], ['5h', 5 * 3_600_000]]
-  return candidates.find(([, ms]) => ms - (Date.now() % ms) > 600_000)![0]
-}
-
-function policy(service: string, upstream: Upstream, redis: { url: string; onError: string; timeout: string }): string {
-  return `
-[gateway]
-service = "${service}"
-admin = "127.0.0.1:0"
-
-[listeners.ingress]
-listen = "127.0.0.1:0"
-direction = "ingress"
-
-[upstreams.app]
-endpoints = ["${upstream.url}"]
-
-[redis]
-url = "${redis.url}"
-on_error = "${redis.onError}"
-timeout = "${redis.timeout}"
-
-[[routes]]
-name = "shared"
-listener = "ingress"
-path = "/shared"
-upstream = "app"
-[[routes.rate_limit]]
-name = "bucket"
-rate = "1/h"
-burst = 40
-key = "route"
-store = "redis"
-
-[[routes]]
-name = "quota"
-listener = "ingress"
-path = "/quota"
-upstream = "app"
-[[routes.rate_limit]]
-name = "per-tenant"
-quota = { limit = 25, per = "${quotaWindow()}" }
-key = "header:x-tenant"
-store = "redis"
-
-[[routes]]
-name = "roomy"
-listener = "ingress"
-path = "/roomy"
-upstream = "app"
-[[routes.rate_limit]]
-name = "roomy"
-rate = "100000/s"
-key = "route"
-store = "redis"
-`
-}
-
-const redisErrors = (gateway: Gateway) => gateway.stderr.filter((line) => line.includes('redis failed'))
-
-/** Sends n requests to each gateway at once, each on its own connection. */
-async function everyoneAtOnce(gateways: Gateway[], path: string, n: number, headers: Record<string, string> = {}): Promise<Reply[]> {
-  return Promise.all(gateways.flatMap((gateway) => Array.from({ length: n }, () => request(`${gateway.listeners.ingress}${path}`, { headers }))))
-}
+/** The [redis] table's body for one Redis at `url`. */
+const single = (url: string, onError: string, timeout: string) => `url = "${url}"\non_error = "${onError}"\ntimeout = "${timeout}"`
 
 async function deleteKeys(service: string): Promise<void> {
   const redis = new Redis(SHARED_REDIS, { lazyConnect: true })
@@ -87,12 +24,6 @@ async function deleteKeys(service: string): Promise<void> {
   }
 }
 
-// Three processes per target: the binary and Node (the bundle) always; Bun and Deno when PILLION_TARGETS asks.
-const heavyTargets = (): Target[] => {
-  const asked = process.env.PILLION_TARGETS !== undefined
-  return targets().filter((target) => asked || target.name === 'binary' || target.name === 'node')
-}
-
 for (const target of heavyTargets()) {
   describe(`one quota shared by three gateways on ${target.name}`, { skip: target.missing }, () => {
     const service = `quota-e2e-${target.name}-${randomUUID().slice(0, 8)}`
@@ -102,7 +33,7 @@ for (const target of heavyTargets()) {
     before(async () => {
       upstream = await startUpstream((_req, res) => res.end('ok'))
       // Fail closed with a long timeout: a slow machine can only admit fewer, never more.
-      const text = policy(service, upstream, { url: SHARED_REDIS, onError: 'deny', timeout: '2s' })
+      const text = quotaPolicy(service, upstream, single(SHARED_REDIS, 'deny', '2s'))
       gateways = await Promise.all([0, 1, 2].map(() => startGateway(target, text)))
     })
 
@@ -134,7 +65,7 @@ for (const target of heavyTargets()) {
     })
 
     it('another service on the same Redis has its own counts', async () => {
-      const neighbour = await startGateway(target, policy(`${service}-neighbour`, upstream, { url: SHARED_REDIS, onError: 'deny', timeout: '2s' }))
+      const neighbour = await startGateway(target, quotaPolicy(`${service}-neighbour`, upstream, single(SHARED_REDIS, 'deny', '2s')))
       try {
         const reply = await request(`${neighbour.listeners.ingress}/shared`)
         assert.equal(reply.status, 200)
@@ -148,49 +79,6 @@ for (const target of heavyTargets()) {
 }
 
 /** A redis-server of the test's own, with nothing saved to disk, that can be stopped and restarted. */
-/** Requests to one gateway, one after another from a few workers, until told to stop; every answer kept. */
-function steadyLoad(gateway: Gateway, workers: number) {
-  const replies: Reply[] = []
-  const failures: unknown[] = []
-  const watchers: Array<{ test: (reply: Reply) => boolean; seen: () => void }> = []
-  let running = true
-  const worker = async () => {
-    while (running) {
-      try {
-        const reply = await request(`${gateway.listeners.ingress}/roomy`)
-        replies.push(reply)
-        for (const watcher of [...watchers]) {
-          if (watcher.test(reply)) {
-            watchers.splice(watchers.indexOf(watcher), 1)
-            watcher.seen()
-          }
-        }
-      } catch (error) {
-        failures.push(error)
-      }
-      // A bound, so a condition that never comes fails the test instead of running forever.
-      if (replies.length + failures.length > 20_000) running = false
-    }
-  }
-  const done = Promise.all(Array.from({ length: workers }, worker))
-  return {
-    replies,
-    failures,
-    /** Resolves at the first answer from now on that passes the test. */
-    until(test: (reply: Reply) => boolean): Promise<void> {
-      const seen = deferred()
-      watchers.push({ test, seen: seen.resolve })
-      return Promise.race([seen.promise, done.then(() => assert.fail('load ended before the awaited answer'))])
-    },
-    async stop() {
-      running = false
-      await done
-    },
-  }
-}
-
-const counted = (reply: Reply) => reply.status === 200 && typeof reply.headers.ratelimit === 'string'
-
 for (const target of heavyTargets()) {
   describe(`Redis down, slow and back on ${target.name}`, { skip: target.missing }, () => {
     let redis: OwnRedis
@@ -205,8 +93,8 @@ for (const target of heavyTargets()) {
       const url = `redis://127.0.0.1:${redis.port}`
       const service = `redis-down-${randomUUID().slice(0, 8)}`
       ;[open, closed] = await Promise.all([
-        startGateway(target, policy(service, upstream, { url, onError: 'allow', timeout: '200ms' })),
-        startGateway(target, policy(service, upstream, { url, onError: 'deny', timeout: '200ms' })),
+        startGateway(target, quotaPolicy(service, upstream, single(url, 'allow', '200ms'))),
+        startGateway(target, quotaPolicy(service, upstream, single(url, 'deny', '200ms'))),
       ])
     })
 
@@ -255,8 +143,8 @@ for (const target of heavyTargets()) {
       }
       assert.deepEqual(allowLoad.failures, [])
       assert.deepEqual(denyLoad.failures, [])
-      assert.deepEqual([...new Set(allowLoad.replies.map((reply) => reply.status))], [200])
-      assert.deepEqual([...new Set(denyLoad.replies.map((reply) => reply.status))].sort(), [200, 429])
+      assert.deepEqual([...new Set(allowLoad.replies.map(({ reply }) => reply.status))], [200])
+      assert.deepEqual([...new Set(denyLoad.replies.map(({ reply }) => reply.status))].sort(), [200, 429])
       for (const gateway of [open, closed]) {
         await gateway.waitForLine(/redis answers again/, 'stderr')
         // Throttled: far fewer lines than failed calls.

@@ -3,7 +3,7 @@ import { describeValue, expectedGot, type ConfigProblem } from '../../core/confi
 import { arrayOf, integer, name, oneOf, table } from '../../core/schema-kit.ts'
 import { convertedString, parseDuration, parseRate, type Conversion } from '../../core/units.ts'
 import { isTable } from '../shared/references.ts'
-import { positiveDuration } from '../../core/schema-kit.ts'
+export type { RedisSettings } from './redis-config.ts'
 
 /** Per limit, per route: keys one limit may hold in memory (about 210 bytes each on Node, so ~21 MiB). */
 export const DEFAULT_MAX_KEYS = 100_000
@@ -123,40 +123,14 @@ export const rateLimitsSchema = v.pipe(
   }),
 )
 
-const REDIS_URL_EXAMPLE = 'a URL like "redis://127.0.0.1:6379" or "rediss://user:password@host:6380/0"'
-
-function toRedisUrl(text: string): Conversion<string> {
-  let url: URL
-  try {
-    url = new URL(text)
-  } catch {
-    return { problem: expectedGot(REDIS_URL_EXAMPLE, text) }
-  }
-  if ((url.protocol !== 'redis:' && url.protocol !== 'rediss:') || url.hostname === '') return { problem: expectedGot(REDIS_URL_EXAMPLE, text) }
-  return { value: text }
-}
-
-/** The top-level [redis] table. */
-export const redisSchema = v.pipe(
-  table({
-    url: convertedString(REDIS_URL_EXAMPLE, toRedisUrl),
-    // Fail open, as Envoy (failure_mode_deny = false) and Kong (fault_tolerant = true) do.
-    on_error: v.optional(oneOf(['allow', 'deny']), 'allow'),
-    // Envoy's rate limit filter waits 20 ms; a JS runtime needs room for a garbage-collection pause.
-    timeout: v.optional(positiveDuration(), '50ms'),
-  }),
-  v.transform(({ url, on_error, timeout }): RedisSettings => ({ url, onError: on_error, timeoutMs: timeout! })),
-)
-
 /**
- * A limit with store = "redis" needs the [redis] table. Read from the raw document, so the problem is
- * reported at the limit's own key path even when other parts of the file are broken.
+ * Each `store = "redis"` limit of one route or [defaults] table needs a [redis] table. Read from the raw
+ * document, so the problem is reported at the limit's own key path even when other parts are broken.
  */
-/** Each `store = "redis"` limit of one route or [defaults] table needs a [redis] table. */
 export function redisStoreProblems(limits: unknown, at: string, document: Readonly<Record<string, unknown>>): ConfigProblem[] {
   if (document.redis !== undefined || !Array.isArray(limits)) return []
   return limits.flatMap((limit: unknown, index) =>
-    isTable(limit) && limit.store === 'redis' ? [{ path: `${at}[${index}].store`, message: 'store = "redis" needs a [redis] table with its url' }] : [],
+    isTable(limit) && limit.store === 'redis' ? [{ path: `${at}[${index}].store`, message: 'store = "redis" needs a [redis] table (url, cluster or sentinels)' }] : [],
   )
 }
 
@@ -181,13 +155,6 @@ export interface RateLimitPolicy {
   store: 'local' | 'redis'
   /** Local store only: most keys held at once; the least recently used goes first. */
   maxKeys: number
-}
-
-/** [redis]: where store = "redis" limits count, shared by every replica. */
-export interface RedisSettings {
-  url: string
-  onError: 'allow' | 'deny'
-  timeoutMs: number
 }
 
 declare module '../../core/events.ts' {

@@ -115,7 +115,7 @@ describe('a locked base', () => {
       'routes[0].rate_limit: loosens the locked base (base.toml: defaults.rate_limit): no limit is at least as strict as the locked limit "daily" (quota 10000 per 86400000ms, key "route", store "redis")',
     ])
     assert.deepEqual(loosenings(locks, service()), [
-      'routes[0].rate_limit: inherits the locked base (base.toml: defaults.rate_limit[1].store), which this file cannot meet: store = "redis" needs a [redis] table with its url',
+      'routes[0].rate_limit: inherits the locked base (base.toml: defaults.rate_limit[1].store), which this file cannot meet: store = "redis" needs a [redis] table (url, cluster or sentinels)',
     ])
   })
 
@@ -209,6 +209,8 @@ describe('PILLION_BASE', () => {
     assert.deepEqual(pinBase(plain, { base: '/etc/base.toml', baseCache: '/var/copy.toml' }).control, {
       pollMs: 15_000,
       timeoutMs: 5_000,
+      jitter: 0.2,
+      backoffMaxMs: 120_000,
       base: '/etc/base.toml',
       baseCache: '/var/copy.toml',
     })

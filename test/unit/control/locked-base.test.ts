@@ -28,7 +28,7 @@ function quietLogger() {
   return { lines, logger: { log: (_level: string, msg: string) => void lines.push(msg) } }
 }
 
-const control = (base: string, baseCache?: string): ControlConfig & { base: string } => ({ pollMs: 1000, timeoutMs: 1000, base, ...(baseCache ? { baseCache } : {}) })
+const control = (base: string, baseCache?: string): ControlConfig & { base: string } => ({ pollMs: 1000, timeoutMs: 1000, jitter: 0, backoffMaxMs: 1000, base, ...(baseCache ? { baseCache } : {}) })
 const LIMIT = (size: string) => `[defaults]\nlimits = { max_body = "${size}" }\n`
 
 describe('the locked base across reloads', () => {

@@ -120,8 +120,8 @@ store = "redis"
 rate_limit = [ { rate = "1/s", store = "redis" } ]
 `
     assert.deepEqual(problemsOf(text), [
-      'defaults.rate_limit[0].store: store = "redis" needs a [redis] table with its url',
-      'routes[0].rate_limit[1].store: store = "redis" needs a [redis] table with its url',
+      'defaults.rate_limit[0].store: store = "redis" needs a [redis] table (url, cluster or sentinels)',
+      'routes[0].rate_limit[1].store: store = "redis" needs a [redis] table (url, cluster or sentinels)',
     ])
   })
 
@@ -159,7 +159,9 @@ rate_limit = [ { rate = "1/s", store = "redis" } ]
       'redis.on_error: expected one of "allow", "deny", got "retry"',
       'redis.timeout: expected a duration above zero, like "200ms" or "10s", got "0s"',
     ])
-    assert.deepEqual(problemsOf(`${ONE_ROUTE}\n[redis]\non_error = "deny"\n`), ['redis.url: required key missing'])
+    assert.deepEqual(problemsOf(`${ONE_ROUTE}\n[redis]\non_error = "deny"\n`), [
+      'redis: expected exactly one of url (one Redis), cluster (seed nodes of a Redis Cluster) or sentinels (with master_name)',
+    ])
   })
 })
 
