@@ -92,6 +92,12 @@ describe('authz config', () => {
     const inherited = `[defaults]\njwt = { secret_env = "JWT_SECRET" }\n${ONE_ROUTE}authz = { claims = { scope = "a" } }\n`
     assert.equal(loadConfigText(inherited, 'pillion.toml').routes[0]!.policies.authz!.require!.claims!.scope!.anyOf![0], 'a')
     assert.deepEqual(policyOf('[[routes.authz.rules]]\nmethods = ["DELETE"]\ndeny = true').rules.length, 1, 'rules on method and path alone need neither')
+
+    // An authz in [defaults] is checked for each route that takes it: one with its own jwt passes.
+    const fromDefaults = `[defaults]\nauthz = { claims = { scope = "a" } }\n${ONE_ROUTE}\n[[routes]]\nname = "tokens"\nlistener = "ingress"\npath = "/t/*"\nupstream = "local"\njwt = { secret_env = "JWT_SECRET" }\n`
+    assert.deepEqual(problemLines(fromDefaults), [
+      'routes[0]: inherits authz from [defaults], which asks for claims, but the route has no jwt (nor [defaults]): no request would carry a verified claim',
+    ])
   })
 })
 
