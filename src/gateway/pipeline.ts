@@ -25,9 +25,10 @@ export interface PipelineDeps {
   tlsListeners?: ReadonlySet<string>
 }
 
-/** The upstream client, told which CA to trust for an upstream that names one (`ca`). */
+/** The upstream client, told which CA to trust for an upstream that names one (`ca`) and which protocol it speaks (`protocol`). */
 function trusting(upstream: UpstreamConfig, send: UpstreamClient): UpstreamClient {
-  const ca = upstream.ca
+  const { ca, protocol } = upstream
+  if (protocol !== undefined) return ca === undefined ? (request) => send({ ...request, protocol }) : (request) => send({ ...request, ca, protocol })
   return ca === undefined ? send : (request) => send({ ...request, ca })
 }
 

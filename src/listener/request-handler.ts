@@ -13,6 +13,7 @@ import { resolveClientAddress } from './client-address.ts'
 import { requestProblem } from './hygiene.ts'
 import { normalizePath, PathProblem } from './path.ts'
 import type { CaseGuard } from './route-case.ts'
+import { carryTrailers } from '../core/trailers.ts'
 
 export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
 
@@ -142,7 +143,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     if (bytes !== undefined) {
       exchange.finish()
       notify(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength)
-      return new Response(bytes, { status, statusText: response.statusText, headers: response.headers })
+      return carryTrailers(response, new Response(bytes, { status, statusText: response.statusText, headers: response.headers }))
     }
     const cut = exchange.signal.reason as GatewayError | undefined
     exchange.finish()
@@ -154,7 +155,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     const cut = error !== undefined && exchange.signal.aborted ? (exchange.signal.reason as GatewayError) : undefined
     notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes)
   })
-  return new Response(body, { status, statusText: response.statusText, headers: response.headers })
+  return carryTrailers(response, new Response(body, { status, statusText: response.statusText, headers: response.headers }))
 }
 
 function notify(

@@ -6,6 +6,7 @@ import { toDownstream, upstreamRequestHeaders } from './headers.ts'
 import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
+import { withTrailers } from '../core/trailers.ts'
 
 export interface ForwardTarget {
   upstream: UpstreamRuntime
@@ -71,6 +72,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     // The Response's own headers are its copy of the answer's (which may be immutable): edit those.
     const response = new Response(body, { status, statusText: answer.statusText, headers: answer.headers })
     toDownstream(response.headers, exchange.requestId)
+    if (answer.trailers !== undefined) withTrailers(response, answer.trailers)
     if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
     return response
   }

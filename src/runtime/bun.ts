@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs'
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
+import { serveHttp2 } from './h2-server.ts'
+import { withHttp2 } from './h2-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { processHost } from './process-host.ts'
@@ -122,17 +124,21 @@ export function createBunRuntime(): Runtime {
   return {
     name: 'bun',
     version: Bun.version,
-    upstream: fetchUpstream({
-      extraInit: { decompress: false },
-      classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
-      trustCa: (caFile) => ({ tls: { ca: caText(caFile) } }),
-    }),
+    upstream: withHttp2(
+      fetchUpstream({
+        extraInit: { decompress: false },
+        classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
+        trustCa: (caFile) => ({ tls: { ca: caText(caFile) } }),
+      }),
+    ),
     websocket: webSocketClientConnector({
       // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
       options: (protocols, headers, ca) => ({ protocols, headers, perMessageDeflate: false, ...(ca === undefined ? {} : { tls: { ca: caText(ca) } }) }),
       closeCode: (code) => code,
     }),
     async serve(handler, options) {
+      // Bun.serve speaks no HTTP/2: listeners with h2c or h2 run on Bun's node:http2.
+      if (options.protocols !== undefined) return serveHttp2(handler, options)
       const bridges = new LiveBridges()
       const server: BunServer = Bun.serve({
         hostname: options.host,

@@ -1,5 +1,7 @@
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
+import { serveHttp2 } from './h2-server.ts'
+import { withHttp2 } from './h2-upstream.ts'
 import type { ClientInfo, Handler, Runtime } from '../core/host.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
@@ -100,11 +102,13 @@ export function createDenoRuntime(): Runtime {
   return {
     name: 'deno',
     version: Deno.version.deno,
-    upstream: fetchUpstream({
-      extraInit: {},
-      classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
-      trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
-    }),
+    upstream: withHttp2(
+      fetchUpstream({
+        extraInit: {},
+        classify: (error) => (/connect|refused|dns/i.test(String((error as Error)?.message)) ? 'connect-failure' : 'reset'),
+        trustCa: (caFile) => ({ client: clientTrusting(caFile) }),
+      }),
+    ),
     websocket: webSocketClientConnector({
       options: (protocols, headers, ca) => ({ protocols, headers, ...(ca === undefined ? {} : { client: clientTrusting(ca) }) }),
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
@@ -114,6 +118,8 @@ export function createDenoRuntime(): Runtime {
       if (options.tls?.clientCa !== undefined) {
         throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
       }
+      // Deno.serve speaks HTTP/2 but cannot send trailers: listeners with h2c or h2 run on Deno's node:http2.
+      if (options.protocols !== undefined) return serveHttp2(handler, options)
       const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
       const bridges = new LiveBridges()
       const server = Deno.serve(

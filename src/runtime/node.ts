@@ -3,6 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
+import { serveHttp2 } from './h2-server.ts'
+import { withHttp2 } from './h2-upstream.ts'
 import { refuseTunnel, Upgrades } from './node-upgrade.ts'
 import { nodeWebSocket } from './node-websocket.ts'
 import type { ClientInfo, Runtime, ServeOptions, Server } from '../core/host.ts'
@@ -47,9 +49,10 @@ export function createNodeRuntime(): Runtime {
   return {
     name: 'node',
     version: process.versions.node,
-    upstream: nodeUpstream,
+    upstream: withHttp2(nodeUpstream),
     websocket: nodeWebSocket,
     serve(handler, options) {
+      if (options.protocols !== undefined) return serveHttp2(handler, options)
       return new Promise<Server>((resolve, reject) => {
         const upgrades = new Upgrades(handler)
         const server = serve(
