@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
-import { GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
+import { ERROR_STATUS, GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
+import { grpcErrorResponse, isGrpcRequest } from '../core/grpc.ts'
 import { isWebSocketRequest, sessionOf, upgradeResponse, type WebSocketCloser, type WebSocketSession } from '../core/websocket.ts'
 import type { Logger } from '../core/log.ts'
 import type { RequestObserver, RequestRecord } from '../observability/observer.ts'
@@ -49,7 +50,7 @@ export function createListenerApp(
   app.onError((error, c) => {
     const id = requestIdOf(c.req.raw)
     logger.log('error', 'unexpected error', { request_id: id, error: String(error), stack: (error as Error)?.stack })
-    return errorResponse('internal_error', 'the gateway failed to handle this request', id)
+    return errorAnswer(c.req.raw, 'internal_error', 'the gateway failed to handle this request', id)
   })
   return app
 }
@@ -66,7 +67,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   const problem = requestProblem(request.headers)
   const path = problem === undefined ? normalizePath(url.pathname) : undefined
   if (path === undefined || path instanceof PathProblem) {
-    const response = errorResponse('bad_request', `refused: ${problem ?? path!.reason}`, id)
+    const response = errorAnswer(request, 'bad_request', `refused: ${problem ?? path!.reason}`, id)
     notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0)
     return response
   }
@@ -78,12 +79,12 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   const folded = context.caseGuard?.(facts, route?.name)
   if (folded !== undefined) {
     const message = `refused: ${path} matches route ${folded} when case is ignored, but route ${route?.name ?? '(none)'} as written`
-    const response = errorResponse('bad_request', message, id)
+    const response = errorAnswer(request, 'bad_request', message, id)
     notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0)
     return response
   }
   if (route === undefined) {
-    const response = errorResponse('no_route', `no route for ${request.method} ${path}`, id)
+    const response = errorAnswer(request, 'no_route', `no route for ${request.method} ${path}`, id)
     notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0)
     return response
   }
@@ -118,13 +119,21 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
         duration_ms: Math.round(performance.now() - startedAt),
       })
     }
-    const answer = errorResponse(error.code, error.message, id, error.headers)
-    notify(context, request, client, id, path, startedAt, exchange, error.status, error.code, 0)
+    const answer = errorAnswer(request, error.code, error.message, id, error.headers)
+    notify(context, request, client, id, path, startedAt, exchange, answer.status, error.code, 0)
     return answer
   }
   if (exchange.session !== undefined) return switchingProtocols(exchange, response, context, client, path)
   const status = response.status
   const code = (response.headers.get('x-pillion-error') ?? undefined) as ErrorCode | undefined
+  // A layer's own JSON error answer (a fault, a quota): a gRPC client gets it the gRPC way.
+  if (code !== undefined && code in ERROR_STATUS && response.headers.get('grpc-status') === null && isGrpcRequest(request.headers)) {
+    void response.body?.cancel().catch(() => {})
+    exchange.finish()
+    const answer = grpcErrorResponse(code, `${code}: the gateway answered ${status}`, id, headersOf(response))
+    notify(context, request, client, id, path, startedAt, exchange, answer.status, code, 0)
+    return answer
+  }
   // Checked before response.body: on Node that getter turns a light Response into a full undici one.
   if (exchange.buffered?.response === response) {
     exchange.finish()
@@ -148,7 +157,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     const cut = exchange.signal.reason as GatewayError | undefined
     exchange.finish()
     notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, 0)
-    return errorResponse(cut?.code ?? 'upstream_unavailable', cut?.message ?? 'the upstream response body failed', id)
+    return errorAnswer(request, cut?.code ?? 'upstream_unavailable', cut?.message ?? 'the upstream response body failed', id)
   }
   const body = observeBody(response.body, (bytes, error) => {
     exchange.finish()
@@ -216,6 +225,18 @@ function switchingProtocols(exchange: Exchange, response: Response, context: Lis
 function abandon(session: WebSocketSession, by: WebSocketCloser): void {
   session.upstream.abandon()
   session.closed({ code: 1006, reason: '', by, messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 })
+}
+
+/** The gateway's error answer: JSON, or trailers-only with a grpc-status when the client speaks gRPC. */
+function errorAnswer(request: Request, code: ErrorCode, message: string, id: string, headers?: Record<string, string>): Response {
+  return isGrpcRequest(request.headers) ? grpcErrorResponse(code, message, id, headers) : errorResponse(code, message, id, headers)
+}
+
+/** A layer's answer headers as a record, but for those of its JSON body. */
+function headersOf(response: Response): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (const [name, value] of response.headers) if (name !== 'content-type' && name !== 'content-length') headers[name] = value
+  return headers
 }
 
 function requestIdOf(request: Request): string {

@@ -47,6 +47,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
         else headers.set(name, value)
       }
     }
+    if (exchange.grpcDeadline) headers.set('grpc-timeout', `${Math.max(1, Math.ceil(exchange.deadline - performance.now()))}m`)
     const stripped = upstreamPath(exchange.path, stripPrefix)
     const url = endpoint.url + (rewrite === undefined ? stripped : rewrite(stripped)) + exchange.search
     if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, headers)

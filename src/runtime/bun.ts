@@ -138,7 +138,7 @@ export function createBunRuntime(): Runtime {
     }),
     async serve(handler, options) {
       // Bun.serve speaks no HTTP/2: listeners with h2c or h2 run on Bun's node:http2.
-      if (options.protocols !== undefined) return serveHttp2(handler, options)
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Bun')
       const bridges = new LiveBridges()
       const server: BunServer = Bun.serve({
         hostname: options.host,

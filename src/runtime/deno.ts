@@ -119,7 +119,7 @@ export function createDenoRuntime(): Runtime {
         throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
       }
       // Deno.serve speaks HTTP/2 but cannot send trailers: listeners with h2c or h2 run on Deno's node:http2.
-      if (options.protocols !== undefined) return serveHttp2(handler, options)
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Deno')
       const tls = options.tls === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }
       const bridges = new LiveBridges()
       const server = Deno.serve(

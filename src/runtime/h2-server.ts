@@ -21,7 +21,11 @@ const PREFACE_START = 'PRI '
 /** HTTP/2 forbids connection-specific header fields (RFC 9113 §8.2.2); Node throws on them. */
 const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
 
-export async function serveHttp2(handler: Handler, options: ServeOptions): Promise<Server> {
+export async function serveHttp2(handler: Handler, options: ServeOptions, runtime: string): Promise<Server> {
+  if (options.reusePort === true) {
+    // Node's workers share the primary's socket through cluster and never ask for SO_REUSEPORT.
+    throw new Error(`listeners with h2c or h2 cannot share their port across --workers on ${runtime} (node:net has no SO_REUSEPORT there): run one worker, or run under Node`)
+  }
   const protocols = options.protocols ?? []
   const http1 = protocols.includes('http1')
   const onRequest = (req: AnyRequest, res: AnyResponse) => void answer(handler, req, res, options.tls === undefined ? 'http' : 'https')
@@ -50,7 +54,6 @@ export async function serveHttp2(handler: Handler, options: ServeOptions): Promi
     })
     closers.push(() => h1.closeIdleConnections())
   }
-  if (options.reusePort === true) throw new Error('HTTP/2 listeners cannot share their port across workers yet: run them with one worker')
   await new Promise<void>((resolve, reject) => {
     listening.once('error', reject)
     listening.listen(options.port, options.host, () => resolve())

@@ -52,7 +52,7 @@ export function createNodeRuntime(): Runtime {
     upstream: withHttp2(nodeUpstream),
     websocket: nodeWebSocket,
     serve(handler, options) {
-      if (options.protocols !== undefined) return serveHttp2(handler, options)
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Node')
       return new Promise<Server>((resolve, reject) => {
         const upgrades = new Upgrades(handler)
         const server = serve(
