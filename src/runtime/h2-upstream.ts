@@ -27,7 +27,10 @@ class Connection {
   readonly session: ClientHttp2Session
   active = 0
   usable = true
-  readonly connected: Promise<void>
+  /** Set once the server's SETTINGS arrived: until then its stream limit is unknown. */
+  settled = false
+  /** Resolves once connected and the server's SETTINGS are in; rejects when the connect fails. */
+  readonly ready: Promise<void>
 
   constructor(origin: string, ca: string | undefined, connectTimeoutMs: number, leave: (connection: Connection) => void) {
     const session = connect(origin, ca === undefined ? {} : { ca })
@@ -40,10 +43,12 @@ class Connection {
     session.on('goaway', drop)
     session.on('close', drop)
     session.on('error', drop)
+    // A pooled connection alone never keeps the process alive (the listeners do while it serves).
+    session.unref()
     session.setTimeout(IDLE_CLOSE_MS, () => {
       if (this.active === 0) session.close()
     })
-    this.connected = new Promise<void>((resolve, reject) => {
+    this.ready = new Promise<void>((resolve, reject) => {
       const timer = connectTimeoutMs > 0 ? setTimeout(() => fail(new UpstreamError('connect-timeout', `no connection within ${connectTimeoutMs}ms`)), connectTimeoutMs) : undefined
       const fail = (error: unknown) => {
         clearTimeout(timer)
@@ -51,15 +56,17 @@ class Connection {
         session.destroy()
         reject(error instanceof UpstreamError ? error : new UpstreamError('connect-failure', String((error as Error)?.message ?? error), { cause: error }))
       }
-      session.once('connect', () => {
+      // Calls wait for the server's SETTINGS: streams beyond its limit sent before them would be refused.
+      session.once('remoteSettings', () => {
         clearTimeout(timer)
         session.off('error', fail)
+        this.settled = true
         resolve()
       })
       session.once('error', fail)
     })
     // A failed connect is reported to the call that waits; nobody else must see it as unhandled.
-    this.connected.catch(() => {})
+    this.ready.catch(() => {})
   }
 
   get limit(): number {
@@ -71,11 +78,25 @@ class Connection {
 const pools = new Map<string, Connection[]>()
 const caTexts = new Map<string, string>()
 
-function connectionFor(origin: string, caFile: string | undefined, connectTimeoutMs: number): Connection {
+/** A connection with a free stream for one call (counted in `active`), opening one when all are full. */
+async function acquire(origin: string, caFile: string | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+  for (;;) {
+    const connection = candidate(origin, caFile, connectTimeoutMs)
+    await connection.ready
+    if (signal.aborted) throw signal.reason
+    if (connection.usable && connection.active < connection.limit) {
+      connection.active++
+      return connection
+    }
+  }
+}
+
+/** A usable connection that may have room (one still connecting may), else a new one. */
+function candidate(origin: string, caFile: string | undefined, connectTimeoutMs: number): Connection {
   const key = caFile === undefined ? origin : `${origin} ${caFile}`
   let pool = pools.get(key)
   if (pool === undefined) pools.set(key, (pool = []))
-  for (const connection of pool) if (connection.usable && connection.active < connection.limit) return connection
+  for (const connection of pool) if (connection.usable && (!connection.settled || connection.active < connection.limit)) return connection
   let ca: string | undefined
   if (caFile !== undefined) {
     ca = caTexts.get(caFile)
@@ -122,23 +143,17 @@ function streamFailure(stream: ClientHttp2Stream): UpstreamFailure {
 export const http2Upstream: UpstreamClient = async (r) => {
   if (r.signal.aborted) throw r.signal.reason
   const [origin, path] = splitOrigin(r.url)
-  const connection = connectionFor(origin, r.ca, r.connectTimeoutMs)
-  connection.active++
+  let connection: Connection
+  try {
+    connection = await acquire(origin, r.ca, r.connectTimeoutMs, r.signal)
+  } catch (error) {
+    throw r.signal.aborted ? r.signal.reason : error
+  }
   let released = false
   const release = () => {
     if (released) return
     released = true
     connection.active--
-  }
-  try {
-    await connection.connected
-  } catch (error) {
-    release()
-    throw r.signal.aborted ? r.signal.reason : error
-  }
-  if (r.signal.aborted) {
-    release()
-    throw r.signal.reason
   }
   const body = r.body
   let stream: ClientHttp2Stream
