@@ -14,7 +14,7 @@ import { resolveClientAddress } from './client-address.ts'
 import { requestProblem } from './hygiene.ts'
 import { normalizePath, PathProblem } from './path.ts'
 import type { CaseGuard } from './route-case.ts'
-import { carryTrailers } from '../core/trailers.ts'
+import { carryTrailers, trailersOf } from '../core/trailers.ts'
 
 export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
 
@@ -68,7 +68,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   const path = problem === undefined ? normalizePath(url.pathname) : undefined
   if (path === undefined || path instanceof PathProblem) {
     const response = errorAnswer(request, 'bad_request', `refused: ${problem ?? path!.reason}`, id)
-    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0)
+    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0, grpcStatusOf(response))
     return response
   }
   const forwardedFor = context.trustedProxies === undefined ? null : request.headers.get('x-forwarded-for')
@@ -80,12 +80,12 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   if (folded !== undefined) {
     const message = `refused: ${path} matches route ${folded} when case is ignored, but route ${route?.name ?? '(none)'} as written`
     const response = errorAnswer(request, 'bad_request', message, id)
-    notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0, grpcStatusOf(response))
     return response
   }
   if (route === undefined) {
     const response = errorAnswer(request, 'no_route', `no route for ${request.method} ${path}`, id)
-    notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0, grpcStatusOf(response))
     return response
   }
   const exchange = new Exchange(request, client, id, path, url.search, startedAt)
@@ -120,7 +120,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
       })
     }
     const answer = errorAnswer(request, error.code, error.message, id, error.headers)
-    notify(context, request, client, id, path, startedAt, exchange, answer.status, error.code, 0)
+    notify(context, request, client, id, path, startedAt, exchange, answer.status, error.code, 0, grpcStatusOf(answer))
     return answer
   }
   if (exchange.session !== undefined) return switchingProtocols(exchange, response, context, client, path)
@@ -131,18 +131,18 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     void response.body?.cancel().catch(() => {})
     exchange.finish()
     const answer = grpcErrorResponse(code, `${code}: the gateway answered ${status}`, id, headersOf(response))
-    notify(context, request, client, id, path, startedAt, exchange, answer.status, code, 0)
+    notify(context, request, client, id, path, startedAt, exchange, answer.status, code, 0, grpcStatusOf(answer))
     return answer
   }
   // Checked before response.body: on Node that getter turns a light Response into a full undici one.
   if (exchange.buffered?.response === response) {
     exchange.finish()
-    notify(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes)
+    notifyProxied(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes, response)
     return response
   }
   if (response.body === null) {
     exchange.finish()
-    notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
+    notifyProxied(context, request, client, id, path, startedAt, exchange, status, code, 0, response)
     return response
   }
   const declared = response.headers.get('content-length')
@@ -151,7 +151,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     const bytes = await readSmallBody(response)
     if (bytes !== undefined) {
       exchange.finish()
-      notify(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength)
+      notifyProxied(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength, response)
       return carryTrailers(response, new Response(bytes, { status, statusText: response.statusText, headers: response.headers }))
     }
     const cut = exchange.signal.reason as GatewayError | undefined
@@ -162,7 +162,7 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   const body = observeBody(response.body, (bytes, error) => {
     exchange.finish()
     const cut = error !== undefined && exchange.signal.aborted ? (exchange.signal.reason as GatewayError) : undefined
-    notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes)
+    notifyProxied(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes, response)
   })
   return carryTrailers(response, new Response(body, { status, statusText: response.statusText, headers: response.headers }))
 }
@@ -178,6 +178,7 @@ function notify(
   status: number,
   code: ErrorCode | undefined,
   bytesOut: number,
+  grpcStatus?: number,
 ): void {
   if (context.observers.length === 0) return
   const durationMs = performance.now() - startedAt
@@ -195,7 +196,43 @@ function notify(
     exchange,
     request,
   }
+  if (grpcStatus !== undefined) record.grpcStatus = grpcStatus
   for (const observer of context.observers) observer.onResponse(record)
+}
+
+/**
+ * notify() for an upstream's answer. One with trailers (an HTTP/2 upstream's) is told once they are
+ * in, with the grpc-status it ended with: in its trailers, or in its headers when trailers-only.
+ */
+function notifyProxied(
+  context: ListenerContext,
+  request: Request,
+  client: ClientInfo,
+  requestId: string,
+  path: string,
+  startedAt: number,
+  exchange: Exchange,
+  status: number,
+  code: ErrorCode | undefined,
+  bytesOut: number,
+  response: Response,
+): void {
+  const trailers = trailersOf(response)
+  if (trailers === undefined) return notify(context, request, client, requestId, path, startedAt, exchange, status, code, bytesOut)
+  void trailers.then((fields) => {
+    const grpcStatus = grpcStatusIn(fields.get('grpc-status') ?? response.headers.get('grpc-status'))
+    notify(context, request, client, requestId, path, startedAt, exchange, status, code, bytesOut, grpcStatus)
+  })
+}
+
+function grpcStatusOf(answer: Response): number | undefined {
+  return grpcStatusIn(answer.headers.get('grpc-status'))
+}
+
+function grpcStatusIn(value: string | null): number | undefined {
+  if (value === null) return undefined
+  const status = Number(value)
+  return Number.isInteger(status) ? status : undefined
 }
 
 

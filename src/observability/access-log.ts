@@ -56,6 +56,7 @@ const GETTERS: Record<AccessLogField, Getter> = {
   },
   status: (r) => r.status,
   code: (r) => r.code,
+  grpc_status: (r) => r.grpcStatus,
   upstream: (r) => r.exchange?.upstream,
   endpoint: (r) => r.exchange?.endpoint,
   bytes_in: (r) => {

@@ -170,6 +170,16 @@ for (const target of targets()) {
       assert.deepEqual(outcome.trailers.get('x-why'), ['asked to'])
     })
 
+    it('logs and counts each call with the grpc-status it ended with', async () => {
+      const outcome = await say(client, 'fail', metadata({ 'x-request-id': 'grpc-status-logged' }))
+      assert.equal(outcome.code, grpc.status.NOT_FOUND)
+      const line = await until('the access log line of the failed call', async () => gateway.stdout.find((l) => l.includes('"grpc-status-logged"')))
+      assert.equal(JSON.parse(line).grpc_status, grpc.status.NOT_FOUND)
+      assert.equal(JSON.parse(line).path, '/pillion.test.Echo/Say')
+      const metrics = await (await fetch(`${gateway.admin}/metrics`)).text()
+      assert.match(metrics, /^pillion_grpc_calls_total\{route="route-3",grpc_status="5"\} [1-9]/m)
+    })
+
     it('streams from the server', async () => {
       const got: string[] = []
       const call = client.count('50')
