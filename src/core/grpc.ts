@@ -40,6 +40,15 @@ export const GRPC_STATUS_OF: Record<ErrorCode, number> = {
   fault_injected: GRPC_CODE.UNAVAILABLE,
 }
 
+/** grpc-status codes that gRPC's HTTP mapping makes a 5xx: UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS. */
+const SERVER_FAILURES = new Set(['2', '4', '12', '13', '14', '15'])
+
+/** Whether a trailers-only answer's headers carry a grpc-status that counts against the endpoint (outlier detection). */
+export function isGrpcServerFailure(headers: Headers): boolean {
+  const status = headers.get('grpc-status')
+  return status !== null && SERVER_FAILURES.has(status)
+}
+
 /** Whether the request is a gRPC call (application/grpc, +proto, +json, ...), which wants gRPC-shaped errors. */
 export function isGrpcRequest(headers: Headers): boolean {
   const type = headers.get('content-type')

@@ -7,6 +7,7 @@ import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
 import { withTrailers } from '../core/trailers.ts'
+import { isGrpcServerFailure } from '../core/grpc.ts'
 
 export interface ForwardTarget {
   upstream: UpstreamRuntime
@@ -69,7 +70,8 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     }
     exchange.upstreamMs = performance.now() - sentAt
     const { status, body } = answer
-    upstream.report(endpoint, status < 500)
+    // An HTTP/2 answer may be a gRPC failure behind a 200: counted as the 5xx gRPC maps it to (as Envoy does).
+    upstream.report(endpoint, status < 500 && (answer.trailers === undefined || !isGrpcServerFailure(answer.headers)))
     // The Response's own headers are its copy of the answer's (which may be immutable): edit those.
     const response = new Response(body, { status, statusText: answer.statusText, headers: answer.headers })
     toDownstream(response.headers, exchange.requestId)

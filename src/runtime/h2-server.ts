@@ -139,8 +139,9 @@ async function send(response: Response, res: AnyResponse, h2: boolean): Promise<
   if (cookies.length > 0) headers['set-cookie'] = cookies
   const trailers = trailersOf(response)
   const body = response.body
-  if (h2 && body === null && trailers === undefined) {
-    // Headers that end the stream: how gRPC's trailers-only answers must look (the compat end() sends an empty frame after).
+  if (h2 && body === null) {
+    // Headers that end the stream: how gRPC's trailers-only answers must look (the compat end() sends an empty
+    // frame after). Without a body there are no trailers to wait for: an upstream's trailers-only answer has none.
     ;(res as Http2ServerResponse).stream.respond({ ...headers, ':status': response.status }, { endStream: true })
     return
   }

@@ -181,7 +181,7 @@ export const http2Upstream: UpstreamClient = async (r) => {
     }
     stream.once('error', failBeforeAnswer)
     stream.once('close', () => failBeforeAnswer(new Error(`the stream closed before an answer (code ${stream.rstCode})`)))
-    stream.once('response', (fields: IncomingHttpHeaders) => {
+    stream.once('response', (fields: IncomingHttpHeaders, flags: number) => {
       stream.off('error', failBeforeAnswer)
       const status = Number(fields[':status'])
       if (!(status >= 200 && status <= 599)) {
@@ -190,7 +190,8 @@ export const http2Upstream: UpstreamClient = async (r) => {
       }
       const headers = answerHeaders(fields)
       let answerBody: UpstreamAnswer['body'] = null
-      if (isBodyless(r.method, status)) stream.resume()
+      // Headers that end the stream (gRPC's trailers-only answers) have no body: they must reach the client the same way.
+      if (isBodyless(r.method, status) || (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0) stream.resume()
       else answerBody = nodeReadable(stream, () => stream.close(constants.NGHTTP2_CANCEL))
       // After the answer, a failure shows on its body stream (nodeReadable); this keeps it from being unhandled.
       stream.on('error', () => {})

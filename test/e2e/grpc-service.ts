@@ -26,7 +26,7 @@ export const echoService = {
 export const EchoClient = grpc.makeGenericClientConstructor(echoService, 'Echo')
 
 /** What the upstream noticed: the deadline left on the last slow call, and how many there were. */
-export const seen = { deadlineMs: Number.POSITIVE_INFINITY, slowCalls: 0 }
+export const seen = { deadlineMs: Number.POSITIVE_INFINITY, slowCalls: 0, flaky: {} as Record<string, number>, unavailable: 0 }
 
 /** What a failing call sends as grpc-status-details-bin: opaque bytes a proxy must carry intact. */
 export const DETAILS = Buffer.from([0x08, 0x05, 0x12, 0x03, 0xff, 0x00, 0x7f])
@@ -46,6 +46,15 @@ export const echoImplementation: grpc.UntypedServiceImplementation = {
       seen.slowCalls++
       return
     }
+    if (call.request.startsWith('flaky:')) {
+      // UNAVAILABLE, trailers-only (no metadata sent first), until the third call with this key.
+      const calls = (seen.flaky[call.request] = (seen.flaky[call.request] ?? 0) + 1)
+      if (calls < 3) return callback({ code: grpc.status.UNAVAILABLE, details: `try again (call ${calls})` })
+      return callback(null, `${call.request} after ${calls} calls`)
+    }
+    if (call.request === 'unavailable') seen.unavailable++
+    if (call.request === 'unavailable') return callback({ code: grpc.status.UNAVAILABLE, details: 'down for maintenance' })
+    // Headers first: a failure below then comes in trailers after them, not trailers-only.
     call.sendMetadata(new grpc.Metadata())
     if (call.request === 'fail') {
       const metadata = new grpc.Metadata()

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { get as httpsGet } from 'node:https'
+import { connect, constants, type IncomingHttpHeaders } from 'node:http2'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import * as grpc from '@grpc/grpc-js'
@@ -67,6 +68,20 @@ listener = "ingress"
 path = "/pillion.test.Echo/*"
 headers = { "x-route" = "down" }
 upstream = "down"
+
+[[routes]]
+listener = "ingress"
+path = "/pillion.test.Echo/*"
+headers = { "x-route" = "retried" }
+upstream = "echo"
+retry = { attempts = 3, on = ["unavailable"], methods = ["POST"], backoff = { base = "1ms" } }
+
+[[routes]]
+listener = "ingress"
+path = "/pillion.test.Echo/*"
+headers = { "x-route" = "breaker" }
+upstream = "echo"
+circuit_breaker = { window_requests = 4, min_requests = 4, failure_rate = 0.5, open_for = "1m", failures = ["unavailable"] }
 
 [[routes]]
 listener = "ingress"
@@ -177,7 +192,7 @@ for (const target of targets()) {
       assert.equal(JSON.parse(line).grpc_status, grpc.status.NOT_FOUND)
       assert.equal(JSON.parse(line).path, '/pillion.test.Echo/Say')
       const metrics = await (await fetch(`${gateway.admin}/metrics`)).text()
-      assert.match(metrics, /^pillion_grpc_calls_total\{route="route-3",grpc_status="5"\} [1-9]/m)
+      assert.match(metrics, /^pillion_grpc_calls_total\{route="route-5",grpc_status="5"\} [1-9]/m)
     })
 
     it('streams from the server', async () => {
@@ -272,14 +287,47 @@ for (const target of targets()) {
       assert.equal(allowed.code, grpc.status.OK)
     })
 
-    it("honours the call's grpc-timeout as its deadline and passes the time left upstream", async () => {
+    it('retries a call the upstream answered UNAVAILABLE (trailers-only), when the route retries on "unavailable"', async () => {
+      const outcome = await say(client, `flaky:retried-${target.name}`, metadata({ 'x-route': 'retried' }))
+      assert.equal(outcome.code, grpc.status.OK)
+      assert.equal(outcome.value, `flaky:retried-${target.name} after 3 calls`)
+      const direct = await say(client, `flaky:not-retried-${target.name}`)
+      assert.equal(direct.code, grpc.status.UNAVAILABLE, 'a route without retry passes the status on')
+      assert.equal(direct.details, 'try again (call 1)')
+    })
+
+    it('opens a circuit breaker on gRPC failures behind HTTP 200, then answers UNAVAILABLE itself', async () => {
+      const before = seen.unavailable
+      for (let i = 0; i < 4; i++) assert.equal((await say(client, 'unavailable', metadata({ 'x-route': 'breaker' }))).code, grpc.status.UNAVAILABLE)
+      assert.equal(seen.unavailable, before + 4)
+      const refused = await say(client, 'unavailable', metadata({ 'x-route': 'breaker' }))
+      assert.equal(refused.code, grpc.status.UNAVAILABLE)
+      assert.match(refused.details, /circuit breaker .* is open/)
+      assert.equal(seen.unavailable, before + 4, 'the open breaker kept the call from the upstream')
+    })
+
+    it("passes the time left of the call's deadline upstream as grpc-timeout", async () => {
       const slowBefore = seen.slowCalls
       const outcome = await say(client, 'slow', new grpc.Metadata(), { deadline: Date.now() + 800 })
       assert.equal(outcome.code, grpc.status.DEADLINE_EXCEEDED)
       assert.equal(seen.slowCalls, slowBefore + 1)
       assert.ok(seen.deadlineMs <= 800, `the upstream was given ${seen.deadlineMs}ms`)
-      // The gateway's own deadline fired (not only the client's): its access log says upstream_timeout.
-      await until('the access log line of the slow call', async () => gateway.stdout.find((line) => line.includes('"upstream_timeout"') && line.includes('/pillion.test.Echo/Say')))
+    })
+
+    it('answers DEADLINE_EXCEEDED itself when grpc-timeout passes, before the route timeout', async () => {
+      // A bare HTTP/2 client with no deadline of its own: only the gateway can end this call.
+      const session = connect(gateway.listeners.ingress!)
+      try {
+        const stream = session.request({ ':method': 'POST', ':path': '/pillion.test.Echo/Say', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' })
+        stream.end(Buffer.concat([Buffer.from([0, 0, 0, 0, 4]), Buffer.from('slow')]))
+        const [headers, flags] = await new Promise<[IncomingHttpHeaders, number]>((resolve) => stream.once('response', (h, f) => resolve([h, f])))
+        assert.equal(headers[':status'], 200)
+        assert.equal(headers['grpc-status'], '4')
+        assert.equal(headers['x-pillion-error'], 'upstream_timeout')
+        assert.equal(flags & constants.NGHTTP2_FLAG_END_STREAM, constants.NGHTTP2_FLAG_END_STREAM, 'trailers-only')
+      } finally {
+        session.close()
+      }
     })
   })
 }

@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { encodeGrpcMessage, GRPC_STATUS_OF, grpcErrorResponse, isGrpcRequest } from '../../../src/core/grpc.ts'
+import { encodeGrpcMessage, GRPC_STATUS_OF, grpcErrorResponse, isGrpcRequest, isGrpcServerFailure } from '../../../src/core/grpc.ts'
+import { GatewayError } from '../../../src/core/errors.ts'
+import { compileConditions } from '../../../src/policies/shared/conditions.ts'
 import { grpcTimeoutMs } from '../../../src/policies/timeout/index.ts'
 import { carryTrailers, trailersOf, withTrailers } from '../../../src/core/trailers.ts'
 
@@ -67,5 +69,31 @@ describe('trailers beside a Response', () => {
     assert.equal((await trailersOf(rebuilt)!).get('grpc-status'), '0')
     assert.equal(trailersOf(new Response('plain')), undefined)
     assert.equal(trailersOf(carryTrailers(new Response('plain'), new Response('other'))), undefined)
+  })
+})
+
+describe('gRPC failure conditions (retry on, circuit_breaker failures)', () => {
+  const trailersOnly = (status: string) => new Response(null, { status: 200, headers: { 'content-type': 'application/grpc', 'grpc-status': status } })
+
+  test('match a trailers-only answer by its grpc-status name', () => {
+    const matches = compileConditions(['unavailable', 'deadline-exceeded'])
+    assert.equal(matches({ status: 200, response: trailersOnly('14') }), true)
+    assert.equal(matches({ status: 200, response: trailersOnly('4') }), true)
+    assert.equal(matches({ status: 200, response: trailersOnly('13') }), false)
+    assert.equal(matches({ status: 200, response: new Response('ok') }), false)
+    assert.equal(matches({ status: 200 }), false)
+  })
+
+  test('keep the HTTP conditions beside them', () => {
+    const matches = compileConditions(['internal', 'gateway-error'])
+    assert.equal(matches({ status: 503 }), true)
+    assert.equal(matches({ error: new GatewayError('upstream_unavailable', 'x', { failure: 'reset' }) }), true)
+    assert.equal(matches({ status: 200, response: trailersOnly('13') }), true)
+  })
+
+  test('an HTTP/2 answer whose grpc-status maps to a 5xx counts against its endpoint', () => {
+    for (const status of ['2', '4', '12', '13', '14', '15']) assert.equal(isGrpcServerFailure(new Headers({ 'grpc-status': status })), true, status)
+    for (const status of ['0', '1', '3', '5', '8', '16']) assert.equal(isGrpcServerFailure(new Headers({ 'grpc-status': status })), false, status)
+    assert.equal(isGrpcServerFailure(new Headers()), false)
   })
 })
