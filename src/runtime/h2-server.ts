@@ -1,7 +1,8 @@
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createSecureServer, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net'
-import type { ClientInfo, Handler, ServeOptions, Server } from '../core/host.ts'
+import type { Handler, ServeOptions, Server } from '../core/host.ts'
+import { ResponseClient } from './response-client.ts'
 import { trailersOf } from '../core/trailers.ts'
 import { nodeReadable } from './readable-stream.ts'
 
@@ -71,31 +72,11 @@ export async function serveHttp2(handler: Handler, options: ServeOptions, runtim
   }
 }
 
-/** The client of one request, its going away seen on the response's 'close' before it finished. */
-class StreamClient implements ClientInfo {
-  readonly remoteAddress: string
-  readonly #res: AnyResponse
-
-  constructor(req: AnyRequest, res: AnyResponse) {
-    this.remoteAddress = req.socket?.remoteAddress ?? ''
-    this.#res = res
-  }
-
-  watchGone(listener: { handleEvent(): void }): () => void {
-    const res = this.#res
-    const onClose = () => {
-      if (!res.writableFinished) listener.handleEvent()
-    }
-    res.once('close', onClose)
-    return () => res.off('close', onClose)
-  }
-}
-
 async function answer(handler: Handler, req: AnyRequest, res: AnyResponse, scheme: string): Promise<void> {
   const h2 = req.httpVersionMajor === 2
   let response: Response
   try {
-    response = await handler(toRequest(req, scheme), new StreamClient(req, res))
+    response = await handler(toRequest(req, scheme), new ResponseClient(req, res))
   } catch {
     response = new Response(null, { status: 500 })
   }

@@ -7,7 +7,8 @@ import { serveHttp2 } from './h2-server.ts'
 import { withHttp2 } from './h2-upstream.ts'
 import { refuseTunnel, Upgrades } from './node-upgrade.ts'
 import { nodeWebSocket } from './node-websocket.ts'
-import type { ClientInfo, Runtime, ServeOptions, Server } from '../core/host.ts'
+import type { Runtime, ServeOptions, Server } from '../core/host.ts'
+import { ResponseClient } from './response-client.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
@@ -24,27 +25,6 @@ function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
   return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
 }
 
-/** The client of one request: its address, and its going away seen on the response's 'close'. */
-class NodeClient implements ClientInfo {
-  readonly remoteAddress: string
-  readonly #outgoing: ServerResponse
-
-  constructor(incoming: IncomingMessage, outgoing: ServerResponse) {
-    this.remoteAddress = incoming.socket.remoteAddress ?? ''
-    this.#outgoing = outgoing
-  }
-
-  /** 'close' before the response finished is what @hono/node-server itself reads as the client leaving. */
-  watchGone(listener: { handleEvent(): void }): () => void {
-    const outgoing = this.#outgoing
-    const onClose = () => {
-      if (!outgoing.writableFinished) listener.handleEvent()
-    }
-    outgoing.once('close', onClose)
-    return () => outgoing.off('close', onClose)
-  }
-}
-
 export function createNodeRuntime(): Runtime {
   return {
     name: 'node',
@@ -57,7 +37,7 @@ export function createNodeRuntime(): Runtime {
         const upgrades = new Upgrades(handler)
         const server = serve(
           {
-            fetch: (request, env) => handler(request, new NodeClient(env.incoming as IncomingMessage, env.outgoing as ServerResponse)),
+            fetch: (request, env) => handler(request, new ResponseClient(env.incoming as IncomingMessage, env.outgoing as ServerResponse)),
             hostname: options.host,
             port: options.port,
             serverOptions: { requestTimeout: 0, keepAliveTimeout: 5_000, ...headersDeadline(options.headersTimeoutMs), ...tlsOptions(options.tls) },

@@ -98,6 +98,27 @@ describe('the HTTP/2 upstream client', () => {
     assert.ok(server.connections >= 2 && server.connections <= 3, `${server.connections} connections`)
   })
 
+  test('a body cancelled while the upstream still sends is dropped quietly, and the connection serves on', async () => {
+    let streams = 0
+    const server = await h2cServer((stream) => {
+      streams++
+      stream.respond({ ':status': 200 })
+      // Keeps writing after the client cancels: late frames must not reach the closed web stream.
+      const chunk = Buffer.alloc(16 * 1024, 0x61)
+      const timer = setInterval(() => (stream.destroyed ? clearInterval(timer) : stream.write(chunk)), 1)
+      stream.once('close', () => clearInterval(timer))
+    })
+    const answer = await call(`${server.origin}/endless`)
+    const reader = (answer.body as ReadableStream<Uint8Array>).getReader()
+    await reader.read()
+    await reader.cancel()
+    // Same connection: the cancelled stream's late frames arrive before this answer's.
+    const again = await call(`${server.origin}/endless`)
+    await (again.body as ReadableStream<Uint8Array>).cancel()
+    assert.equal(streams, 2)
+    assert.equal(server.connections, 1)
+  })
+
   test('reports a refused connection as a connect failure', async () => {
     const error = await call(`http://127.0.0.1:${await closedPort()}/x`).then(
       () => assert.fail('expected the call to fail'),
