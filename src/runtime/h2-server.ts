@@ -1,7 +1,7 @@
 import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http'
 import { createSecureServer, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
 import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net'
-import type { Handler, ServeOptions, Server } from '../core/host.ts'
+import type { ClientInfo, Handler, ServeOptions, Server } from '../core/host.ts'
 import { ResponseClient } from './response-client.ts'
 import { trailersOf } from '../core/trailers.ts'
 import { nodeReadable } from './readable-stream.ts'
@@ -72,11 +72,33 @@ export async function serveHttp2(handler: Handler, options: ServeOptions, runtim
   }
 }
 
+/**
+ * The client of one HTTP/2 request: its going away is the stream's 'aborted' (a reset before the
+ * answer ended). Bun's and Deno's compat responses report writableFinished once the stream closes,
+ * reset or not, so the HTTP/1.1 test of it would miss a client that left.
+ */
+class StreamClient implements ClientInfo {
+  readonly remoteAddress: string
+  readonly #request: Http2ServerRequest
+
+  constructor(request: Http2ServerRequest) {
+    this.remoteAddress = request.socket?.remoteAddress ?? ''
+    this.#request = request
+  }
+
+  watchGone(listener: { handleEvent(): void }): () => void {
+    const request = this.#request
+    const onAborted = () => listener.handleEvent()
+    request.once('aborted', onAborted)
+    return () => request.off('aborted', onAborted)
+  }
+}
+
 async function answer(handler: Handler, req: AnyRequest, res: AnyResponse, scheme: string): Promise<void> {
   const h2 = req.httpVersionMajor === 2
   let response: Response
   try {
-    response = await handler(toRequest(req, scheme), new ResponseClient(req, res))
+    response = await handler(toRequest(req, scheme), h2 ? new StreamClient(req as Http2ServerRequest) : new ResponseClient(req, res))
   } catch {
     response = new Response(null, { status: 500 })
   }
@@ -129,10 +151,16 @@ async function send(response: Response, res: AnyResponse, h2: boolean): Promise<
   res.writeHead(response.status, headers)
   if (body !== null) {
     const reader = body.getReader()
-    for (;;) {
-      const { done, value } = await reader.read()
-      if (done) break
-      if (!(res as ServerResponse).write(value)) await drained(res)
+    try {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        if (!(res as ServerResponse).write(value)) await drained(res)
+      }
+    } catch (error) {
+      // The client went away: the body's source (an upstream stream) is cancelled, not left running.
+      reader.cancel(error).catch(() => {})
+      throw error
     }
   }
   if (trailers !== undefined) {
@@ -144,6 +172,8 @@ async function send(response: Response, res: AnyResponse, h2: boolean): Promise<
 }
 
 function drained(res: AnyResponse): Promise<void> {
+  // A reset stream's write returns false, and its 'close' may have come already.
+  if (res.destroyed || ('stream' in res && res.stream.destroyed)) return Promise.reject(new Error('the client went away'))
   return new Promise((resolve, reject) => {
     const onDrain = () => {
       res.off('close', onClose)

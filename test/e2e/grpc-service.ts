@@ -26,7 +26,7 @@ export const echoService = {
 export const EchoClient = grpc.makeGenericClientConstructor(echoService, 'Echo')
 
 /** What the upstream noticed: the deadline left on the last slow call, and how many there were. */
-export const seen = { deadlineMs: Number.POSITIVE_INFINITY, slowCalls: 0, flaky: {} as Record<string, number>, unavailable: 0 }
+export const seen = { deadlineMs: Number.POSITIVE_INFINITY, slowCalls: 0, flaky: {} as Record<string, number>, unavailable: 0, cancelled: 0 }
 
 /** What a failing call sends as grpc-status-details-bin: opaque bytes a proxy must carry intact. */
 export const DETAILS = Buffer.from([0x08, 0x05, 0x12, 0x03, 0xff, 0x00, 0x7f])
@@ -67,6 +67,16 @@ export const echoImplementation: grpc.UntypedServiceImplementation = {
     callback(null, `${call.request} (tenant ${tenant})`, trailer)
   },
   count(call: grpc.ServerWritableStream<string, string>) {
+    if (call.request === 'endless') {
+      // Writes until the caller goes away, with backpressure; notes the cancellation that reaches it.
+      let i = 0
+      const pump = () => {
+        while (!call.cancelled && call.write(`${++i}`));
+        if (!call.cancelled) call.once('drain', pump)
+      }
+      call.on('cancelled', () => seen.cancelled++)
+      return pump()
+    }
     const n = Number(call.request)
     for (let i = 1; i <= n; i++) call.write(`${i}`)
     call.end()

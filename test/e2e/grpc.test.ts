@@ -72,6 +72,12 @@ upstream = "down"
 [[routes]]
 listener = "ingress"
 path = "/pillion.test.Echo/*"
+headers = { "x-route" = "deaf" }
+upstream = "web"
+
+[[routes]]
+listener = "ingress"
+path = "/pillion.test.Echo/*"
 headers = { "x-route" = "retried" }
 upstream = "echo"
 retry = { attempts = 3, on = ["unavailable"], methods = ["POST"], backoff = { base = "1ms" } }
@@ -154,7 +160,8 @@ for (const target of targets()) {
       echo = await startEchoServer()
       const pem = (file: string) => readFileSync(file)
       echoTls = await startEchoServer(grpc.ServerCredentials.createSsl(null, [{ cert_chain: pem(certs.serverCert), private_key: pem(certs.serverKey) }]))
-      web = await startUpstream((req, res) => res.end(`plain HTTP/${req.httpVersion} ${req.url}`))
+      // A gRPC call routed here never gets an answer (nor sees grpc-timeout): only the gateway can end it.
+      web = await startUpstream((req, res) => (req.url?.startsWith('/pillion.test.') ? undefined : res.end(`plain HTTP/${req.httpVersion} ${req.url}`)))
       const file = join(certs.dir, 'pillion.toml')
       writeFileSync(file, policy(certs, echo.port, echoTls.port, await closedPort(), web.url))
       writeFileSync(join(certs.dir, 'keys.json'), JSON.stringify({ [createHash('sha256').update('secret-key').digest('hex')]: 'tester' }))
@@ -192,7 +199,7 @@ for (const target of targets()) {
       assert.equal(JSON.parse(line).grpc_status, grpc.status.NOT_FOUND)
       assert.equal(JSON.parse(line).path, '/pillion.test.Echo/Say')
       const metrics = await (await fetch(`${gateway.admin}/metrics`)).text()
-      assert.match(metrics, /^pillion_grpc_calls_total\{route="route-5",grpc_status="5"\} [1-9]/m)
+      assert.match(metrics, /^pillion_grpc_calls_total\{route="route-6",grpc_status="5"\} [1-9]/m)
     })
 
     it('streams from the server', async () => {
@@ -201,6 +208,16 @@ for (const target of targets()) {
       call.on('data', (message: string) => got.push(message))
       await new Promise((resolve, reject) => call.on('end', resolve).on('error', reject))
       assert.deepEqual(got, Array.from({ length: 50 }, (_, i) => `${i + 1}`))
+    })
+
+    it('passes a client that cancels a server stream on to the upstream, and keeps serving', async () => {
+      const before = seen.cancelled
+      const call = client.count('endless')
+      await new Promise<void>((resolve) => call.once('data', () => resolve()))
+      call.on('error', () => {})
+      call.cancel()
+      await until('the upstream to see the cancellation', async () => (seen.cancelled > before ? true : undefined))
+      assert.equal((await say(client, 'still there')).value, 'still there (tenant none)')
     })
 
     it('streams from the client', async () => {
@@ -318,7 +335,7 @@ for (const target of targets()) {
       // A bare HTTP/2 client with no deadline of its own: only the gateway can end this call.
       const session = connect(gateway.listeners.ingress!)
       try {
-        const stream = session.request({ ':method': 'POST', ':path': '/pillion.test.Echo/Say', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' })
+        const stream = session.request({ ':method': 'POST', ':path': '/pillion.test.Echo/Say', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m', 'x-route': 'deaf' })
         stream.end(Buffer.concat([Buffer.from([0, 0, 0, 0, 4]), Buffer.from('slow')]))
         const [headers, flags] = await new Promise<[IncomingHttpHeaders, number]>((resolve) => stream.once('response', (h, f) => resolve([h, f])))
         assert.equal(headers[':status'], 200)
