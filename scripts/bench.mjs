@@ -21,7 +21,8 @@
 // --only keeps the configurations whose name contains one of the words (direct and nginx always run:
 // the ratios need them). Writes reports/bench.json (not committed).
 //
-// Then the WebSocket rows: scripts/bench-websocket.mjs (messages per second through Pillion and direct,
+// Then the HTTP/2 rows (scripts/bench-h2.mjs: h2c through Pillion and direct, with h2load, when installed),
+// and the WebSocket rows: scripts/bench-websocket.mjs (messages per second through Pillion and direct,
 // RSS per idle WebSocket with 5,000 open; its --help says more), given this run's --rounds, --duration
 // and --only. `--websocket` runs only those (and passes every other option on to them: --window,
 // --connections, --idle…); `--websocket=off` skips them.
@@ -472,7 +473,10 @@ const report = {
 mkdirSync(join(ROOT, 'reports'), { recursive: true })
 writeFileSync(join(ROOT, 'reports/bench.json'), `${JSON.stringify(report, null, 2)}\n`)
 console.log('\nwrote reports/bench.json')
-if (!WEBSOCKET) process.exit(0)
-// The WebSocket rows get the machine to themselves: this run's processes stop first.
+// The HTTP/2 and WebSocket rows get the machine to themselves: this run's processes stop first.
 for (const child of [...children]) await stop(child)
+const passOn = ['rounds', 'duration', 'only'].filter((key) => args[key] !== undefined).map((key) => `--${key}=${args[key]}`)
+if (has('h2load')) spawnSync('node', [join(ROOT, 'scripts/bench-h2.mjs'), ...passOn], { stdio: 'inherit' })
+else console.log('\nHTTP/2 rows skipped: h2load is missing (apt-get install -y nghttp2-client)')
+if (!WEBSOCKET) process.exit(0)
 process.exit(webSocketBench(['rounds', 'duration', 'only'].filter((key) => args[key] !== undefined).map((key) => `--${key}=${args[key]}`)))

@@ -114,6 +114,9 @@ function headerMatches() {
   )
 }
 
+/** What a listener speaks: HTTP/1.1, HTTP/2 in cleartext with prior knowledge, HTTP/2 over TLS by ALPN. */
+export const LISTENER_PROTOCOLS = ['http1', 'h2c', 'h2'] as const
+
 const gatewaySchema = v.pipe(
   table({
     service: text(),
@@ -151,11 +154,29 @@ const listenerTlsSchema = v.pipe(
   ),
 )
 
-const listenerSchema = table({
-  listen: hostPort(),
-  direction: oneOf(['ingress', 'egress']),
-  tls: v.optional(listenerTlsSchema),
-})
+const listenerSchema = v.pipe(
+  table({
+    listen: hostPort(),
+    direction: oneOf(['ingress', 'egress']),
+    tls: v.optional(listenerTlsSchema),
+    protocols: v.optional(
+      v.pipe(
+        arrayOf(oneOf(LISTENER_PROTOCOLS)),
+        v.minLength(1, 'expected at least one protocol, like ["http1", "h2c"]'),
+        v.check((list) => new Set(list).size === list.length, 'expected each protocol once'),
+      ),
+    ),
+  }),
+  // h2c is HTTP/2 in cleartext, h2 is HTTP/2 chosen by ALPN inside TLS: each belongs to one kind of listener.
+  v.forward(
+    v.partialCheck([['tls'], ['protocols']], ({ tls, protocols }) => tls === undefined || !protocols?.includes('h2c'), 'h2c is cleartext HTTP/2: on a TLS listener write "h2" (chosen by ALPN)'),
+    ['protocols'],
+  ),
+  v.forward(
+    v.partialCheck([['tls'], ['protocols']], ({ tls, protocols }) => tls !== undefined || !protocols?.includes('h2'), 'h2 is HTTP/2 over TLS and needs tls = { cert, key }: without TLS write "h2c"'),
+    ['protocols'],
+  ),
+)
 
 /** A route's own keys: what it matches and where it goes. Its policies' keys come from the registry. */
 const routeOwnKeys = {

@@ -1,3 +1,4 @@
+import type { ListenerProtocol } from '../core/host.ts'
 import type { AuditConfig } from '../observability/audit.ts'
 import type { ObservabilityConfig } from '../observability/config.ts'
 import type { RoutePolicies } from '../policies/index.ts'
@@ -29,6 +30,8 @@ export interface ListenerConfig extends HostPort {
   name: string
   direction: Direction
   tls?: ListenerTls
+  /** Set when the listener speaks more than HTTP/1.1 (absent: ["http1"]). */
+  protocols?: ListenerProtocol[]
 }
 
 export interface RouteConfig {

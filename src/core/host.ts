@@ -35,6 +35,8 @@ export interface UpstreamRequest {
   connectTimeoutMs: number
   /** How to meet an https endpoint: whom to trust, which certificate to present, which name to verify. */
   tls?: UpstreamTls
+  /** Absent: HTTP/1.1. h2c and h2 go over one pooled HTTP/2 connection per origin. */
+  protocol?: 'h2c' | 'h2'
   /** An answer body with a declared length up to this many bytes is read whole before the answer resolves. */
   bufferUpTo?: number
 }
@@ -50,12 +52,20 @@ export interface UpstreamAnswer {
   headers: Headers
   /** Bytes when read whole (see bufferUpTo), else a stream to read or cancel; null for HEAD, 204 and 304. */
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null
+  /** HTTP/2 answers: the trailer fields, settled once the body has ended (empty when there were none, or the body failed). */
+  trailers?: Promise<Headers>
 }
 
 /** Sends one request upstream. Never follows redirects and never decodes content-encoding. */
 export type UpstreamClient = (request: UpstreamRequest) => Promise<UpstreamAnswer>
 
 export type Handler = (request: Request, client: ClientInfo) => Response | Promise<Response>
+
+/** What a listener speaks: HTTP/1.1, HTTP/2 in cleartext with prior knowledge (gRPC's h2c), HTTP/2 over TLS by ALPN. */
+export type ListenerProtocol = 'http1' | 'h2c' | 'h2'
+
+/** How an upstream is spoken to: HTTP/1.1 (http:// or https://), HTTP/2 in cleartext, HTTP/2 over TLS. */
+export type UpstreamProtocol = 'http1' | 'h2c' | 'h2'
 
 export interface ServeOptions {
   host: string
@@ -69,6 +79,8 @@ export interface ServeOptions {
    * and with acceptsPeer also a certificate whose subject alternative names it accepts.
    */
   tls?: { cert: string; key: string; clientCa?: string; acceptsPeer?: PeerNamesCheck }
+  /** Absent: HTTP/1.1 alone, on the runtime's own server. With h2c or h2 the runtime serves HTTP/2 (and HTTP/1.1 beside it if listed). */
+  protocols?: readonly ListenerProtocol[]
   /** Bind with SO_REUSEPORT, so the workers of `pillion run --workers N` share the address (Bun, Deno; Node shares through cluster). */
   reusePort?: boolean
 }

@@ -3,7 +3,7 @@ import type { ListenerSecurity } from '../listener/request-handler.ts'
 import { toCidrSet } from '../policies/ip/index.ts'
 import { caseGuard } from '../listener/route-case.ts'
 import type { ListenerTls } from '../config/types.ts'
-import type { Runtime, ServeOptions } from '../core/host.ts'
+import type { ListenerProtocol, Runtime, ServeOptions } from '../core/host.ts'
 import { peerNamesCheck } from '../listener/client-names.ts'
 import { unsupportedOnRuntime } from './runtime-support.ts'
 import { tlsFileProblems } from './tls-files.ts'
@@ -21,6 +21,7 @@ export function listenerSecurity(config: Config, listener: string): ListenerSecu
 /** How a listener's server is set up beyond its address: TLS files and the header deadline. */
 export interface Serving {
   tls?: ListenerTls
+  protocols?: ListenerProtocol[]
   headersTimeoutMs?: number
 }
 
@@ -31,6 +32,7 @@ export interface Serving {
 export function listenerServing(config: Config, listener: ListenerConfig): Serving {
   const serving: Serving = {}
   if (listener.tls !== undefined) serving.tls = listener.tls
+  if (listener.protocols !== undefined) serving.protocols = listener.protocols
   let deadline = Number.POSITIVE_INFINITY
   for (const route of config.routes) {
     const timeout = route.listener === listener.name ? route.policies.limits?.clientTimeoutMs : undefined

@@ -25,9 +25,10 @@ export interface PipelineDeps {
   tlsListeners?: ReadonlySet<string>
 }
 
-/** The upstream client, told how to meet an upstream that sets TLS keys (`ca`, `cert`/`key`, `server_name`). */
+/** The upstream client, told how to meet an upstream that sets TLS keys (`ca`, `cert`/`key`, `server_name`) and which protocol it speaks (`protocol`). */
 function trusting(upstream: UpstreamConfig, send: UpstreamClient): UpstreamClient {
-  const tls = upstream.tls
+  const { tls, protocol } = upstream
+  if (protocol !== undefined) return tls === undefined ? (request) => send({ ...request, protocol }) : (request) => send({ ...request, tls, protocol })
   return tls === undefined ? send : (request) => send({ ...request, tls })
 }
 

@@ -63,7 +63,7 @@ function longestRequestMs(config: Config): number {
 
 /** What a bound server is compared by on reload: a listener is rebound when its address, TLS or header deadline changes. */
 function bindingKey(address: HostPort, serving: Serving = {}): string {
-  return serving.tls === undefined && serving.headersTimeoutMs === undefined ? formatAddress(address) : `${formatAddress(address)} ${JSON.stringify(serving)}`
+  return serving.tls === undefined && serving.headersTimeoutMs === undefined && serving.protocols === undefined ? formatAddress(address) : `${formatAddress(address)} ${JSON.stringify(serving)}`
 }
 
 interface Bound {
@@ -140,6 +140,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     if (worker?.reusePort === true && name !== ADMIN && name !== PROBES) serveOptions.reusePort = true
     if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile, refusedOn(name))
     if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
+    if (serving.protocols !== undefined) serveOptions.protocols = serving.protocols
     const server = await runtime.serve(handler, serveOptions)
     runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)
     return { address: bindingKey(address, serving), server, ...(serveOptions.tls === undefined ? {} : { tls: serveOptions.tls }) }

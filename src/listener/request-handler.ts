@@ -1,5 +1,6 @@
 import { Hono } from 'hono'
-import { GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
+import { ERROR_STATUS, GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
+import { grpcErrorResponse, isGrpcRequest } from '../core/grpc.ts'
 import { isWebSocketRequest, sessionOf, upgradeResponse, type WebSocketCloser, type WebSocketSession } from '../core/websocket.ts'
 import type { Logger } from '../core/log.ts'
 import type { RequestObserver, RequestRecord } from '../observability/observer.ts'
@@ -13,6 +14,7 @@ import { resolveClientAddress } from './client-address.ts'
 import { requestProblem } from './hygiene.ts'
 import { normalizePath, PathProblem } from './path.ts'
 import type { CaseGuard } from './route-case.ts'
+import { carryTrailers, trailersOf } from '../core/trailers.ts'
 
 export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
 
@@ -48,7 +50,7 @@ export function createListenerApp(
   app.onError((error, c) => {
     const id = requestIdOf(c.req.raw)
     logger.log('error', 'unexpected error', { request_id: id, error: String(error), stack: (error as Error)?.stack })
-    return errorResponse('internal_error', 'the gateway failed to handle this request', id)
+    return errorAnswer(c.req.raw, 'internal_error', 'the gateway failed to handle this request', id)
   })
   return app
 }
@@ -65,8 +67,8 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   const problem = requestProblem(request.method, request.headers)
   const path = problem === undefined ? normalizePath(url.pathname) : undefined
   if (path === undefined || path instanceof PathProblem) {
-    const response = errorResponse('bad_request', `refused: ${problem ?? path!.reason}`, id)
-    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0)
+    const response = errorAnswer(request, 'bad_request', `refused: ${problem ?? path!.reason}`, id)
+    notify(context, request, peer, id, url.pathname, startedAt, undefined, response.status, 'bad_request', 0, grpcStatusOf(response))
     return response
   }
   const forwardedFor = context.trustedProxies === undefined ? null : request.headers.get('x-forwarded-for')
@@ -77,13 +79,13 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
   const folded = context.caseGuard?.(facts, route?.name)
   if (folded !== undefined) {
     const message = `refused: ${path} matches route ${folded} when case is ignored, but route ${route?.name ?? '(none)'} as written`
-    const response = errorResponse('bad_request', message, id)
-    notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0)
+    const response = errorAnswer(request, 'bad_request', message, id)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'bad_request', 0, grpcStatusOf(response))
     return response
   }
   if (route === undefined) {
-    const response = errorResponse('no_route', `no route for ${request.method} ${path}`, id)
-    notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0)
+    const response = errorAnswer(request, 'no_route', `no route for ${request.method} ${path}`, id)
+    notify(context, request, client, id, path, startedAt, undefined, response.status, 'no_route', 0, grpcStatusOf(response))
     return response
   }
   const exchange = new Exchange(request, client, id, path, url.search, startedAt)
@@ -117,22 +119,30 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
         duration_ms: Math.round(performance.now() - startedAt),
       })
     }
-    const answer = errorResponse(error.code, error.message, id, error.headers)
-    notify(context, request, client, id, path, startedAt, exchange, error.status, error.code, 0)
+    const answer = errorAnswer(request, error.code, error.message, id, error.headers)
+    notify(context, request, client, id, path, startedAt, exchange, answer.status, error.code, 0, grpcStatusOf(answer))
     return answer
   }
   if (exchange.session !== undefined) return switchingProtocols(exchange, response, context, client, path)
   const status = response.status
   const code = (response.headers.get('x-pillion-error') ?? undefined) as ErrorCode | undefined
+  // A layer's own JSON error answer (a fault, a quota): a gRPC client gets it the gRPC way.
+  if (code !== undefined && code in ERROR_STATUS && response.headers.get('grpc-status') === null && isGrpcRequest(request.headers)) {
+    void response.body?.cancel().catch(() => {})
+    exchange.finish()
+    const answer = grpcErrorResponse(code, `${code}: the gateway answered ${status}`, id, headersOf(response))
+    notify(context, request, client, id, path, startedAt, exchange, answer.status, code, 0, grpcStatusOf(answer))
+    return answer
+  }
   // Checked before response.body: on Node that getter turns a light Response into a full undici one.
   if (exchange.buffered?.response === response) {
     exchange.finish()
-    notify(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes)
+    notifyProxied(context, request, client, id, path, startedAt, exchange, status, code, exchange.buffered.bytes, response)
     return response
   }
   if (response.body === null) {
     exchange.finish()
-    notify(context, request, client, id, path, startedAt, exchange, status, code, 0)
+    notifyProxied(context, request, client, id, path, startedAt, exchange, status, code, 0, response)
     return response
   }
   const declared = response.headers.get('content-length')
@@ -141,20 +151,20 @@ async function handle(request: Request, peer: ClientInfo, id: string, context: L
     const bytes = await readSmallBody(response)
     if (bytes !== undefined) {
       exchange.finish()
-      notify(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength)
-      return new Response(bytes, { status, statusText: response.statusText, headers: response.headers })
+      notifyProxied(context, request, client, id, path, startedAt, exchange, status, code, bytes.byteLength, response)
+      return carryTrailers(response, new Response(bytes, { status, statusText: response.statusText, headers: response.headers }))
     }
     const cut = exchange.signal.reason as GatewayError | undefined
     exchange.finish()
     notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, 0)
-    return errorResponse(cut?.code ?? 'upstream_unavailable', cut?.message ?? 'the upstream response body failed', id)
+    return errorAnswer(request, cut?.code ?? 'upstream_unavailable', cut?.message ?? 'the upstream response body failed', id)
   }
   const body = observeBody(response.body, (bytes, error) => {
     exchange.finish()
     const cut = error !== undefined && exchange.signal.aborted ? (exchange.signal.reason as GatewayError) : undefined
-    notify(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes)
+    notifyProxied(context, request, client, id, path, startedAt, exchange, status, cut?.code ?? code, bytes, response)
   })
-  return new Response(body, { status, statusText: response.statusText, headers: response.headers })
+  return carryTrailers(response, new Response(body, { status, statusText: response.statusText, headers: response.headers }))
 }
 
 function notify(
@@ -168,6 +178,7 @@ function notify(
   status: number,
   code: ErrorCode | undefined,
   bytesOut: number,
+  grpcStatus?: number,
 ): void {
   if (context.observers.length === 0) return
   const durationMs = performance.now() - startedAt
@@ -185,7 +196,43 @@ function notify(
     exchange,
     request,
   }
+  if (grpcStatus !== undefined) record.grpcStatus = grpcStatus
   for (const observer of context.observers) observer.onResponse(record)
+}
+
+/**
+ * notify() for an upstream's answer. One with trailers (an HTTP/2 upstream's) is told once they are
+ * in, with the grpc-status it ended with: in its trailers, or in its headers when trailers-only.
+ */
+function notifyProxied(
+  context: ListenerContext,
+  request: Request,
+  client: ClientInfo,
+  requestId: string,
+  path: string,
+  startedAt: number,
+  exchange: Exchange,
+  status: number,
+  code: ErrorCode | undefined,
+  bytesOut: number,
+  response: Response,
+): void {
+  const trailers = trailersOf(response)
+  if (trailers === undefined) return notify(context, request, client, requestId, path, startedAt, exchange, status, code, bytesOut)
+  void trailers.then((fields) => {
+    const grpcStatus = grpcStatusIn(fields.get('grpc-status') ?? response.headers.get('grpc-status'))
+    notify(context, request, client, requestId, path, startedAt, exchange, status, code, bytesOut, grpcStatus)
+  })
+}
+
+function grpcStatusOf(answer: Response): number | undefined {
+  return grpcStatusIn(answer.headers.get('grpc-status'))
+}
+
+function grpcStatusIn(value: string | null): number | undefined {
+  if (value === null) return undefined
+  const status = Number(value)
+  return Number.isInteger(status) ? status : undefined
 }
 
 
@@ -215,6 +262,18 @@ function switchingProtocols(exchange: Exchange, response: Response, context: Lis
 function abandon(session: WebSocketSession, by: WebSocketCloser): void {
   session.upstream.abandon()
   session.closed({ code: 1006, reason: '', by, messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 })
+}
+
+/** The gateway's error answer: JSON, or trailers-only with a grpc-status when the client speaks gRPC. */
+function errorAnswer(request: Request, code: ErrorCode, message: string, id: string, headers?: Record<string, string>): Response {
+  return isGrpcRequest(request.headers) ? grpcErrorResponse(code, message, id, headers) : errorResponse(code, message, id, headers)
+}
+
+/** A layer's answer headers as a record, but for those of its JSON body. */
+function headersOf(response: Response): Record<string, string> {
+  const headers: Record<string, string> = {}
+  for (const [name, value] of response.headers) if (name !== 'content-type' && name !== 'content-length') headers[name] = value
+  return headers
 }
 
 function requestIdOf(request: Request): string {

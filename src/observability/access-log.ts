@@ -57,6 +57,7 @@ const GETTERS: Record<AccessLogField, Getter> = {
   status: (r) => r.status,
   code: (r) => r.code,
   authz: (r) => r.exchange?.authz,
+  grpc_status: (r) => r.grpcStatus,
   upstream: (r) => r.exchange?.upstream,
   endpoint: (r) => r.exchange?.endpoint,
   bytes_in: (r) => {

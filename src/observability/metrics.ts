@@ -125,6 +125,7 @@ export class GatewayMetrics implements RequestObserver {
   readonly registry = new Registry()
   readonly requests: Family
   readonly errors: Family
+  readonly grpcCalls: Family
   readonly requestDuration: Family<HistogramChild>
   readonly upstreamDuration: Family<HistogramChild>
   readonly inFlight: Family
@@ -178,6 +179,8 @@ export class GatewayMetrics implements RequestObserver {
     r.info('pillion_build_info', 'The running Pillion version and runtime.', ['version', 'runtime']).labels(options.version, options.runtime)
     r.gauge('pillion_start_time_seconds', 'When this process started, seconds since the epoch.').labels().value = Math.round(Date.now() / 1000)
     this.requests = r.counter('pillion_requests_total', 'Requests by route, method, status class and status code.', ['route', 'method', 'status_class', 'code'])
+    // By route, not by service and method: those come from the client's path, and would let any client mint series.
+    this.grpcCalls = r.counter('pillion_grpc_calls_total', 'gRPC calls by route and the grpc-status they ended with (the upstream\'s, or the gateway\'s own).', ['route', 'grpc_status'])
     this.errors = r.counter('pillion_request_errors_total', 'Answers carrying a Pillion error code (x-pillion-error), by route and code.', ['route', 'error'])
     this.requestDuration = r.histogram('pillion_request_duration_seconds', 'Whole request, until the response body ended.', ['route', 'status_class'], LATENCY_BUCKETS)
     this.upstreamDuration = r.histogram('pillion_upstream_duration_seconds', "The last try's upstream call, until its response headers.", ['route', 'upstream'], LATENCY_BUCKETS)
@@ -327,6 +330,7 @@ export class GatewayMetrics implements RequestObserver {
     observe(series.duration(status), LATENCY_BUCKETS, record.durationMs / 1000)
     if (record.bytesOut > 0) series.bytes.value += record.bytesOut
     if (record.code !== undefined) series.error(record.code).value++
+    if (record.grpcStatus !== undefined) this.grpcCalls.labels(record.route ?? NO_ROUTE, String(record.grpcStatus)).value++
     const exchange = record.exchange
     if (exchange?.upstreamMs !== undefined && exchange.upstream !== undefined) {
       observe(series.upstream(exchange.upstream), LATENCY_BUCKETS, exchange.upstreamMs / 1000)

@@ -21,6 +21,8 @@ export interface RequestRecord {
   exchange: Exchange | undefined
   /** The client's request, for headers an observer reads (trace context, user agent, content length). */
   request: Request
+  /** A gRPC call's grpc-status: the upstream's (trailers, or headers when trailers-only) or the gateway's own. */
+  grpcStatus?: number
 }
 
 /**

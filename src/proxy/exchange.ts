@@ -49,6 +49,8 @@ export class Exchange {
   upstreamHeaderEdits: UpstreamHeaderEdit[] | undefined
   /** performance.now() by which the whole exchange must be done; Infinity when the route has no timeout. */
   deadline = Number.POSITIVE_INFINITY
+  /** Set when a gRPC client's grpc-timeout set the deadline: each try tells the upstream the time left. */
+  grpcDeadline = false
   /** Tries sent upstream so far. */
   attempts = 0
   /** The current try's signal; a per-try timeout aborts it without aborting the exchange. */

@@ -6,6 +6,8 @@ import { toDownstream, upstreamRequestHeaders } from './headers.ts'
 import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
+import { withTrailers } from '../core/trailers.ts'
+import { isGrpcServerFailure } from '../core/grpc.ts'
 
 export interface ForwardTarget {
   upstream: UpstreamRuntime
@@ -52,6 +54,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
         else headers.set(name, value)
       }
     }
+    if (exchange.grpcDeadline) headers.set('grpc-timeout', `${Math.max(1, Math.ceil(exchange.deadline - performance.now()))}m`)
     const stripped = upstreamPath(exchange.path, stripPrefix)
     const url = endpoint.url + (rewrite === undefined ? stripped : rewrite(stripped)) + exchange.search
     if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, headers)
@@ -75,10 +78,12 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     endpoint.active--
     exchange.upstreamMs = performance.now() - sentAt
     const { status, body } = answer
-    upstream.report(endpoint, status < 500)
+    // An HTTP/2 answer may be a gRPC failure behind a 200: counted as the 5xx gRPC maps it to (as Envoy does).
+    upstream.report(endpoint, status < 500 && (answer.trailers === undefined || !isGrpcServerFailure(answer.headers)))
     // The Response's own headers are its copy of the answer's (which may be immutable): edit those.
     const response = new Response(body, { status, statusText: answer.statusText, headers: answer.headers })
     toDownstream(response.headers, exchange.requestId)
+    if (answer.trailers !== undefined) withTrailers(response, answer.trailers)
     if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
     return response
   }

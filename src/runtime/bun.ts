@@ -1,5 +1,7 @@
 import { errorResponse } from '../core/errors.ts'
 import { fetchUpstream } from './fetch-upstream.ts'
+import { serveHttp2 } from './h2-server.ts'
+import { withHttp2 } from './h2-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { tlsFront, type FrontedConnections } from './bun-tls-front.ts'
@@ -122,17 +124,23 @@ export function createBunRuntime(): Runtime {
     pem: pemInspector,
     // Bun.serve shows no client certificate: allowed_sans listeners get node:tls in front (bun-tls-front.ts).
     gaps: {},
-    upstream: fetchUpstream({
-      extraInit: { decompress: false },
-      classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
-      tlsInit: (tls) => ({ tls: bunClientTls(tls) }),
-    }),
+    upstream: withHttp2(
+      fetchUpstream({
+        extraInit: { decompress: false },
+        classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
+        tlsInit: (tls) => ({ tls: bunClientTls(tls) }),
+      }),
+    ),
     websocket: webSocketClientConnector({
       // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
       options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
       closeCode: (code) => code,
     }),
-    serve: (handler, options) => (options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBunTls(handler, at), options, true)),
+    serve(handler, options) {
+      // Bun.serve speaks no HTTP/2: listeners with h2c or h2 run on Bun's node:http2.
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Bun')
+      return options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBunTls(handler, at), options, true)
+    },
     redisStore: createRedisStore,
     upstreamTlsFilesChanged,
     workers: reusePortProcesses('Bun'),

@@ -1,5 +1,7 @@
 import { errorResponse } from '../core/errors.ts'
 import { describeChain, fetchUpstream } from './fetch-upstream.ts'
+import { serveHttp2 } from './h2-server.ts'
+import { withHttp2 } from './h2-upstream.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { sessionOf } from '../core/websocket.ts'
@@ -110,19 +112,25 @@ export function createDenoRuntime(): Runtime {
       upstreamServerName:
         "Deno's fetch cannot send a server name other than the endpoint URL's host; run this policy under Node, Bun or the binary, or name the endpoint by that host (in DNS or /etc/hosts)",
     },
-    upstream: fetchUpstream({
-      extraInit: {},
-      classify: (error) => (/connect|refused|dns/i.test(describeChain(error)) ? 'connect-failure' : 'reset'),
-      tlsInit: (tls) => ({ client: clientFor(tls) }),
-      // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
-      clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),
-    }),
+    upstream: withHttp2(
+      fetchUpstream({
+        extraInit: {},
+        classify: (error) => (/connect|refused|dns/i.test(describeChain(error)) ? 'connect-failure' : 'reset'),
+        tlsInit: (tls) => ({ client: clientFor(tls) }),
+        // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
+        clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),
+      }),
+    ),
     websocket: webSocketClientConnector({
       options: (protocols, headers, tls) => ({ protocols, headers, ...(tls === undefined ? {} : { client: clientFor(tls) }) }),
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
       closeCode: clientApiCloseCode,
     }),
-    serve: (handler, options) => (options.tls === undefined ? serveDeno(handler, options).then(plainHttp) : rebindingServer((at) => serveDeno(handler, at), options, false)),
+    serve(handler, options) {
+      // Deno.serve speaks HTTP/2 but cannot send trailers: listeners with h2c or h2 run on Deno's node:http2.
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Deno')
+      return options.tls === undefined ? serveDeno(handler, options).then(plainHttp) : rebindingServer((at) => serveDeno(handler, at), options, false)
+    },
     upstreamTlsFilesChanged,
     redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),

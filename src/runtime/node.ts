@@ -4,12 +4,15 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
 import { upstreamTlsFilesChanged } from './upstream-tls.ts'
+import { serveHttp2 } from './h2-server.ts'
+import { withHttp2 } from './h2-upstream.ts'
 import { refuseTunnel, Upgrades } from './node-upgrade.ts'
 import { nodeWebSocket } from './node-websocket.ts'
-import type { SecureContextOptions, Server as TlsServer, TLSSocket } from 'node:tls'
-import type { ClientInfo, PeerNamesCheck, Runtime, ServeOptions, Server } from '../core/host.ts'
-import { subjectAltNames } from './peer-certificate.ts'
+import type { SecureContextOptions, Server as TlsServer } from 'node:tls'
+import type { Runtime, ServeOptions, Server } from '../core/host.ts'
+import { refuseUnlistedPeer } from './peer-certificate.ts'
 import { pemInspector } from './pem.ts'
+import { ResponseClient } from './response-client.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
@@ -26,52 +29,22 @@ function tlsOptions(tls: ServeOptions['tls']): Record<string, unknown> {
   return clientCa === undefined ? { cert, key } : { cert, key, ca: clientCa, requestCert: true, rejectUnauthorized: true }
 }
 
-/**
- * allowed_sans: a client whose verified certificate carries none of the allowed names is dropped
- * right after its handshake, before any request is read (as Envoy's SAN matchers fail the handshake).
- */
-function refuseUnlistedPeer(acceptsPeer: PeerNamesCheck): (socket: TLSSocket) => void {
-  return (socket) => {
-    if (!acceptsPeer(subjectAltNames(socket.getPeerCertificate().subjectaltname), socket.remoteAddress ?? '')) socket.destroy()
-  }
-}
-
-/** The client of one request: its address, and its going away seen on the response's 'close'. */
-class NodeClient implements ClientInfo {
-  readonly remoteAddress: string
-  readonly #outgoing: ServerResponse
-
-  constructor(incoming: IncomingMessage, outgoing: ServerResponse) {
-    this.remoteAddress = incoming.socket.remoteAddress ?? ''
-    this.#outgoing = outgoing
-  }
-
-  /** 'close' before the response finished is what @hono/node-server itself reads as the client leaving. */
-  watchGone(listener: { handleEvent(): void }): () => void {
-    const outgoing = this.#outgoing
-    const onClose = () => {
-      if (!outgoing.writableFinished) listener.handleEvent()
-    }
-    outgoing.once('close', onClose)
-    return () => outgoing.off('close', onClose)
-  }
-}
-
 export function createNodeRuntime(): Runtime {
   return {
     name: 'node',
     version: process.versions.node,
-    upstream: nodeUpstream,
+    upstream: withHttp2(nodeUpstream),
     upstreamTlsFilesChanged,
     pem: pemInspector,
     gaps: {},
     websocket: nodeWebSocket,
     serve(handler, options) {
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Node')
       return new Promise<Server>((resolve, reject) => {
         const upgrades = new Upgrades(handler)
         const server = serve(
           {
-            fetch: (request, env) => handler(request, new NodeClient(env.incoming as IncomingMessage, env.outgoing as ServerResponse)),
+            fetch: (request, env) => handler(request, new ResponseClient(env.incoming as IncomingMessage, env.outgoing as ServerResponse)),
             hostname: options.host,
             port: options.port,
             serverOptions: { requestTimeout: 0, keepAliveTimeout: 5_000, ...headersDeadline(options.headersTimeoutMs), ...tlsOptions(options.tls) },

@@ -1,3 +1,6 @@
+import type { TLSSocket } from 'node:tls'
+import type { PeerNamesCheck } from '../core/host.ts'
+
 /**
  * A certificate's subject alternative names from node:tls's `subjectaltname` text, as "DNS:…" and
  * "URI:…" entries. Node joins them with ", " and JSON-quotes a value that holds a comma, a quote or
@@ -39,4 +42,14 @@ function closingQuote(text: string, from: number): number {
     else if (text[i] === '"') return i
   }
   return -1
+}
+
+/**
+ * allowed_sans: a client whose verified certificate carries none of the allowed names is dropped
+ * right after its handshake, before any request is read (as Envoy's SAN matchers fail the handshake).
+ */
+export function refuseUnlistedPeer(acceptsPeer: PeerNamesCheck): (socket: TLSSocket) => void {
+  return (socket) => {
+    if (!acceptsPeer(subjectAltNames(socket.getPeerCertificate().subjectaltname), socket.remoteAddress ?? '')) socket.destroy()
+  }
 }

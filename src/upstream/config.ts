@@ -108,6 +108,7 @@ export const upstreamSchema = v.pipe(
     weights: v.optional(
       arrayOf(v.pipe(v.number(), v.check((weight) => Number.isSafeInteger(weight) && weight > 0, (issue) => expectedGot('a positive integer', issue.input)))),
     ),
+    protocol: v.optional(oneOf(['http1', 'h2c', 'h2']), 'http1'),
     connect_timeout: v.optional(duration(), '1s'),
     ca: v.optional(text()),
     cert: v.optional(text()),
@@ -164,7 +165,25 @@ export const upstreamSchema = v.pipe(
     ),
     ['weights'],
   ),
+  // h2c is cleartext and h2 is TLS: the endpoints' scheme has to agree, or the first call would fail.
+  v.forward(
+    v.partialCheck(
+      [['endpoints'], ['protocol']],
+      ({ endpoints, protocol }) => protocolMismatch(protocol, endpoints ?? []) === undefined,
+      (issue) => protocolMismatch(issue.input.protocol, issue.input.endpoints ?? [])!,
+    ),
+    ['protocol'],
+  ),
 )
+
+function protocolMismatch(protocol: string, endpoints: string[]): string | undefined {
+  const wanted = protocol === 'h2c' ? 'http://' : protocol === 'h2' ? 'https://' : undefined
+  const wrong = wanted === undefined ? undefined : endpoints.find((url) => !url.startsWith(wanted))
+  if (wrong === undefined) return undefined
+  return protocol === 'h2c'
+    ? `h2c is HTTP/2 in cleartext, but endpoint ${wrong} is https://: write protocol = "h2" for HTTP/2 over TLS`
+    : `h2 is HTTP/2 over TLS, but endpoint ${wrong} is http://: write protocol = "h2c" for cleartext HTTP/2`
+}
 
 type UpstreamFile = v.InferOutput<typeof upstreamSchema>
 
@@ -177,6 +196,7 @@ export function normalizeUpstream(name: string, upstream: UpstreamFile, source: 
     connectTimeoutMs: upstream.connect_timeout,
     retryConnectFailure: upstream.retry_connect_failure,
   }
+  if (upstream.protocol !== 'http1') normalized.protocol = upstream.protocol
   const tls = upstreamTls(upstream, source)
   if (tls !== undefined) normalized.tls = tls
   if (outlier === undefined) normalized.outlier = DEFAULT_OUTLIER
@@ -268,6 +288,8 @@ export interface UpstreamConfig {
    * service) is tried once more on another endpoint, unless the route has its own retry policy.
    */
   retryConnectFailure: boolean
+  /** Absent: HTTP/1.1. h2c: HTTP/2 in cleartext with prior knowledge; h2: HTTP/2 over TLS (ALPN h2 only). */
+  protocol?: 'h2c' | 'h2'
   /** `ca`, `cert`/`key` (the client certificate) and `server_name`; files resolved against the policy file. */
   tls?: UpstreamTls
   outlier?: OutlierPolicy

@@ -126,7 +126,7 @@ export function circuitBreakerLayer(policy: CircuitBreakerPolicy, context: Route
       }
       // Slow means slow to answer: the headers are in, the body has yet to stream.
       const endedAt = now()
-      breaker.settle(permit, endedAt, isFailure({ status: response.status }) ? 'failure' : 'success', endedAt - startedAt >= slowMs)
+      breaker.settle(permit, endedAt, isFailure({ status: response.status, response }) ? 'failure' : 'success', endedAt - startedAt >= slowMs)
       return response
     }
 }

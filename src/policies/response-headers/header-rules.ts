@@ -3,6 +3,7 @@ import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { compileEdits, editsNothing, headerEditsSchema, type CompiledEdits, type HeaderEdits } from '../shared/header-edits.ts'
 import type { HeaderTemplate } from '../shared/header-template.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import { carryTrailers } from '../../core/trailers.ts'
 
 /**
  * [routes.response_headers]: `set`, `add` and `remove` on the answer the client gets, the gateway's
@@ -43,7 +44,7 @@ export function responseHeadersLayer(edits: HeaderEdits, context: RouteContext):
         // Immutable headers (a Response straight from fetch): a copy with the edits. The first change throws, so none was made.
         const headers = new Headers(response.headers)
         applyEdits(compiled, headers, exchange)
-        return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+        return carryTrailers(response, new Response(response.body, { status: response.status, statusText: response.statusText, headers }))
       }
     }
 }

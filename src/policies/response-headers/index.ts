@@ -5,6 +5,7 @@ import { arrayOf, table, text } from '../../core/schema-kit.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import { aroundChain } from '../shared/hono-middleware.ts'
 import type { PolicyModule } from '../policy.ts'
+import { carryTrailers } from '../../core/trailers.ts'
 
 export { responseHeadersLayer, responseHeadersPolicy } from './header-rules.ts'
 
@@ -130,7 +131,7 @@ export function stripResponseHeadersLayer(names: readonly string[]): Layer {
         // Immutable headers (a Response straight from fetch): a copy without them.
         const headers = new Headers(response.headers)
         for (const name of names) headers.delete(name)
-        return new Response(response.body, { status: response.status, statusText: response.statusText, headers })
+        return carryTrailers(response, new Response(response.body, { status: response.status, statusText: response.statusText, headers }))
       }
     }
 }

@@ -1,6 +1,7 @@
 import { Context, type MiddlewareHandler } from 'hono'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Step } from '../../proxy/exchange.ts'
+import { carryTrailers } from '../../core/trailers.ts'
 
 /**
  * A Context whose response is the chain's own Response, edited in place. Hono's Context copies
@@ -41,7 +42,7 @@ function carryHeaders(early: Headers, response: Response): Response {
     apply(early, target.headers)
   } catch {
     // Immutable headers (a Response straight from fetch): copy, as Hono does.
-    target = new Response(response.body, response)
+    target = carryTrailers(response, new Response(response.body, response))
     apply(early, target.headers)
   }
   return target

@@ -20,10 +20,28 @@ export function timeoutLayer(timeoutMs: number): Layer {
   const message = `no complete response within ${timeoutMs}ms`
   return (next) =>
     function timeout(exchange) {
+      const asked = exchange.request.headers.get('grpc-timeout')
+      const grpcMs = asked === null ? undefined : grpcTimeoutMs(asked)
+      if (grpcMs !== undefined && grpcMs < timeoutMs) {
+        // A gRPC client's own deadline, when shorter, is the call's (Envoy's max_grpc_timeout does the same).
+        exchange.deadline = exchange.startedAt + grpcMs
+        exchange.grpcDeadline = true
+        exchange.deadlineTimer = setTimeout(expire, grpcMs, exchange, `the call's grpc-timeout of ${asked} passed`)
+        return next(exchange)
+      }
       exchange.deadline = exchange.startedAt + timeoutMs
       exchange.deadlineTimer = setTimeout(expire, timeoutMs, exchange, message)
       return next(exchange)
     }
+}
+
+const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/
+const GRPC_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 }
+
+/** grpc-timeout ("100m", "5S": at most 8 digits and a unit, gRPC over HTTP/2) in milliseconds; undefined when malformed. */
+export function grpcTimeoutMs(value: string): number | undefined {
+  const match = GRPC_TIMEOUT.exec(value)
+  return match === null ? undefined : Number(match[1]) * GRPC_UNIT_MS[match[2]!]!
 }
 
 /** One shared callback for every request's deadline: the exchange and message come as arguments. */

@@ -225,7 +225,7 @@ describe('reported problems', () => {
     assert.deepEqual(onlyProblem(BASE + route('listener = "ingress"\npath = "/"\nupstream = "local"\nretries = 2')).path, 'routes[0].retries')
     assert.deepEqual(onlyProblem(BASE.replace('endpoints =', 'retry = 1\nendpoints =')), {
       path: 'upstreams.local.retry',
-      message: 'unknown key "retry" (allowed: endpoints, balance, weights, connect_timeout, ca, cert, key, server_name, outlier, retry_connect_failure, health_check, discovery)',
+      message: 'unknown key "retry" (allowed: endpoints, balance, weights, protocol, connect_timeout, ca, cert, key, server_name, outlier, retry_connect_failure, health_check, discovery)',
     })
     assert.equal(onlyProblem(`${BASE}\n[defaults]\nretries = 1\n`).path, 'defaults.retries')
   })

@@ -120,7 +120,7 @@ describe('access log lines', () => {
 
   test('every field has a value function', () => {
     const log = new AccessLog({ to: 'stdout', fields: [...ACCESS_LOG_FIELDS] }, writerFor(new MemorySink()).writer)
-    const line = JSON.parse(log.format(recordWith({}, { traceparent: `00-${TRACE}-b7ad6b7169203331-01` })))
+    const line = JSON.parse(log.format(recordWith({ grpcStatus: 14 }, { traceparent: `00-${TRACE}-b7ad6b7169203331-01` })))
     assert.deepEqual(Object.keys(line), ACCESS_LOG_FIELDS.filter((field) => field !== 'fallback' && field !== 'fault' && field !== 'authz'))
   })
 

@@ -358,7 +358,7 @@ retries = 3
       'routes[0].circuit_breaker.slow_call.rate: expected a number above 0 and at most 1, like 0.5, got 0',
       'routes[0].circuit_breaker.open_for: expected a duration like "250ms", "2s" or "1m", got "soon"',
       'routes[0].circuit_breaker.half_open_requests: expected a whole number of at least 1, got 2.5',
-      'routes[0].circuit_breaker.failures[0]: expected one of "5xx", "gateway-error", "retriable-4xx", "connect-failure", "reset", "timeout" or a status code like "429", got "6xx"',
+      'routes[0].circuit_breaker.failures[0]: expected one of "5xx", "gateway-error", "retriable-4xx", "connect-failure", "reset", "timeout", "cancelled", "deadline-exceeded", "resource-exhausted", "internal", "unavailable" or a status code like "429", got "6xx"',
       'routes[0].circuit_breaker.retries: unknown key "retries" (allowed: window, window_requests, min_requests, failure_rate, slow_call, open_for, half_open_requests, failures)',
     ])
   })

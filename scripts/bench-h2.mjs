@@ -1,0 +1,133 @@
+#!/usr/bin/env node
+// HTTP/2 rows of `npm run bench` (also on its own): h2c requests per second through Pillion against the
+// h2c upstream alone, measured with h2load (Debian package nghttp2-client) on 127.0.0.1 only. Every
+// configuration runs in every round, in a rotating order; the median is reported.
+//
+//   node scripts/bench-h2.mjs [--rounds=2] [--duration=2] [--only=binary,node] [--help]
+//
+// What runs:
+//   upstream   a node:http2 h2c server answering 200 with a 100-byte body (Node, its own process)
+//   direct     h2load against the upstream
+//   <rt> h2c   Pillion (binary, bun, node, deno): listener protocols = ["h2c"], upstream protocol = "h2c",
+//              one route, no policies, no access log
+// h2load runs with 1 and 8 connections, 10 streams in flight on each (-m 10). NGINX rows would need
+// nginx (apt-get install -y nginx) proxying h2c to an HTTP/1.1 upstream; they are left out for now.
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { fail, fmt, freePort, has, median, missingTargets, parseArgs, ratio, RUNTIMES, waitForPort } from './bench-lib.mjs'
+
+const args = parseArgs(process.argv.slice(2))
+if (args.help) {
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1)
+  console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
+  process.exit(0)
+}
+for (const key of Object.keys(args)) if (!['rounds', 'duration', 'only'].includes(key)) fail(`unknown option --${key} (see --help)`)
+const ROUNDS = Number(args.rounds ?? 2)
+const DURATION_S = Number(args.duration ?? 2)
+const ONLY = args.only?.split(',').filter(Boolean)
+const CONNECTIONS = [1, 8]
+if (!has('h2load')) fail('h2load is missing. Install it with: apt-get install -y nghttp2-client')
+const missing = missingTargets()
+if (missing.length > 0) fail(`${missing.join(', ')} missing: run npm run build first`)
+
+const work = mkdtempSync(join(tmpdir(), 'pillion-bench-h2-'))
+const children = new Set()
+process.on('exit', () => {
+  for (const child of children) if (child.exitCode === null) child.kill('SIGTERM')
+  rmSync(work, { recursive: true, force: true })
+})
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
+
+function start(command, argv) {
+  // Pillion's own log would be 499 lines for the streams h2load leaves in flight at its end.
+  const child = spawn(command, argv, { stdio: ['ignore', 'ignore', 'ignore'], cwd: work })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+
+const UPSTREAM = `const http2 = require('node:http2'); const body = 'x'.repeat(100)
+http2.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end(body) }).listen(Number(process.argv[1]), '127.0.0.1')`
+
+async function startUpstream() {
+  const port = await freePort()
+  const child = start('node', ['-e', UPSTREAM, String(port)])
+  await waitForPort(port, child, 'h2c upstream')
+  return port
+}
+
+async function startPillion(runtime, upstreamPort) {
+  const [listen, admin] = [await freePort(), await freePort()]
+  const file = join(work, `${runtime}.toml`)
+  writeFileSync(
+    file,
+    `[gateway]
+service = "bench-h2"
+admin = "127.0.0.1:${admin}"
+
+[listeners.ingress]
+listen = "127.0.0.1:${listen}"
+direction = "ingress"
+protocols = ["h2c"]
+
+[upstreams.local]
+endpoints = ["http://127.0.0.1:${upstreamPort}"]
+protocol = "h2c"
+
+[observability.access_log]
+to = "off"
+
+[[routes]]
+listener = "ingress"
+path = "/*"
+upstream = "local"
+timeout = "0s"
+`,
+  )
+  const [command, ...rest] = RUNTIMES[runtime]
+  const child = start(command, [...rest, 'run', '-c', file])
+  await waitForPort(listen, child, `pillion on ${runtime}`)
+  return listen
+}
+
+/** Requests per second h2load measured; fails the bench on any failed or non-2xx request. */
+function h2load(port, connections) {
+  const result = spawnSync('h2load', ['-D', String(DURATION_S), '-c', String(connections), '-m', '10', '-t', '1', `http://127.0.0.1:${port}/`], { encoding: 'utf8' })
+  const text = `${result.stdout}${result.stderr}`
+  const rps = /finished in [^,]+, ([\d.]+) req\/s/.exec(text)
+  const counts = /requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed/.exec(text)
+  const status = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(text)
+  if (rps === null || counts === null || status === null) fail(`h2load output not understood:\n${text}`)
+  if (Number(counts[3]) > 0 || Number(status[3]) + Number(status[4]) > 0) fail(`port ${port}: failed or non-2xx answers:\n${text}`)
+  return Number(rps[1])
+}
+
+const upstreamPort = await startUpstream()
+const configs = [{ name: 'direct', port: upstreamPort }]
+for (const runtime of ['binary', 'bun', 'node', 'deno']) {
+  if (ONLY !== undefined && !ONLY.some((word) => runtime.includes(word))) continue
+  configs.push({ name: `${runtime} h2c`, port: await startPillion(runtime, upstreamPort) })
+}
+const samples = new Map()
+for (let round = 0; round < ROUNDS; round++) {
+  const order = configs.map((_, i) => configs[(i + round) % configs.length])
+  for (const config of order) {
+    for (const connections of CONNECTIONS) {
+      const key = `${config.name} ${connections}`
+      samples.set(key, [...(samples.get(key) ?? []), h2load(config.port, connections)])
+    }
+  }
+}
+console.log(`\nHTTP/2 (h2c, h2load -m 10, ${DURATION_S} s × ${ROUNDS} rounds, medians; upstream: node:http2, 100-byte body)`)
+console.log(`${'configuration'.padEnd(16)}${CONNECTIONS.map((c) => `req/s @${c}`.padStart(12) + '× direct'.padStart(10)).join('')}`)
+for (const config of configs) {
+  const cells = CONNECTIONS.map((c) => {
+    const rps = median(samples.get(`${config.name} ${c}`))
+    return fmt(rps, 0, 12) + fmt(ratio(rps, median(samples.get(`direct ${c}`))), 2, 10)
+  })
+  console.log(`${config.name.padEnd(16)}${cells.join('')}`)
+}

@@ -1,0 +1,198 @@
+import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http'
+import { createSecureServer, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
+import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net'
+import type { ClientInfo, Handler, ServeOptions, Server } from '../core/host.ts'
+import { ResponseClient } from './response-client.ts'
+import { trailersOf } from '../core/trailers.ts'
+import { nodeReadable } from './readable-stream.ts'
+import { refuseUnlistedPeer } from './peer-certificate.ts'
+
+/**
+ * A listener that speaks HTTP/2 (h2c with prior knowledge, h2 by ALPN) and HTTP/1.1 beside it when
+ * listed, on node:http2, which Node, Bun and Deno all carry with trailers both ways (docs/runtimes.md).
+ * Bun.serve speaks no HTTP/2 at all and Deno.serve sends no trailers, so every runtime uses this one
+ * for listeners with h2c or h2; HTTP/1.1-only listeners keep the runtime's own server.
+ */
+
+type AnyRequest = IncomingMessage | Http2ServerRequest
+type AnyResponse = ServerResponse | Http2ServerResponse
+
+/** The client connection preface of RFC 9113 §3.4 begins so; an HTTP/1.1 request line cannot. */
+const PREFACE_START = 'PRI '
+
+/** HTTP/2 forbids connection-specific header fields (RFC 9113 §8.2.2); Node throws on them. */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'])
+
+function secureContextOptions({ cert, key, clientCa }: NonNullable<ServeOptions['tls']>) {
+  return { cert, key, ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: true }) }
+}
+
+export async function serveHttp2(handler: Handler, options: ServeOptions, runtime: string): Promise<Server> {
+  if (options.reusePort === true) {
+    // Node's workers share the primary's socket through cluster and never ask for SO_REUSEPORT.
+    throw new Error(`listeners with h2c or h2 cannot share their port across --workers on ${runtime} (node:net has no SO_REUSEPORT there): run one worker, or run under Node`)
+  }
+  const protocols = options.protocols ?? []
+  const http1 = protocols.includes('http1')
+  const onRequest = (req: AnyRequest, res: AnyResponse) => void answer(handler, req, res, options.tls === undefined ? 'http' : 'https')
+  const http1Options = { requestTimeout: 0, keepAliveTimeout: 5_000, ...(options.headersTimeoutMs === undefined ? {} : { headersTimeout: options.headersTimeoutMs }) }
+  let listening: TcpServer
+  let updateTls: Server['updateTls'] = async () => {}
+  const closers: Array<() => void> = []
+  if (options.tls !== undefined) {
+    const { acceptsPeer } = options.tls
+    const server = createSecureServer({ ...secureContextOptions(options.tls), allowHTTP1: http1 }, onRequest)
+    if (acceptsPeer !== undefined) server.prependListener('secureConnection', refuseUnlistedPeer(acceptsPeer))
+    // Rotation: new handshakes get the new texts, open connections keep theirs.
+    updateTls = async (tls) => server.setSecureContext(secureContextOptions(tls))
+    listening = server as unknown as TcpServer
+  } else if (!http1) {
+    listening = createH2cServer(onRequest) as unknown as TcpServer
+  } else {
+    // h2c and HTTP/1.1 on one port: the first bytes tell them apart, and go back for the chosen server to read.
+    const h2c = createH2cServer(onRequest)
+    const h1 = createHttp1Server(http1Options, onRequest)
+    listening = createTcpServer((socket: Socket) => {
+      socket.once('readable', () => {
+        const first = socket.read() as Buffer | null
+        if (first === null) return void socket.destroy()
+        socket.unshift(first)
+        const server = first.toString('latin1', 0, PREFACE_START.length) === PREFACE_START ? h2c : h1
+        server.emit('connection', socket)
+      })
+    })
+    closers.push(() => h1.closeIdleConnections())
+  }
+  await new Promise<void>((resolve, reject) => {
+    listening.once('error', reject)
+    listening.listen(options.port, options.host, () => resolve())
+  })
+  const address = listening.address()
+  return {
+    host: options.host,
+    port: typeof address === 'object' && address !== null ? address.port : options.port,
+    updateTls: (tls) => updateTls(tls),
+    close: () =>
+      new Promise<void>((done) => {
+        listening.close(() => done())
+        for (const close of closers) close()
+      }),
+    closeWebSockets: () => {},
+  }
+}
+
+/**
+ * The client of one HTTP/2 request: its going away is the stream's 'aborted' (a reset before the
+ * answer ended). Bun's and Deno's compat responses report writableFinished once the stream closes,
+ * reset or not, so the HTTP/1.1 test of it would miss a client that left.
+ */
+class StreamClient implements ClientInfo {
+  readonly remoteAddress: string
+  readonly #request: Http2ServerRequest
+
+  constructor(request: Http2ServerRequest) {
+    this.remoteAddress = request.socket?.remoteAddress ?? ''
+    this.#request = request
+  }
+
+  watchGone(listener: { handleEvent(): void }): () => void {
+    const request = this.#request
+    const onAborted = () => listener.handleEvent()
+    request.once('aborted', onAborted)
+    return () => request.off('aborted', onAborted)
+  }
+}
+
+async function answer(handler: Handler, req: AnyRequest, res: AnyResponse, scheme: string): Promise<void> {
+  const h2 = req.httpVersionMajor === 2
+  let response: Response
+  try {
+    response = await handler(toRequest(req, scheme), h2 ? new StreamClient(req as Http2ServerRequest) : new ResponseClient(req, res))
+  } catch {
+    response = new Response(null, { status: 500 })
+  }
+  try {
+    await send(response, res, h2)
+  } catch {
+    // The client went away or the body failed mid-way: the stream is reset, the connection lives on.
+    if (h2) (res as Http2ServerResponse).stream.close(0x2)
+    else res.destroy()
+  }
+}
+
+function toRequest(req: AnyRequest, scheme: string): Request {
+  const headers = new Headers()
+  const raw = req.headers
+  for (const name in raw) {
+    if (name.charCodeAt(0) === 58) continue // ":" pseudo-headers
+    const value = raw[name]
+    if (typeof value === 'string') headers.append(name, value)
+    else if (value !== undefined) for (const one of value) headers.append(name, one)
+  }
+  const authority = (raw[':authority'] as string | undefined) ?? headers.get('host') ?? 'localhost'
+  if (!headers.has('host')) headers.set('host', authority)
+  const method = req.method ?? 'GET'
+  const bodiless = method === 'GET' || method === 'HEAD'
+  const init: RequestInit & { duplex?: 'half' } = { method, headers }
+  if (!bodiless) {
+    init.body = nodeReadable(req)
+    init.duplex = 'half'
+  }
+  return new Request(`${scheme}://${authority}${req.url}`, init)
+}
+
+async function send(response: Response, res: AnyResponse, h2: boolean): Promise<void> {
+  const headers: Record<string, string | string[]> = {}
+  for (const [name, value] of response.headers) {
+    if (name === 'set-cookie' || (h2 && CONNECTION_SPECIFIC.has(name))) continue
+    headers[name] = value
+  }
+  const cookies = response.headers.getSetCookie()
+  if (cookies.length > 0) headers['set-cookie'] = cookies
+  const trailers = trailersOf(response)
+  const body = response.body
+  if (h2 && body === null) {
+    // Headers that end the stream: how gRPC's trailers-only answers must look (the compat end() sends an empty
+    // frame after). Without a body there are no trailers to wait for: an upstream's trailers-only answer has none.
+    ;(res as Http2ServerResponse).stream.respond({ ...headers, ':status': response.status }, { endStream: true })
+    return
+  }
+  res.writeHead(response.status, headers)
+  if (body !== null) {
+    const reader = body.getReader()
+    try {
+      for (;;) {
+        const { done, value } = await reader.read()
+        if (done) break
+        if (!(res as ServerResponse).write(value)) await drained(res)
+      }
+    } catch (error) {
+      // The client went away: the body's source (an upstream stream) is cancelled, not left running.
+      reader.cancel(error).catch(() => {})
+      throw error
+    }
+  }
+  if (trailers !== undefined) {
+    const fields: Record<string, string> = {}
+    for (const [name, value] of await trailers) fields[name] = value
+    res.addTrailers(fields)
+  }
+  res.end()
+}
+
+function drained(res: AnyResponse): Promise<void> {
+  // A reset stream's write returns false, and its 'close' may have come already.
+  if (res.destroyed || ('stream' in res && res.stream.destroyed)) return Promise.reject(new Error('the client went away'))
+  return new Promise((resolve, reject) => {
+    const onDrain = () => {
+      res.off('close', onClose)
+      resolve()
+    }
+    const onClose = () => {
+      res.off('drain', onDrain)
+      reject(new Error('the client went away'))
+    }
+    res.once('drain', onDrain)
+    res.once('close', onClose)
+  })
+}
