@@ -20,6 +20,74 @@ export async function bufferForReplay(exchange: Exchange, maxBytes: number): Pro
 }
 
 /**
+ * For a call whose body may stream for as long as the call lasts (gRPC's client and bidi streams):
+ * the body goes upstream as it arrives, never held back, and a copy is kept up to maxBytes. After a
+ * failed try, `replayable()` says whether the whole body can be sent again: it must have ended within
+ * maxBytes, counting what the client had already sent when the try failed (a unary call's request is
+ * complete at once; a stream still open is never replayed, as Envoy never replays one).
+ */
+export function copyWhileStreaming(exchange: Exchange, maxBytes: number): { replayable(): Promise<boolean> } {
+  const body = exchange.body
+  if (body === null || body instanceof Uint8Array) return { replayable: async () => true }
+  const reader = body.getReader()
+  const chunks: Uint8Array[] = []
+  let total = 0
+  let ended = false
+  let tooLarge = false
+  const keep = (chunk: Uint8Array) => {
+    if (tooLarge) return
+    total += chunk.byteLength
+    if (total > maxBytes) {
+      tooLarge = true
+      chunks.length = 0
+    } else chunks.push(chunk)
+  }
+  // One reader for both the tries and the copy: each chunk is read once, kept, and delivered once.
+  const undelivered: Uint8Array[] = []
+  let inFlight: Promise<void> | undefined
+  const pump = () =>
+    (inFlight ??= reader.read().then(({ done, value }) => {
+      inFlight = undefined
+      if (done) ended = true
+      else {
+        keep(value)
+        undelivered.push(value)
+      }
+    }))
+  exchange.resumedBody = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (undelivered.length === 0 && !ended) await pump()
+      const chunk = undelivered.shift()
+      if (chunk !== undefined) controller.enqueue(chunk)
+      else if (ended) controller.close()
+    },
+    // A failed try cancels its body: the client's stream stays readable for the copy and a next try.
+    cancel: () => {},
+  })
+  return {
+    async replayable() {
+      try {
+        // Only what the client has already sent: a stream that is still open is not waited for.
+        while (!ended && !tooLarge) if ((await Promise.race([pump(), nextTurn()])) === NOT_YET) return false
+      } catch {
+        return false
+      }
+      if (tooLarge) return false
+      exchange.resumedBody = undefined
+      exchange.replayableBody = concatBytes(chunks, total)
+      return true
+    },
+  }
+}
+
+const NOT_YET = Symbol('not yet')
+
+/** Resolves after the bytes the runtime already has for this request have been delivered. */
+function nextTurn(): Promise<typeof NOT_YET> {
+  return new Promise((resolve) => setTimeout(resolve, 0, NOT_YET))
+}
+
+/**
  * The first maxBytes of the request body (fewer when it is shorter), read without losing any: a body
  * that ended is kept whole for sending upstream, a longer one goes on as a stream with what was read
  * put back in front. ext_authz shows these bytes to the authorizer.

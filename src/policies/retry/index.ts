@@ -4,7 +4,8 @@ import { boolean, fraction, integer, table } from '../../core/schema-kit.ts'
 import { duration, size } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import { bufferForReplay } from '../../proxy/replay.ts'
+import { bufferForReplay, copyWhileStreaming } from '../../proxy/replay.ts'
+import { isGrpcRequest } from '../../core/grpc.ts'
 import { compileConditions, conditionList, type FailureCondition, type TryResult } from '../shared/conditions.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
 import { RetryBudget } from './budget.ts'
@@ -114,11 +115,15 @@ export function retryLayer(policy: RetryPolicy, context: RouteContext): Layer {
   return (next) =>
     async function retry(exchange: Exchange): Promise<Response> {
       budget.deposit(context.now())
-      const eligible = attempts > 1 && mayRetry(exchange) && (await bufferForReplay(exchange, maxBodyBytes))
+      const allowed = attempts > 1 && mayRetry(exchange)
+      // A gRPC call's body goes on as it arrives (it may be a stream); any other is read first.
+      const streaming = allowed && isGrpcRequest(exchange.request.headers) ? copyWhileStreaming(exchange, maxBodyBytes) : undefined
+      const eligible = allowed && (streaming !== undefined || (await bufferForReplay(exchange, maxBodyBytes)))
       if (eligible) exchange.tried = []
       for (let attempt = 1; ; attempt++) {
         const result = await tryOnce(next, exchange)
-        const giveUpReason = eligible ? whyNotRetry(result, attempt, exchange) : 'not retriable'
+        let giveUpReason = eligible ? whyNotRetry(result, attempt, exchange) : 'not retriable'
+        if (giveUpReason === undefined && streaming !== undefined && !(await streaming.replayable())) giveUpReason = 'request still streaming'
         if (giveUpReason !== undefined) return finish(result, exchange, attempt > 1 ? giveUpReason : undefined)
         const delayMs = delayBefore(attempt, result, exchange)
         if (delayMs === undefined || !budget.tryWithdraw(context.now())) {
