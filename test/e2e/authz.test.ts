@@ -121,7 +121,7 @@ url = "${authorizer.url}/check"
 headers = ["authorization", "cookie"]
 upstream_headers = ["x-user-id"]
 client_headers = ["www-authenticate", "content-type"]
-timeout = "300ms"
+timeout = "1s"
 include_body = 5
 cache = { key = "\${header.authorization} \${method} \${path}", ttl = "1m" }
 
@@ -144,7 +144,7 @@ name = "ext-tls"
 listener = "in"
 path = "/ext-tls/*"
 upstream = "echo"
-ext_authz = { url = "${tls.url}", ca = "${tls.ca}", upstream_headers = ["x-user-id"] }
+ext_authz = { url = "${tls.url}", ca = "${tls.ca}", upstream_headers = ["x-user-id"], timeout = "5s" }
 
 [[routes]]
 name = "ext-tls-untrusted"
