@@ -27,7 +27,7 @@
 // its runtime needs to proxy at all and beside a gateway people run.
 //
 // --only keeps the configurations whose name contains one of the words (direct, nginx and caddy always
-// run, and the naive proxy of every runtime kept: the ratios need them). Writes reports/bench.json (not
+// run, and the naive proxy of every runtime kept, and http-proxy with node: the ratios need them). Writes reports/bench.json (not
 // committed).
 //
 // Then the WebSocket rows: scripts/bench-websocket.mjs (messages per second through Pillion and direct,
@@ -360,7 +360,9 @@ const startupRuntimes = Object.keys(RUNTIMES).filter((runtime) => pillionConfigs
 const NAIVE_OF = { binary: 'naive bun', bun: 'naive bun', node: 'naive node' }
 const naiveWanted = (name) => wanted(name) || pillionConfigs.some((c) => NAIVE_OF[c.runtime] === name)
 const naiveConfigs = [{ name: 'naive bun', start: startNaiveBun }, { name: 'naive node', start: startNaiveNode }].filter((naive) => naiveWanted(naive.name))
-const configCount = 1 + (HAVE_NGINX ? 1 : 0) + (HAVE_CADDY ? 1 : 0) + (wanted('http-proxy') ? 1 : 0) + naiveConfigs.length + pillionConfigs.length
+// Node's targets are ratios to http-proxy: it runs whenever a Node row does.
+const HTTP_PROXY = wanted('http-proxy') || pillionConfigs.some((c) => c.runtime === 'node')
+const configCount = 1 + (HAVE_NGINX ? 1 : 0) + (HAVE_CADDY ? 1 : 0) + (HTTP_PROXY ? 1 : 0) + naiveConfigs.length + pillionConfigs.length
 const startupWorkers = pillionConfigs.some((c) => c.workers > 1) ? 1 : 0
 const expectedS = configCount * 1 + ROUNDS * CONNECTIONS.length * configCount * (DURATION_S + 0.2) + (startupRuntimes.length + startupWorkers) * STARTUPS * 0.5
 
@@ -401,7 +403,7 @@ if (HAVE_NGINX) configs.push({ name: 'nginx', ...(await startNginx('nginx proxy'
 else console.log('nginx: not installed (apt-get install -y nginx); no NGINX proxy baseline, ratios to it are blank')
 if (HAVE_CADDY) configs.push({ name: 'caddy', ...(await startCaddy(upstream.port)) })
 else console.log('caddy: not installed (apt-get install -y caddy); no Caddy row, ratios to it are blank')
-if (wanted('http-proxy')) configs.push({ name: 'http-proxy', ...(await startHttpProxy(upstream.port)) })
+if (HTTP_PROXY) configs.push({ name: 'http-proxy', ...(await startHttpProxy(upstream.port)) })
 for (const naive of naiveConfigs) configs.push({ name: naive.name, ...(await naive.start(upstream.port)) })
 for (const config of pillionConfigs) {
   configs.push({ ...config, ...(await startPillion(config.runtime, { upstreamPort: upstream.port, chain: config.chain, workers: config.workers, jwk, name: config.name })) })
