@@ -1,4 +1,3 @@
-import { Hono } from 'hono'
 import { GatewayError, errorResponse, SANE_REQUEST_ID, tunnelRefusal, type ErrorCode } from '../core/errors.ts'
 import { isWebSocketRequest, sessionOf, upgradeResponse, type WebSocketCloser, type WebSocketSession } from '../core/websocket.ts'
 import type { Logger } from '../core/log.ts'
@@ -14,7 +13,10 @@ import { requestProblem } from './hygiene.ts'
 import { normalizePath, PathProblem } from './path.ts'
 import type { CaseGuard } from './route-case.ts'
 
-export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
+/** What a listener's server calls for every request: the client's address (and watch) comes with it. */
+export interface ListenerApp {
+  fetch(request: Request, client: ClientInfo): Promise<Response>
+}
 
 export interface RouteRuntime {
   name: string
@@ -34,23 +36,31 @@ interface ListenerContext extends ListenerSecurity {
   logger: Logger
 }
 
-/** One listener's Hono app: match a route, run its chain, answer errors as JSON, tell observers. */
+/**
+ * One listener's request handler: match a route, run its chain, answer errors as JSON, tell observers.
+ * Called straight from the runtime's server, without a router in front: the listener's own routes
+ * and hygiene decide everything, and a Hono app here (context, path parsing, its router for one
+ * catch-all route) cost about 3 µs per request on Bun.
+ */
 export function createListenerApp(
   routes: CompiledRoute<RouteRuntime>[],
   observers: readonly RequestObserver[],
   logger: Logger,
   security: ListenerSecurity = {},
-): Hono<ListenerEnv> {
+): ListenerApp {
   const context: ListenerContext = { routes, observers, logger, ...security }
-  const app = new Hono<ListenerEnv>()
-  // One handler and no middleware: Hono then calls it directly, without composing a chain.
-  app.all('*', (c) => handle(c.req.raw, c.env, requestIdOf(c.req.raw), context))
-  app.onError((error, c) => {
-    const id = requestIdOf(c.req.raw)
+  const unexpected = (error: unknown, id: string): Response => {
     logger.log('error', 'unexpected error', { request_id: id, error: String(error), stack: (error as Error)?.stack })
     return errorResponse('internal_error', 'the gateway failed to handle this request', id)
-  })
-  return app
+  }
+  return {
+    fetch(request, client) {
+      const id = requestIdOf(request)
+      const answer = handle(request, client, id, context).catch((error: unknown) => unexpected(error, id))
+      // A HEAD answer never carries a body, whatever produced it (an error's JSON, a fallback's text).
+      return request.method === 'HEAD' ? answer.then(withoutBody) : answer
+    },
+  }
 }
 
 async function handle(request: Request, peer: ClientInfo, id: string, context: ListenerContext): Promise<Response> {
@@ -215,6 +225,10 @@ function switchingProtocols(exchange: Exchange, response: Response, context: Lis
 function abandon(session: WebSocketSession, by: WebSocketCloser): void {
   session.upstream.abandon()
   session.closed({ code: 1006, reason: '', by, messagesIn: 0, bytesIn: 0, messagesOut: 0, bytesOut: 0 })
+}
+
+function withoutBody(response: Response): Response {
+  return response.body === null ? response : new Response(null, response)
 }
 
 function requestIdOf(request: Request): string {
