@@ -1,9 +1,10 @@
+import type { Hono } from 'hono'
 import type { Config, ListenerConfig } from '../config/types.ts'
 import type { Logger } from '../core/log.ts'
 import { EventBus } from '../core/events.ts'
 import { buildRouteChain, createUpstreams } from './pipeline.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
-import { createListenerApp, type ListenerApp, type RouteRuntime } from '../listener/request-handler.ts'
+import { createListenerApp, type ListenerEnv, type RouteRuntime } from '../listener/request-handler.ts'
 import { AuditLog } from '../observability/audit.ts'
 import type { RequestObserver } from '../observability/observer.ts'
 import { compileRoute } from '../listener/router.ts'
@@ -19,7 +20,7 @@ import type { DiscoveryHost, UpstreamClient } from '../core/host.ts'
 export type GatewayRuntime = DiscoveryHost & { upstream: UpstreamClient; redisStore?: OpenRateLimitStore; websocket?: WebSocketConnector }
 
 export interface GatewayApps {
-  listeners: Array<{ listener: ListenerConfig; app: ListenerApp }>
+  listeners: Array<{ listener: ListenerConfig; app: Hono<ListenerEnv> }>
   events: EventBus
   upstreams: ReadonlyMap<string, UpstreamRuntime>
   /** What the policies' layers registered for the admin API, metrics and dashboard (breakers, bulkheads). */
