@@ -63,7 +63,6 @@ export class Exchange {
   resumedBody: ReadableStream<Uint8Array> | undefined
   #cleanups: Array<() => void> | undefined
   #finished = false
-  #clientSignal: AbortSignal | undefined
   #unwatchClient: (() => void) | undefined
   /** The route timeout's timer, cleared when the exchange finishes (kept here, not in a closure). */
   deadlineTimer: ReturnType<typeof setTimeout> | undefined
@@ -118,12 +117,16 @@ export class Exchange {
       this.#unwatchClient = client.watchGone(this)
       return
     }
-    this.#clientSignal = request.signal
-    this.#clientSignal.addEventListener('abort', this)
+    request.signal.addEventListener('abort', this)
   }
 
-  /** The client went away: an EventListener object, so watching a client allocates no closure. */
+  /**
+   * The client went away: an EventListener object, so watching a client allocates no closure. The
+   * listener stays on the request's signal after the exchange finishes (removing it costs Bun about
+   * as much as adding it, and the signal goes with the request): a late abort is ignored here.
+   */
   handleEvent(): void {
+    if (this.#finished) return
     this.controller.abort(new GatewayError('client_closed', 'the client closed the connection'))
   }
 
@@ -131,7 +134,6 @@ export class Exchange {
     if (this.#finished) return
     this.#finished = true
     if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer)
-    this.#clientSignal?.removeEventListener('abort', this)
     this.#unwatchClient?.()
     if (this.#cleanups) for (const cleanup of this.#cleanups) cleanup()
   }

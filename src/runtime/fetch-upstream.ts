@@ -18,19 +18,16 @@ const CLIENT_BODY_FAILED = 'the request body could not be read to its end (malfo
 
 /** An upstream client on the runtime's own fetch, for runtimes whose fetch is a good proxy client. */
 export function fetchUpstream(flavour: FetchFlavour): UpstreamClient {
+  const extra = Object.entries(flavour.extraInit)
   return async (r) => {
-    const init = {
-      method: r.method,
-      headers: r.headers,
-      body: r.body,
-      signal: r.signal,
-      redirect: 'manual',
-      ...(r.body instanceof ReadableStream ? { duplex: 'half' } : {}),
-      ...flavour.extraInit,
-      ...(r.tls !== undefined && flavour.tlsInit !== undefined ? flavour.tlsInit(r.tls) : {}),
-    } as RequestInit
+    // One object of one shape, filled in place: spreading three optional parts into a literal costs
+    // Bun a few µs per request (copyDataProperties, and a fresh shape for fetch to read).
+    const init: Record<string, unknown> = { method: r.method, headers: r.headers, body: r.body, signal: r.signal, redirect: 'manual' }
+    if (r.body instanceof ReadableStream) init.duplex = 'half'
+    for (const [key, value] of extra) init[key] = value
+    if (r.tls !== undefined && flavour.tlsInit !== undefined) Object.assign(init, flavour.tlsInit(r.tls))
     try {
-      const response = await fetch(r.url, init)
+      const response = await fetch(r.url, init as RequestInit)
       const status = response.status
       const headers = response.headers
       let body: UpstreamAnswer['body'] = response.body

@@ -1,0 +1,126 @@
+#!/usr/bin/env node
+// Side-by-side CPU per request of several proxies on the bare route: Pillion executables built from
+// different commits (before/after a change to the hot path), the naive Bun proxy with a gateway's
+// steps added one at a time. Each runs against one NGINX upstream (100-byte body) and wrk -c32 in
+// interleaved rounds; a configuration's "paired" figure is the median over rounds of its ratio to the
+// first configuration in the same round, which holds better than absolute figures on a busy machine.
+//
+//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--chain] NAME=EXECUTABLE ...
+//   node scripts/bench-compare.mjs --ladder [--rounds=8] [--duration=2]
+//
+//   NAME=EXECUTABLE   a Pillion executable (`EXECUTABLE run -c POLICY`), e.g. before=/tmp/pillion-main
+//                     after=dist/pillion-linux-x64; --chain gives it timeout, retry, bulkhead, rate limit
+//                     and breaker instead of a bare route
+//   --ladder          the naive Bun proxy (scripts/bench-naive-bun.mjs, compiled like the binary) with 0
+//                     to 4 of its steps, then dist/pillion-linux-x64
+// Loopback only; needs wrk and nginx.
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { cpuSeconds, fail, freePort, has, median, parseArgs, ROOT, rssMb, waitForPort } from './bench-lib.mjs'
+
+const argv = process.argv.slice(2)
+const specs = argv.filter((arg) => !arg.startsWith('--'))
+const args = parseArgs(argv.filter((arg) => arg.startsWith('--')))
+if (args.help || (specs.length === 0 && !args.ladder)) {
+  const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1)
+  console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
+  process.exit(args.help ? 0 : 2)
+}
+const ROUNDS = Number(args.rounds ?? 8)
+const DURATION_S = Number(args.duration ?? 2)
+for (const command of ['wrk', 'nginx']) if (!has(command)) fail(`${command} is missing (apt-get install -y ${command})`)
+
+const work = mkdtempSync(join(tmpdir(), 'pillion-compare-'))
+const children = []
+process.on('exit', () => {
+  for (const child of children) child.kill('SIGTERM')
+  rmSync(work, { recursive: true, force: true })
+})
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
+
+function start(command, commandArgs) {
+  const child = spawn(command, commandArgs, { stdio: 'ignore', cwd: work })
+  children.push(child)
+  return child
+}
+
+const upstreamPort = await freePort()
+const nginxConf = join(work, 'nginx.conf')
+writeFileSync(
+  nginxConf,
+  `worker_processes 1; daemon off; pid ${work}/nginx.pid; error_log /dev/null crit; events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${upstreamPort}; location / { default_type text/plain; return 200 "${'x'.repeat(100)}"; } } }`,
+)
+await waitForPort(upstreamPort, start('nginx', ['-c', nginxConf, '-p', work]), 'upstream nginx')
+
+function policy(listen, admin, chain) {
+  const route = chain
+    ? 'timeout = "15s"\nretry = { attempts = 2 }\nbulkhead = { max_concurrent = 10000 }\nrate_limit = [ { rate = "10000000/s", key = "client_ip" } ]\n[routes.circuit_breaker]\n'
+    : 'timeout = "0s"\n'
+  return `[gateway]\nservice = "compare"\nadmin = "127.0.0.1:${admin}"\n[listeners.ingress]\nlisten = "127.0.0.1:${listen}"\ndirection = "ingress"
+[upstreams.local]\nendpoints = ["http://127.0.0.1:${upstreamPort}"]\n[observability.access_log]\nto = "off"
+[[routes]]\nlistener = "ingress"\npath = "/*"\nupstream = "local"\n${route}`
+}
+
+async function startPillion(name, executable) {
+  const port = await freePort()
+  const file = join(work, `${name.replace(/\W+/g, '-')}.toml`)
+  writeFileSync(file, policy(port, await freePort(), args.chain !== undefined))
+  const child = start(resolve(executable), ['run', '-c', file])
+  await waitForPort(port, child, name)
+  return { name, port, child }
+}
+
+async function startNaive(name, executable, steps) {
+  const port = await freePort()
+  const child = start(executable, [String(port), String(upstreamPort), String(steps)])
+  await waitForPort(port, child, name)
+  return { name, port, child }
+}
+
+const configs = []
+if (args.ladder) {
+  const outdir = join(work, 'naive-bun')
+  const built = spawnSync('node', [join(ROOT, 'scripts/build.mjs'), '--entry=scripts/bench-naive-bun.mjs', `--outdir=${outdir}`], { cwd: ROOT, encoding: 'utf8' })
+  if (built.status !== 0) fail(`could not compile scripts/bench-naive-bun.mjs:\n${built.stdout}${built.stderr}`)
+  const naive = join(outdir, readdirSync(outdir).find((file) => file.startsWith('pillion-')))
+  for (let steps = 0; steps <= 4; steps++) configs.push(await startNaive(steps === 0 ? 'naive bun' : `naive bun +${steps}`, naive, steps))
+  configs.push(await startPillion('pillion binary', join(ROOT, 'dist/pillion-linux-x64')))
+}
+for (const spec of specs) {
+  const at = spec.indexOf('=')
+  if (at < 1) fail(`expected NAME=EXECUTABLE, got ${spec}`)
+  configs.push(await startPillion(spec.slice(0, at), spec.slice(at + 1)))
+}
+
+function wrk(config, seconds) {
+  const before = cpuSeconds(config.child.pid)
+  const result = spawnSync('wrk', ['-t1', '-c32', `-d${seconds}s`, `http://127.0.0.1:${config.port}/`], { encoding: 'utf8' })
+  const cpu = cpuSeconds(config.child.pid) - before
+  const requests = Number(/(\d+) requests in/.exec(result.stdout)?.[1] ?? NaN)
+  if (/Non-2xx/.test(result.stdout) || !(requests > 0)) fail(`${config.name} answered with errors:\n${result.stdout}`)
+  return { cpu: (cpu * 1e6) / requests, rps: requests / seconds }
+}
+
+for (const config of configs) wrk(config, 1) // warm-up
+const samples = configs.map(() => [])
+for (let round = 0; round < ROUNDS; round++) {
+  for (let i = 0; i < configs.length; i++) {
+    const at = (i + round) % configs.length
+    samples[at][round] = wrk(configs[at], DURATION_S)
+  }
+}
+console.log(`CPU µs per request, wrk -c32, ${ROUNDS} interleaved rounds of ${DURATION_S}s (medians; paired: median of each round's ratio to the first row)`)
+for (const [i, config] of configs.entries()) {
+  const cpu = samples[i].map((s) => s.cpu)
+  const paired = median(cpu.map((value, round) => value / samples[0][round].cpu))
+  const spread = `${Math.min(...cpu).toFixed(1)}–${Math.max(...cpu).toFixed(1)}`
+  console.log(
+    `${config.name.padEnd(18)} ${median(cpu).toFixed(1).padStart(6)} µs  ×first ${paired.toFixed(2)}  rps ${median(samples[i].map((s) => s.rps)).toFixed(0).padStart(6)}  RSS ${rssMb(config.child.pid).toFixed(0).padStart(3)} MB  rounds ${spread}`,
+  )
+}
+process.exit(0)
