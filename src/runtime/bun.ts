@@ -1,5 +1,6 @@
 import { errorResponse } from '../core/errors.ts'
-import { fetchUpstream } from './fetch-upstream.ts'
+import { h1Client, poolsPerUpstreamTls } from './h1-client.ts'
+import { bunClientTls, bunDial } from './bun-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { tlsFront, type FrontedConnections } from './bun-tls-front.ts'
@@ -10,7 +11,7 @@ import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'
 import { BUFFER_SLACK_BYTES, LiveBridges, type RelaySocket, type WebSocketBridge } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
-import { oncePerUpstreamTls, readUpstreamTls, upstreamTlsFilesChanged } from './upstream-tls.ts'
+import { upstreamTlsFilesChanged } from './upstream-tls.ts'
 
 interface BunServer {
   port: number
@@ -42,11 +43,6 @@ export function idleTimeoutSeconds(requestTimeoutMs: number): number {
   const seconds = Math.ceil(requestTimeoutMs / 1000) + 5
   return requestTimeoutMs === 0 || seconds > 255 ? 0 : Math.max(seconds, 10)
 }
-
-const CONNECT_CODES = new Set(['ConnectionRefused', 'ECONNREFUSED', 'FailedToOpenSocket', 'EHOSTUNREACH', 'ENOTFOUND'])
-
-/** Bun's client TLS options (fetch and WebSocket): `serverName` is the SNI and the name verified. */
-const bunClientTls = oncePerUpstreamTls((tls) => readUpstreamTls(tls))
 
 /**
  * Bun reads a whole message before the bridge sees it, so this caps what one client message may hold
@@ -122,11 +118,8 @@ export function createBunRuntime(): Runtime {
     pem: pemInspector,
     // Bun.serve shows no client certificate: allowed_sans listeners get node:tls in front (bun-tls-front.ts).
     gaps: {},
-    upstream: fetchUpstream({
-      extraInit: { decompress: false },
-      classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
-      tlsInit: (tls) => ({ tls: bunClientTls(tls) }),
-    }),
+    // Bun's fetch has no connect timeout: Pillion's own HTTP/1.1 client on Bun.connect (h1-client.ts).
+    upstream: h1Client(bunDial, poolsPerUpstreamTls()),
     websocket: webSocketClientConnector({
       // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
       options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
