@@ -1,5 +1,6 @@
 import { errorResponse } from '../core/errors.ts'
-import { describeChain, fetchUpstream } from './fetch-upstream.ts'
+import { h1Client, poolsPerUpstreamTls } from './h1-client.ts'
+import { denoDial } from './deno-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { sessionOf } from '../core/websocket.ts'
@@ -51,8 +52,8 @@ async function writeAllAsync(stream: { write(bytes: Uint8Array): Promise<number>
 }
 
 /**
- * One HTTP client per upstream TLS setting, so connections are pooled per trust root and client
- * certificate. Deno's client has no server name option: `server_name` is refused at load on Deno.
+ * One HTTP client per upstream TLS setting for WebSockets, so connections are pooled per trust root and
+ * client certificate. Deno's client has no server name option: `server_name` is refused at load on Deno.
  */
 const clientFor = oncePerUpstreamTls((tls) => {
   const { ca, cert, key } = readUpstreamTls(tls)
@@ -110,13 +111,8 @@ export function createDenoRuntime(): Runtime {
       upstreamServerName:
         "Deno's fetch cannot send a server name other than the endpoint URL's host; run this policy under Node, Bun or the binary, or name the endpoint by that host (in DNS or /etc/hosts)",
     },
-    upstream: fetchUpstream({
-      extraInit: {},
-      classify: (error) => (/connect|refused|dns/i.test(describeChain(error)) ? 'connect-failure' : 'reset'),
-      tlsInit: (tls) => ({ client: clientFor(tls) }),
-      // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
-      clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),
-    }),
+    // Deno's fetch has no connect timeout: Pillion's own HTTP/1.1 client on Deno.connect (h1-client.ts).
+    upstream: h1Client(denoDial, poolsPerUpstreamTls()),
     websocket: webSocketClientConnector({
       options: (protocols, headers, tls) => ({ protocols, headers, ...(tls === undefined ? {} : { client: clientFor(tls) }) }),
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
