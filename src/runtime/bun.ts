@@ -3,7 +3,7 @@ import { h1Client, poolsPerUpstreamTls } from './h1-client.ts'
 import { bunClientTls, bunDial } from './bun-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
-import { tlsFront, type FrontedConnections } from './bun-tls-front.ts'
+import { connectionFront, type FrontedConnections } from './connection-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -116,7 +116,7 @@ export function createBunRuntime(): Runtime {
     name: 'bun',
     version: Bun.version,
     pem: pemInspector,
-    // Bun.serve shows no client certificate: allowed_sans listeners get node:tls in front (bun-tls-front.ts).
+    // Bun.serve shows no client certificate and has no header deadline: a front does both (connection-front.ts).
     gaps: {},
     // Bun's fetch has no connect timeout: Pillion's own HTTP/1.1 client on Bun.connect (h1-client.ts).
     upstream: h1Client(bunDial, poolsPerUpstreamTls()),
@@ -125,7 +125,7 @@ export function createBunRuntime(): Runtime {
       options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
       closeCode: (code) => code,
     }),
-    serve: (handler, options) => (options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBunTls(handler, at), options, true)),
+    serve: (handler, options) => (options.tls === undefined ? serveBunListener(handler, options).then(plainHttp) : rebindingServer((at) => serveBunListener(handler, at), options, true)),
     redisStore: createRedisStore,
     upstreamTlsFilesChanged,
     workers: reusePortProcesses('Bun'),
@@ -133,15 +133,15 @@ export function createBunRuntime(): Runtime {
   }
 }
 
-/** A TLS listener: Bun.serve's own TLS, or with allowed_sans, node:tls in front of it (bun-tls-front.ts). */
-function serveBunTls(handler: Handler, options: ServeOptions): Promise<PlainServer> {
-  const tls = options.tls!
-  const acceptsPeer = tls.acceptsPeer
-  if (acceptsPeer === undefined) return serveBun(handler, options)
-  return tlsFront({ ...options, tls: { ...tls, acceptsPeer } }, (inner, connections) => serveBun(handler, inner, connections))
+/** Bun.serve alone, or with a header deadline or allowed_sans, a front of our own before it (connection-front.ts). */
+function serveBunListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  const headerDeadline = options.headersTimeoutSet === true && (options.headersTimeoutMs ?? 0) > 0
+  if (!headerDeadline && options.tls?.acceptsPeer === undefined) return serveBun(handler, options)
+  const { headersTimeoutMs, ...rest } = options
+  return connectionFront(headerDeadline ? options : rest, (inner, connections) => serveBun(handler, inner, connections))
 }
 
-const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the TLS listener in front of it only', crypto.randomUUID())
+const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
 
 async function serveBun(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
   const bridges = new LiveBridges()
@@ -151,7 +151,6 @@ async function serveBun(handler: Handler, options: ServeOptions, fronted?: Front
     development: false,
     idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
     ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
     ...(options.reusePort === true ? { reusePort: true } : {}),
     websocket: bridgeHandlers,

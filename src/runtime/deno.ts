@@ -3,6 +3,7 @@ import { h1Client, poolsPerUpstreamTls } from './h1-client.ts'
 import { denoDial } from './deno-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
+import { connectionFront, type FrontedConnections } from './connection-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
 import { pemInspector } from './pem.ts'
@@ -34,7 +35,7 @@ declare const Deno: {
   addSignalListener(signal: string, listener: () => void): void
   serve(
     options: { hostname: string; port: number; reusePort?: boolean; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
-    handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
+    handler: (request: Request, info: { remoteAddr: { hostname: string; port: number } }) => Response | Promise<Response>,
   ): { addr: { port: number }; shutdown(): Promise<void> }
   upgradeWebSocket(request: Request, options: { idleTimeout: number }): { socket: WebSocket; response: Response }
 }
@@ -118,7 +119,7 @@ export function createDenoRuntime(): Runtime {
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
       closeCode: clientApiCloseCode,
     }),
-    serve: (handler, options) => (options.tls === undefined ? serveDeno(handler, options).then(plainHttp) : rebindingServer((at) => serveDeno(handler, at), options, false)),
+    serve: (handler, options) => (options.tls === undefined ? serveDenoListener(handler, options).then(plainHttp) : rebindingServer((at) => serveDenoListener(handler, at), options, false)),
     upstreamTlsFilesChanged,
     redisStore: createRedisStore,
     readTextFile: (path) => Deno.readTextFile(path),
@@ -168,7 +169,16 @@ async function resolveBothFamilies(host: string): Promise<string[]> {
   throw new Error(`no A or AAAA records for ${host}`)
 }
 
-async function serveDeno(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+/** Deno.serve alone, or with a header deadline, a front of our own before it (connection-front.ts): Deno.serve has none. */
+function serveDenoListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  if (options.headersTimeoutSet !== true || (options.headersTimeoutMs ?? 0) === 0) return serveDeno(handler, options)
+  if (options.tls?.clientCa !== undefined) return serveDeno(handler, options) // refused there
+  return connectionFront(options, (inner, connections) => serveDeno(handler, inner, connections))
+}
+
+const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
+
+async function serveDeno(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
   if (options.tls?.clientCa !== undefined) {
     throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
   }
@@ -177,7 +187,9 @@ async function serveDeno(handler: Handler, options: ServeOptions): Promise<Plain
   const server = Deno.serve(
     { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
     (request, info) => {
-      const client = { remoteAddress: info.remoteAddr.hostname }
+      const remoteAddress = fronted === undefined ? info.remoteAddr.hostname : fronted.clientOf(info.remoteAddr.port)
+      if (remoteAddress === undefined) return FROM_ELSEWHERE()
+      const client = { remoteAddress }
       // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
       if (request.headers.get('upgrade') === null) return handler(request, client)
       return answerUpgrade(handler, request, client, bridges)

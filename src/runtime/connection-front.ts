@@ -1,0 +1,134 @@
+import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import type { ServeOptions } from '../core/host.ts'
+import { subjectAltNames } from './peer-certificate.ts'
+import type { PlainServer } from './rebinding-server.ts'
+import { RequestHeads } from './request-heads.ts'
+
+/** What the inner server needs to know of its connections: which client each one carries. */
+export interface FrontedConnections {
+  /** The client address an inner connection (by its source port) carries; undefined for a connection not from the front. */
+  clientOf(innerPort: number): string | undefined
+}
+
+/**
+ * What Bun.serve and Deno.serve cannot do themselves, done by a front of our own on the listener's
+ * address, relaying each connection to the runtime's server bound on a loopback port:
+ * - a header deadline (`headersTimeoutMs`): Bun's idle timer restarts on every byte and Deno.serve
+ *   has none, so a client that drips its head holds a connection for ever (runtime.md §11). The
+ *   front follows the requests on each connection (request-heads.ts) and, when a head takes longer,
+ *   answers 408 and closes, as Node's headersTimeout does;
+ * - client certificate names (`tls.acceptsPeer`): Bun.serve never shows the server the client's
+ *   certificate (oven-sh/bun#14097), node:tls does, so the front terminates TLS then.
+ * The client's address travels as the source port of the inner connection: a connection to the
+ * inner port from anywhere else carries no client and is refused.
+ */
+export async function connectionFront(options: ServeOptions, startInner: (options: ServeOptions, connections: FrontedConnections) => Promise<PlainServer>): Promise<PlainServer> {
+  const clients = new Map<number, string>()
+  const inner = await startInner({ host: '127.0.0.1', port: 0, requestTimeoutMs: options.requestTimeoutMs }, { clientOf: (port) => clients.get(port) })
+  const open = new Set<Socket>()
+  const deadlineMs = options.headersTimeoutMs ?? 0
+  const relay = (client: Socket) => {
+    open.add(client)
+    relayConnection(client, inner.port, deadlineMs, clients, () => open.delete(client))
+  }
+  const front = frontServer(options, relay)
+  await new Promise<void>((resolve, reject) => {
+    front.once('error', reject)
+    front.listen({ host: options.host, port: options.port, ...(options.reusePort === true ? { reusePort: true } : {}) }, () => resolve())
+  })
+  const address = front.address()
+  return {
+    host: options.host,
+    port: typeof address === 'object' && address !== null ? address.port : options.port,
+    // The front stops accepting; the inner server drains its requests as on shutdown, and each
+    // connection it lets go of takes its front connection with it.
+    async close() {
+      const stopped = new Promise<void>((resolve) => front.close(() => resolve()))
+      await inner.close()
+      for (const client of open) client.destroy()
+      await stopped
+    },
+    closeWebSockets: () => inner.closeWebSockets(),
+  }
+}
+
+function frontServer(options: ServeOptions, relay: (client: Socket) => void): NetServer {
+  const tls = options.tls
+  if (tls === undefined) return createNetServer(relay)
+  const { cert, key, clientCa, acceptsPeer } = tls
+  const verify = clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: true }
+  const front = createTlsServer({ cert, key, ...verify }, (client: TLSSocket) => {
+    if (acceptsPeer !== undefined && !acceptsPeer(subjectAltNames(client.getPeerCertificate().subjectaltname), client.remoteAddress ?? '')) return void client.destroy()
+    relay(client)
+  })
+  front.on('tlsClientError', () => {})
+  return front
+}
+
+const REQUEST_TIMEOUT_MESSAGE = 'the request headers did not arrive within header_timeout'
+
+/** The 408 a front sends when a head is late, shaped like every other Pillion error answer. */
+function requestTimeoutAnswer(): string {
+  const requestId = crypto.randomUUID()
+  const body = JSON.stringify({ code: 'request_timeout', message: REQUEST_TIMEOUT_MESSAGE, request_id: requestId })
+  return (
+    'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-type: application/json\r\n' +
+    `x-request-id: ${requestId}\r\nx-pillion-error: request_timeout\r\ncontent-length: ${body.length}\r\n\r\n${body}`
+  )
+}
+
+function relayConnection(client: Socket, innerPort: number, deadlineMs: number, clients: Map<number, string>, closed: () => void): void {
+  const remoteAddress = client.remoteAddress ?? ''
+  const pipe = connect(innerPort, '127.0.0.1')
+  let timer: ReturnType<typeof setTimeout> | undefined
+  // Whether the server behind has said anything since the late head began: if so, a 408 would land inside its answer.
+  let quietSinceHead = true
+  let expired = false
+  const expire = () => {
+    expired = true
+    if (quietSinceHead) {
+      client.end(requestTimeoutAnswer())
+      // A client that does not read its 408 does not keep the connection either.
+      setTimeout(() => client.destroy(), 1_000).unref?.()
+    } else client.destroy()
+    pipe.destroy()
+  }
+  const heads =
+    deadlineMs > 0 ?
+      new RequestHeads((inHead) => {
+        clearTimeout(timer)
+        if (!inHead) return
+        quietSinceHead = true
+        timer = setTimeout(expire, deadlineMs)
+      })
+    : undefined
+  // The first head's deadline runs from the accept, as NGINX's client_header_timeout does.
+  if (heads !== undefined) timer = setTimeout(expire, deadlineMs)
+  pipe.once('connect', () => {
+    clients.set(pipe.localPort!, remoteAddress)
+    client.on('data', (chunk: Uint8Array) => {
+      heads?.feed(chunk)
+      if (!pipe.write(chunk)) client.pause()
+    })
+    pipe.on('drain', () => client.resume())
+    pipe.on('data', (chunk: Uint8Array) => {
+      quietSinceHead = false
+      if (!client.write(chunk)) pipe.pause()
+    })
+    client.on('drain', () => pipe.resume())
+    client.on('end', () => pipe.end())
+    pipe.on('end', () => client.end())
+  })
+  const done = () => {
+    clearTimeout(timer)
+    if (pipe.localPort !== undefined) clients.delete(pipe.localPort)
+    closed()
+    if (!expired) client.destroy()
+    pipe.destroy()
+  }
+  client.once('close', done)
+  pipe.once('close', done)
+  client.on('error', () => {})
+  pipe.on('error', () => {})
+}
