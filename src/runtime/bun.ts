@@ -4,6 +4,7 @@ import { bunClientTls, bunDial } from './bun-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { connectionFront, type FrontedConnections } from './connection-front.ts'
+import { bunPlainFront } from './bun-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -137,8 +138,10 @@ export function createBunRuntime(): Runtime {
 function serveBunListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
   const headerDeadline = options.headersTimeoutSet === true && (options.headersTimeoutMs ?? 0) > 0
   if (!headerDeadline && options.tls?.acceptsPeer === undefined) return serveBun(handler, options)
+  const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveBun(handler, inner, connections)
+  if (options.tls === undefined) return bunPlainFront(options, startInner)
   const { headersTimeoutMs, ...rest } = options
-  return connectionFront(headerDeadline ? options : rest, (inner, connections) => serveBun(handler, inner, connections))
+  return connectionFront(headerDeadline ? options : rest, startInner)
 }
 
 const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())

@@ -5,6 +5,15 @@ import { subjectAltNames } from './peer-certificate.ts'
 import type { PlainServer } from './rebinding-server.ts'
 import { RequestHeads } from './request-heads.ts'
 
+/** How long a shutdown waits for relays to pass on the server's last bytes before cutting them. */
+export const RELAY_DRAIN_MS = 2_000
+
+/** Resolves once the set is empty (each relay deletes itself as it closes), or after `ms`. */
+export async function allClosed(open: Set<unknown>, ms: number): Promise<void> {
+  const until = Date.now() + ms
+  while (open.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+}
+
 /** What the inner server needs to know of its connections: which client each one carries. */
 export interface FrontedConnections {
   /** The client address an inner connection (by its source port) carries; undefined for a connection not from the front. */
@@ -46,6 +55,8 @@ export async function connectionFront(options: ServeOptions, startInner: (option
     async close() {
       const stopped = new Promise<void>((resolve) => front.close(() => resolve()))
       await inner.close()
+      // The server behind has answered and closes its connections: what it said last reaches the clients first.
+      await allClosed(open, RELAY_DRAIN_MS)
       for (const client of open) client.destroy()
       await stopped
     },
@@ -69,7 +80,7 @@ function frontServer(options: ServeOptions, relay: (client: Socket) => void): Ne
 const REQUEST_TIMEOUT_MESSAGE = 'the request headers did not arrive within header_timeout'
 
 /** The 408 a front sends when a head is late, shaped like every other Pillion error answer. */
-function requestTimeoutAnswer(): string {
+export function requestTimeoutAnswer(): string {
   const requestId = crypto.randomUUID()
   const body = JSON.stringify({ code: 'request_timeout', message: REQUEST_TIMEOUT_MESSAGE, request_id: requestId })
   return (
@@ -78,42 +89,70 @@ function requestTimeoutAnswer(): string {
   )
 }
 
+/**
+ * One connection's header deadline: the first head's runs from the accept (as NGINX's
+ * client_header_timeout does), a later one's from its first byte. `expire` is told whether a 408 can
+ * be sent: not when the server behind has said anything since the late head began, as the 408 would
+ * land inside its answer.
+ */
+export class HeadDeadline {
+  readonly #deadlineMs: number
+  readonly #expire: (answer: boolean) => void
+  readonly #heads: RequestHeads
+  #timer: ReturnType<typeof setTimeout> | undefined
+  #quietSinceHead = true
+
+  constructor(deadlineMs: number, expire: (answer: boolean) => void) {
+    this.#deadlineMs = deadlineMs
+    this.#expire = expire
+    this.#heads = new RequestHeads((inHead) => (inHead ? this.#start() : clearTimeout(this.#timer)))
+    this.#start()
+  }
+
+  fromClient(chunk: Uint8Array): void {
+    this.#heads.feed(chunk)
+  }
+
+  fromServer(): void {
+    this.#quietSinceHead = false
+  }
+
+  stop(): void {
+    clearTimeout(this.#timer)
+  }
+
+  #start(): void {
+    clearTimeout(this.#timer)
+    this.#quietSinceHead = true
+    this.#timer = setTimeout(() => this.#expire(this.#quietSinceHead), this.#deadlineMs)
+  }
+}
+
 function relayConnection(client: Socket, innerPort: number, deadlineMs: number, clients: Map<number, string>, closed: () => void): void {
   const remoteAddress = client.remoteAddress ?? ''
   const pipe = connect(innerPort, '127.0.0.1')
-  let timer: ReturnType<typeof setTimeout> | undefined
-  // Whether the server behind has said anything since the late head began: if so, a 408 would land inside its answer.
-  let quietSinceHead = true
   let expired = false
-  const expire = () => {
-    expired = true
-    if (quietSinceHead) {
-      client.end(requestTimeoutAnswer())
-      // A client that does not read its 408 does not keep the connection either.
-      setTimeout(() => client.destroy(), 1_000).unref?.()
-    } else client.destroy()
-    pipe.destroy()
-  }
-  const heads =
+  const deadline =
     deadlineMs > 0 ?
-      new RequestHeads((inHead) => {
-        clearTimeout(timer)
-        if (!inHead) return
-        quietSinceHead = true
-        timer = setTimeout(expire, deadlineMs)
+      new HeadDeadline(deadlineMs, (answer) => {
+        expired = true
+        if (answer) {
+          client.end(requestTimeoutAnswer())
+          // A client that does not read its 408 does not keep the connection either.
+          setTimeout(() => client.destroy(), 1_000).unref?.()
+        } else client.destroy()
+        pipe.destroy()
       })
     : undefined
-  // The first head's deadline runs from the accept, as NGINX's client_header_timeout does.
-  if (heads !== undefined) timer = setTimeout(expire, deadlineMs)
   pipe.once('connect', () => {
     clients.set(pipe.localPort!, remoteAddress)
     client.on('data', (chunk: Uint8Array) => {
-      heads?.feed(chunk)
+      deadline?.fromClient(chunk)
       if (!pipe.write(chunk)) client.pause()
     })
     pipe.on('drain', () => client.resume())
     pipe.on('data', (chunk: Uint8Array) => {
-      quietSinceHead = false
+      deadline?.fromServer()
       if (!client.write(chunk)) pipe.pause()
     })
     client.on('drain', () => pipe.resume())
@@ -121,7 +160,7 @@ function relayConnection(client: Socket, innerPort: number, deadlineMs: number, 
     pipe.on('end', () => client.end())
   })
   const done = () => {
-    clearTimeout(timer)
+    deadline?.stop()
     if (pipe.localPort !== undefined) clients.delete(pipe.localPort)
     closed()
     if (!expired) client.destroy()

@@ -4,6 +4,7 @@ import { denoDial } from './deno-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { connectionFront, type FrontedConnections } from './connection-front.ts'
+import { denoPlainFront } from './deno-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
 import { pemInspector } from './pem.ts'
@@ -173,7 +174,8 @@ async function resolveBothFamilies(host: string): Promise<string[]> {
 function serveDenoListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
   if (options.headersTimeoutSet !== true || (options.headersTimeoutMs ?? 0) === 0) return serveDeno(handler, options)
   if (options.tls?.clientCa !== undefined) return serveDeno(handler, options) // refused there
-  return connectionFront(options, (inner, connections) => serveDeno(handler, inner, connections))
+  const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveDeno(handler, inner, connections)
+  return options.tls === undefined ? denoPlainFront(options, startInner) : connectionFront(options, startInner)
 }
 
 const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
