@@ -1,5 +1,5 @@
 import type { ServeOptions } from '../core/host.ts'
-import { allClosed, HeadDeadline, RELAY_DRAIN_MS, requestTimeoutAnswer, type FrontedConnections } from './connection-front.ts'
+import { allClosed, FIRST_REQUEST_GRACE_MS, HeadDeadline, RELAY_DRAIN_MS, requestTimeoutAnswer, until, type FrontedConnections } from './connection-front.ts'
 import type { PlainServer } from './rebinding-server.ts'
 
 /** Bun's TCP socket, as far as the front uses it; `data` is the relay it belongs to. */
@@ -15,7 +15,7 @@ interface BunSocket {
 }
 
 declare const Bun: {
-  listen(options: { hostname: string; port: number; reusePort?: boolean; socket: Record<string, unknown> }): { port: number; stop(closeActiveConnections?: boolean): void }
+  listen(options: { hostname: string; port: number; reusePort?: boolean; tls?: Record<string, unknown>; socket: Record<string, unknown> }): { port: number; stop(closeActiveConnections?: boolean): void }
   connect(options: { hostname: string; port: number; data: Relay; socket: Record<string, unknown> }): Promise<BunSocket>
 }
 
@@ -60,9 +60,17 @@ class Relay {
   innerClosed = false
   closed = false
   expired = false
+  /** Whether the server behind has been given bytes of a request (so a stopping server answers it rather than dropping it). */
+  sentAny = false
+  readonly acceptedAt = Date.now()
 
   constructor(client: BunSocket) {
     this.client = client
+  }
+
+  /** Safe to stop the server behind: its first request has reached it, it is gone, or it waited long enough. */
+  handedOver(now: number): boolean {
+    return this.closed || (this.sentAny && this.toInner.chunks.length === 0) || now - this.acceptedAt > FIRST_REQUEST_GRACE_MS
   }
 
   close(): void {
@@ -93,6 +101,7 @@ const clientHandlers = (clients: Map<number, string>, innerPort: number, deadlin
   data(client: BunSocket, chunk: Uint8Array) {
     const relay = client.data
     relay.deadline?.fromClient(chunk)
+    relay.sentAny = true
     if (relay.inner === undefined) {
       relay.toInner.chunks.push(chunk.slice())
       client.pause()
@@ -139,10 +148,15 @@ const innerHandlers = (clients: Map<number, string>, remoteAddress: string) => (
 })
 
 /**
- * connection-front.ts on Bun's own sockets for a plain listener: `node:net` under Bun costs about
- * twice as much per relayed request (docs/performance.md).
+ * connection-front.ts on Bun's own sockets, with Bun's own TLS when `tls` is given (Bun.serve's
+ * options): `node:net` under Bun costs about twice as much per relayed request (docs/runtimes.md),
+ * and a `node:tls` front closing at a certificate rotation resets connections still queued to it.
  */
-export async function bunPlainFront(options: ServeOptions, startInner: (options: ServeOptions, connections: FrontedConnections) => Promise<PlainServer>): Promise<PlainServer> {
+export async function bunFront(
+  options: ServeOptions,
+  startInner: (options: ServeOptions, connections: FrontedConnections) => Promise<PlainServer>,
+  tls?: Record<string, unknown>,
+): Promise<PlainServer> {
   const clients = new Map<number, string>()
   const inner = await startInner({ host: '127.0.0.1', port: 0, requestTimeoutMs: options.requestTimeoutMs }, { clientOf: (port) => clients.get(port) })
   const open = new Set<Relay>()
@@ -150,6 +164,7 @@ export async function bunPlainFront(options: ServeOptions, startInner: (options:
     hostname: options.host,
     port: options.port,
     ...(options.reusePort === true ? { reusePort: true } : {}),
+    ...(tls === undefined ? {} : { tls }),
     socket: clientHandlers(clients, inner.port, options.headersTimeoutMs ?? 0, open),
   })
   return {
@@ -157,6 +172,11 @@ export async function bunPlainFront(options: ServeOptions, startInner: (options:
     port: front.port,
     async close() {
       front.stop()
+      await until(() => {
+        const now = Date.now()
+        for (const relay of open) if (!relay.handedOver(now)) return false
+        return true
+      }, FIRST_REQUEST_GRACE_MS + 100)
       await inner.close()
       // The server behind has answered and closes its connections: what it said last reaches the clients first.
       await allClosed(open, RELAY_DRAIN_MS)

@@ -4,7 +4,7 @@ import { bunClientTls, bunDial } from './bun-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { connectionFront, type FrontedConnections } from './connection-front.ts'
-import { bunPlainFront } from './bun-front.ts'
+import { bunFront } from './bun-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -139,7 +139,8 @@ function serveBunListener(handler: Handler, options: ServeOptions): Promise<Plai
   const headerDeadline = options.headersTimeoutSet === true && (options.headersTimeoutMs ?? 0) > 0
   if (!headerDeadline && options.tls?.acceptsPeer === undefined) return serveBun(handler, options)
   const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveBun(handler, inner, connections)
-  if (options.tls === undefined) return bunPlainFront(options, startInner)
+  // Client certificate names need node:tls (Bun's sockets do not show the peer's certificate).
+  if (options.tls?.acceptsPeer === undefined) return bunFront(options, startInner, options.tls === undefined ? undefined : bunTls(options.tls))
   const { headersTimeoutMs, ...rest } = options
   return connectionFront(headerDeadline ? options : rest, startInner)
 }

@@ -8,11 +8,22 @@ import { RequestHeads } from './request-heads.ts'
 /** How long a shutdown waits for relays to pass on the server's last bytes before cutting them. */
 export const RELAY_DRAIN_MS = 2_000
 
-/** Resolves once the set is empty (each relay deletes itself as it closes), or after `ms`. */
-export async function allClosed(open: Set<unknown>, ms: number): Promise<void> {
-  const until = Date.now() + ms
-  while (open.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10))
+/** Resolves once `done` holds (checked every few ms), or after `ms`. */
+export async function until(done: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + ms
+  while (!done() && Date.now() < end) await new Promise((resolve) => setTimeout(resolve, 10))
 }
+
+/** Resolves once the set is empty (each relay deletes itself as it closes), or after `ms`. */
+export function allClosed(open: Set<unknown>, ms: number): Promise<void> {
+  return until(() => open.size === 0, ms)
+}
+
+/**
+ * How long a shutdown waits for a connection the front accepted to hand its first request to the
+ * server behind: the server, once stopping, closes a connection that has not sent a request yet.
+ */
+export const FIRST_REQUEST_GRACE_MS = 500
 
 /** What the inner server needs to know of its connections: which client each one carries. */
 export interface FrontedConnections {
