@@ -19,6 +19,7 @@
 //   <rt> chain    Pillion, the full chain: JWT (RS256, inline key), rate limit, timeout, retry, circuit
 //                 breaker, bulkhead, metrics, access log to a file
 //   binary bare x2  the binary with --workers 2
+//   binary bare hdr the bare policy with [gateway] header_timeout set: the header-deadline front
 // wrk sends the same `Authorization: Bearer` token (valid for the chain) to every configuration, so
 // requests are identical everywhere. Any non-2xx answer stops the bench: it would measure the wrong thing.
 //
@@ -205,10 +206,10 @@ function tomlInline(object) {
   return `{ ${Object.entries(object).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')} }`
 }
 
-function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name }) {
+function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name, headerTimeout }) {
   const head = `[gateway]
 service = "bench"
-admin = "127.0.0.1:${admin}"
+${headerTimeout ? 'header_timeout = "60s"\n' : ''}admin = "127.0.0.1:${admin}"
 
 [listeners.ingress]
 listen = "127.0.0.1:${listen}"
@@ -253,13 +254,13 @@ required_claims = ["sub"]
 }
 
 /** Starts `pillion run`; resolves once its ready line is printed, with the times it took. */
-async function startPillion(runtime, { upstreamPort, chain = false, workers = 1, jwk, name }) {
+async function startPillion(runtime, { upstreamPort, chain = false, workers = 1, jwk, name, headerTimeout = false }) {
   const [command, ...rest] = RUNTIMES[runtime]
   const listen = await freePort()
   const admin = await freePort()
   const slug = name.replace(/\W+/g, '-')
   const file = join(work, `${slug}.toml`)
-  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name: slug }))
+  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name: slug, headerTimeout }))
   // Pillion's own log: a wrk run ends with requests in flight, each logged as client_closed (499); not noise for the table.
   const stderrTo = join(work, `${slug}.stderr.log`)
   const stderrTail = () => readFileSync(stderrTo, 'utf8').split('\n').slice(-20).join('\n')
@@ -356,6 +357,8 @@ for (const runtime of Object.keys(RUNTIMES)) {
   }
 }
 if (wanted('binary bare x2')) pillionConfigs.push({ name: 'binary bare x2', runtime: 'binary', chain: false, workers: 2 })
+// Bun and Deno keep a header deadline through a front that relays every byte: what that costs.
+if (wanted('binary bare hdr')) pillionConfigs.push({ name: 'binary bare hdr', runtime: 'binary', chain: false, workers: 1, headerTimeout: true })
 const startupRuntimes = Object.keys(RUNTIMES).filter((runtime) => pillionConfigs.some((c) => c.runtime === runtime))
 /** The naive proxy each runtime's rows are compared with; Deno has none. */
 const NAIVE_OF = { binary: 'naive bun', bun: 'naive bun', node: 'naive node' }
@@ -407,7 +410,7 @@ else console.log('caddy: not installed (apt-get install -y caddy); no Caddy row,
 if (HTTP_PROXY) configs.push({ name: 'http-proxy', ...(await startHttpProxy(upstream.port)) })
 for (const naive of naiveConfigs) configs.push({ name: naive.name, ...(await naive.start(upstream.port)) })
 for (const config of pillionConfigs) {
-  configs.push({ ...config, ...(await startPillion(config.runtime, { upstreamPort: upstream.port, chain: config.chain, workers: config.workers, jwk, name: config.name })) })
+  configs.push({ ...config, ...(await startPillion(config.runtime, { upstreamPort: upstream.port, chain: config.chain, workers: config.workers, jwk, name: config.name, headerTimeout: config.headerTimeout === true })) })
 }
 
 for (const config of configs) {

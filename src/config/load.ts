@@ -222,8 +222,9 @@ function normalize(file: ConfigFile, source: string): Config {
     if (route.rewrite !== undefined) normalized.rewrite = route.rewrite
     return normalized
   })
-  const { service, admin, shutdown_grace, trusted_proxies, admin_token_env, probes } = file.gateway
+  const { service, admin, shutdown_grace, header_timeout, trusted_proxies, admin_token_env, probes } = file.gateway
   const gateway: Config['gateway'] = { service, admin, shutdownGraceMs: shutdown_grace }
+  if (header_timeout !== undefined) gateway.headerTimeoutMs = header_timeout
   if (trusted_proxies.length > 0) gateway.trustedProxies = trusted_proxies
   if (admin_token_env !== undefined) gateway.adminTokenEnv = admin_token_env
   if (probes !== undefined) gateway.probes = probes

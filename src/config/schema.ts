@@ -122,6 +122,8 @@ const gatewaySchema = v.pipe(
     service: text(),
     admin: v.optional(hostPort(), '127.0.0.1:9901'),
     shutdown_grace: v.optional(duration(), '10s'),
+    // Without it: 60 s on Node, none on Bun and Deno (listener-setup.ts says why).
+    header_timeout: v.optional(duration()),
     trusted_proxies: v.optional(cidrList(), []),
     admin_token_env: v.optional(text()),
     // Read-only /healthz, /readyz and /metrics without a token, for the kubelet and Prometheus on the pod IP.

@@ -18,6 +18,8 @@ export interface GatewaySettings {
   service: string
   admin: HostPort
   shutdownGraceMs: number
+  /** Longest a client may take from its connection's accept (or a later request's first byte) to the end of the request head; 0: no limit; absent: the runtime's default. */
+  headerTimeoutMs?: number
   /** CIDRs whose X-Forwarded-For is believed; absent: none (the TCP peer is the client). */
   trustedProxies?: string[]
   /** Environment variable holding the admin bearer token; required when admin is not on loopback. */

@@ -72,8 +72,14 @@ export interface ServeOptions {
   port: number
   /** Longest a request may take end to end, so the runtime's idle cut-off never fires first. */
   requestTimeoutMs: number
-  /** Longest a request's header section may take to arrive (slow clients); Node only, others keep their own. */
+  /** Longest a request's header section may take to arrive (slow clients), from the accept or a later request's first byte; 0: none. */
   headersTimeoutMs?: number
+  /**
+   * Whether the policy asked for the header deadline ([gateway] header_timeout) rather than taking
+   * the default: a runtime whose server has no header deadline of its own and must relay every
+   * connection through a front to keep one (Bun, Deno) keeps it only then.
+   */
+  headersTimeoutSet?: boolean
   /**
    * Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS),
    * and with acceptsPeer also a certificate whose subject alternative names it accepts.

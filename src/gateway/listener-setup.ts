@@ -23,22 +23,39 @@ export interface Serving {
   tls?: ListenerTls
   protocols?: ListenerProtocol[]
   headersTimeoutMs?: number
+  /** Set when the policy sets [gateway] header_timeout: see ServeOptions.headersTimeoutSet. */
+  headersTimeoutSet?: true
 }
 
 /**
- * The header deadline is the shortest limits.client_timeout among the listener's routes: a slow
- * client is cut before routing, so any route's limit protects the whole listener.
+ * [gateway] header_timeout when it is not set: NGINX's client_header_timeout and Node's headersTimeout
+ * (Envoy's request_headers_timeout is off unless set). Node keeps it for free; on Bun and Deno it
+ * takes a front of our own that relays every byte (connection-front.ts), about as costly per request
+ * as the proxying itself (docs/performance.md), so there it holds only when the policy sets the key.
+ */
+const DEFAULT_HEADER_TIMEOUT_MS = 60_000
+
+/**
+ * The header deadline is [gateway] header_timeout, or the shortest limits.client_timeout among the
+ * listener's routes when that is shorter: a slow client is cut before routing, so any route's limit
+ * protects the whole listener.
  */
 export function listenerServing(config: Config, listener: ListenerConfig): Serving {
   const serving: Serving = {}
   if (listener.tls !== undefined) serving.tls = listener.tls
   if (listener.protocols !== undefined) serving.protocols = listener.protocols
-  let deadline = Number.POSITIVE_INFINITY
+  const headerTimeout = config.gateway.headerTimeoutMs
+  if (headerTimeout !== undefined) serving.headersTimeoutSet = true
+  if (headerTimeout === 0) {
+    serving.headersTimeoutMs = 0
+    return serving
+  }
+  let deadline = headerTimeout ?? DEFAULT_HEADER_TIMEOUT_MS
   for (const route of config.routes) {
     const timeout = route.listener === listener.name ? route.policies.limits?.clientTimeoutMs : undefined
     if (timeout !== undefined && timeout > 0) deadline = Math.min(deadline, timeout)
   }
-  if (deadline !== Number.POSITIVE_INFINITY) serving.headersTimeoutMs = deadline
+  serving.headersTimeoutMs = deadline
   return serving
 }
 

@@ -1,10 +1,12 @@
 import { errorResponse } from '../core/errors.ts'
-import { fetchUpstream } from './fetch-upstream.ts'
 import { serveHttp2 } from './h2-server.ts'
 import { withHttp2 } from './h2-upstream.ts'
+import { h1Client, poolsPerUpstreamTls } from './h1-client.ts'
+import { bunClientTls, bunDial } from './bun-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
-import { tlsFront, type FrontedConnections } from './bun-tls-front.ts'
+import { connectionFront, type FrontedConnections } from './connection-front.ts'
+import { bunFront } from './bun-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -12,7 +14,7 @@ import { createRedisStore } from './redis.ts'
 import { reusePortProcesses } from './workers-process.ts'
 import { BUFFER_SLACK_BYTES, LiveBridges, type RelaySocket, type WebSocketBridge } from './ws-relay.ts'
 import { webSocketClientConnector } from './ws-upstream.ts'
-import { oncePerUpstreamTls, readUpstreamTls, upstreamTlsFilesChanged } from './upstream-tls.ts'
+import { upstreamTlsFilesChanged } from './upstream-tls.ts'
 
 interface BunServer {
   port: number
@@ -44,11 +46,6 @@ export function idleTimeoutSeconds(requestTimeoutMs: number): number {
   const seconds = Math.ceil(requestTimeoutMs / 1000) + 5
   return requestTimeoutMs === 0 || seconds > 255 ? 0 : Math.max(seconds, 10)
 }
-
-const CONNECT_CODES = new Set(['ConnectionRefused', 'ECONNREFUSED', 'FailedToOpenSocket', 'EHOSTUNREACH', 'ENOTFOUND'])
-
-/** Bun's client TLS options (fetch and WebSocket): `serverName` is the SNI and the name verified. */
-const bunClientTls = oncePerUpstreamTls((tls) => readUpstreamTls(tls))
 
 /**
  * Bun reads a whole message before the bridge sees it, so this caps what one client message may hold
@@ -122,15 +119,10 @@ export function createBunRuntime(): Runtime {
     name: 'bun',
     version: Bun.version,
     pem: pemInspector,
-    // Bun.serve shows no client certificate: allowed_sans listeners get node:tls in front (bun-tls-front.ts).
+    // Bun.serve shows no client certificate and has no header deadline: a front does both (connection-front.ts).
     gaps: {},
-    upstream: withHttp2(
-      fetchUpstream({
-        extraInit: { decompress: false },
-        classify: (error) => (CONNECT_CODES.has((error as { code?: string })?.code ?? '') ? 'connect-failure' : 'reset'),
-        tlsInit: (tls) => ({ tls: bunClientTls(tls) }),
-      }),
-    ),
+    // Bun's fetch has no connect timeout: Pillion's own HTTP/1.1 client on Bun.connect (h1-client.ts).
+    upstream: withHttp2(h1Client(bunDial, poolsPerUpstreamTls())),
     websocket: webSocketClientConnector({
       // No permessage-deflate upstream either, as on the other runtimes: the bridge relays plain messages.
       options: (protocols, headers, tls) => ({ protocols, headers, perMessageDeflate: false, ...(tls === undefined ? {} : { tls: bunClientTls(tls) }) }),
@@ -139,7 +131,7 @@ export function createBunRuntime(): Runtime {
     serve(handler, options) {
       // Bun.serve speaks no HTTP/2: listeners with h2c or h2 run on Bun's node:http2.
       if (options.protocols !== undefined) return serveHttp2(handler, options, 'Bun')
-      return options.tls === undefined ? serveBun(handler, options).then(plainHttp) : rebindingServer((at) => serveBunTls(handler, at), options, true)
+      return options.tls === undefined ? serveBunListener(handler, options).then(plainHttp) : rebindingServer((at) => serveBunListener(handler, at), options, true)
     },
     redisStore: createRedisStore,
     upstreamTlsFilesChanged,
@@ -148,15 +140,18 @@ export function createBunRuntime(): Runtime {
   }
 }
 
-/** A TLS listener: Bun.serve's own TLS, or with allowed_sans, node:tls in front of it (bun-tls-front.ts). */
-function serveBunTls(handler: Handler, options: ServeOptions): Promise<PlainServer> {
-  const tls = options.tls!
-  const acceptsPeer = tls.acceptsPeer
-  if (acceptsPeer === undefined) return serveBun(handler, options)
-  return tlsFront({ ...options, tls: { ...tls, acceptsPeer } }, (inner, connections) => serveBun(handler, inner, connections))
+/** Bun.serve alone, or with a header deadline or allowed_sans, a front of our own before it (connection-front.ts). */
+function serveBunListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  const headerDeadline = options.headersTimeoutSet === true && (options.headersTimeoutMs ?? 0) > 0
+  if (!headerDeadline && options.tls?.acceptsPeer === undefined) return serveBun(handler, options)
+  const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveBun(handler, inner, connections)
+  // Client certificate names need node:tls (Bun's sockets do not show the peer's certificate).
+  if (options.tls?.acceptsPeer === undefined) return bunFront(options, startInner, options.tls === undefined ? undefined : bunTls(options.tls))
+  const { headersTimeoutMs, ...rest } = options
+  return connectionFront(headerDeadline ? options : rest, startInner)
 }
 
-const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the TLS listener in front of it only', crypto.randomUUID())
+const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
 
 async function serveBun(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
   const bridges = new LiveBridges()
@@ -166,7 +161,6 @@ async function serveBun(handler: Handler, options: ServeOptions, fronted?: Front
     development: false,
     idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    // Bun has no header deadline; idleTimeout above is the nearest it has (see README, Security).
     ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
     ...(options.reusePort === true ? { reusePort: true } : {}),
     websocket: bridgeHandlers,

@@ -1,9 +1,12 @@
 import { errorResponse } from '../core/errors.ts'
-import { describeChain, fetchUpstream } from './fetch-upstream.ts'
 import { serveHttp2 } from './h2-server.ts'
 import { withHttp2 } from './h2-upstream.ts'
+import { h1Client, poolsPerUpstreamTls } from './h1-client.ts'
+import { denoDial } from './deno-dial.ts'
 import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts'
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
+import { connectionFront, type FrontedConnections } from './connection-front.ts'
+import { denoPlainFront } from './deno-front.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { debounce, resolvedTargetChange } from './watch.ts'
 import { pemInspector } from './pem.ts'
@@ -35,7 +38,7 @@ declare const Deno: {
   addSignalListener(signal: string, listener: () => void): void
   serve(
     options: { hostname: string; port: number; reusePort?: boolean; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
-    handler: (request: Request, info: { remoteAddr: { hostname: string } }) => Response | Promise<Response>,
+    handler: (request: Request, info: { remoteAddr: { hostname: string; port: number } }) => Response | Promise<Response>,
   ): { addr: { port: number }; shutdown(): Promise<void> }
   upgradeWebSocket(request: Request, options: { idleTimeout: number }): { socket: WebSocket; response: Response }
 }
@@ -53,8 +56,8 @@ async function writeAllAsync(stream: { write(bytes: Uint8Array): Promise<number>
 }
 
 /**
- * One HTTP client per upstream TLS setting, so connections are pooled per trust root and client
- * certificate. Deno's client has no server name option: `server_name` is refused at load on Deno.
+ * One HTTP client per upstream TLS setting for WebSockets, so connections are pooled per trust root and
+ * client certificate. Deno's client has no server name option: `server_name` is refused at load on Deno.
  */
 const clientFor = oncePerUpstreamTls((tls) => {
   const { ca, cert, key } = readUpstreamTls(tls)
@@ -112,15 +115,8 @@ export function createDenoRuntime(): Runtime {
       upstreamServerName:
         "Deno's fetch cannot send a server name other than the endpoint URL's host; run this policy under Node, Bun or the binary, or name the endpoint by that host (in DNS or /etc/hosts)",
     },
-    upstream: withHttp2(
-      fetchUpstream({
-        extraInit: {},
-        classify: (error) => (/connect|refused|dns/i.test(describeChain(error)) ? 'connect-failure' : 'reset'),
-        tlsInit: (tls) => ({ client: clientFor(tls) }),
-        // Deno's server hands a body it cannot parse to the handler anyway; fetch then fails on reading it.
-        clientBodyFailed: (error) => /cannot read request body/i.test(describeChain(error)),
-      }),
-    ),
+    // Deno's fetch has no connect timeout: Pillion's own HTTP/1.1 client on Deno.connect (h1-client.ts).
+    upstream: withHttp2(h1Client(denoDial, poolsPerUpstreamTls())),
     websocket: webSocketClientConnector({
       options: (protocols, headers, tls) => ({ protocols, headers, ...(tls === undefined ? {} : { client: clientFor(tls) }) }),
       // Deno's client close() takes 1000 and 3000–4999 only: 1001, 1009 and the like go as 1000 with their reason.
@@ -129,7 +125,7 @@ export function createDenoRuntime(): Runtime {
     serve(handler, options) {
       // Deno.serve speaks HTTP/2 but cannot send trailers: listeners with h2c or h2 run on Deno's node:http2.
       if (options.protocols !== undefined) return serveHttp2(handler, options, 'Deno')
-      return options.tls === undefined ? serveDeno(handler, options).then(plainHttp) : rebindingServer((at) => serveDeno(handler, at), options, false)
+      return options.tls === undefined ? serveDenoListener(handler, options).then(plainHttp) : rebindingServer((at) => serveDenoListener(handler, at), options, false)
     },
     upstreamTlsFilesChanged,
     redisStore: createRedisStore,
@@ -180,7 +176,17 @@ async function resolveBothFamilies(host: string): Promise<string[]> {
   throw new Error(`no A or AAAA records for ${host}`)
 }
 
-async function serveDeno(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+/** Deno.serve alone, or with a header deadline, a front of our own before it (connection-front.ts): Deno.serve has none. */
+function serveDenoListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
+  if (options.headersTimeoutSet !== true || (options.headersTimeoutMs ?? 0) === 0) return serveDeno(handler, options)
+  if (options.tls?.clientCa !== undefined) return serveDeno(handler, options) // refused there
+  const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveDeno(handler, inner, connections)
+  return options.tls === undefined ? denoPlainFront(options, startInner) : connectionFront(options, startInner)
+}
+
+const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
+
+async function serveDeno(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
   if (options.tls?.clientCa !== undefined) {
     throw new Error('Deno.serve cannot verify client certificates (tls.client_ca); run this policy under Node, Bun or the binary')
   }
@@ -189,7 +195,9 @@ async function serveDeno(handler: Handler, options: ServeOptions): Promise<Plain
   const server = Deno.serve(
     { hostname: options.host, port: options.port, onListen: () => {}, ...tls, ...(options.reusePort === true ? { reusePort: true } : {}) },
     (request, info) => {
-      const client = { remoteAddress: info.remoteAddr.hostname }
+      const remoteAddress = fronted === undefined ? info.remoteAddr.hostname : fronted.clientOf(info.remoteAddr.port)
+      if (remoteAddress === undefined) return FROM_ELSEWHERE()
+      const client = { remoteAddress }
       // Only a request with Upgrade can become a WebSocket: the others skip the extra await.
       if (request.headers.get('upgrade') === null) return handler(request, client)
       return answerUpgrade(handler, request, client, bridges)

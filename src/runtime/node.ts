@@ -20,6 +20,7 @@ import { clusterWorkers } from './workers-node.ts'
 /** Node checks headersTimeout every connectionsCheckingInterval (30s by default): check often enough to keep it. */
 function headersDeadline(ms: number | undefined): Record<string, number> {
   if (ms === undefined) return {}
+  if (ms === 0) return { headersTimeout: 0 }
   return { headersTimeout: ms, connectionsCheckingInterval: Math.max(250, Math.min(ms, 1000)) }
 }
 

@@ -64,7 +64,7 @@ describe('valid configs', () => {
     const config = loadConfigText(fixture('full.toml'), 'full.toml')
     const expected: Config = {
       source: 'full.toml',
-      gateway: { service: 'orders', admin: { host: '::1', port: 9902 }, shutdownGraceMs: 30_000 },
+      gateway: { service: 'orders', admin: { host: '::1', port: 9902 }, shutdownGraceMs: 30_000, headerTimeoutMs: 20_000 },
       listeners: {
         ingress: { name: 'ingress', host: '0.0.0.0', port: 8080, direction: 'ingress' },
         egress: { name: 'egress', host: '127.0.0.1', port: 15001, direction: 'egress' },

@@ -1,0 +1,165 @@
+/**
+ * HTTP/1.1 as it travels on the wire for Pillion's own upstream client (h1-client.ts): the request
+ * head written out, the answer's head parsed, its body framed by Content-Length, chunked coding or
+ * the connection's close (RFC 9112 §6.3).
+ */
+
+const encoder = new TextEncoder()
+const ASCII_ONLY = /^[\x00-\x7f]*$/
+
+/** Header values are byte strings (Latin-1); most heads are ASCII and take the encoder's fast path. */
+export function latin1Bytes(text: string): Uint8Array {
+  if (ASCII_ONLY.test(text)) return encoder.encode(text)
+  const bytes = new Uint8Array(text.length)
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff
+  return bytes
+}
+
+/** How the request body goes out: no body, a known length, or chunked. */
+export type RequestFraming = 'none' | 'length' | 'chunked'
+
+/** Methods whose requests carry a body by meaning: without one they say Content-Length: 0 (as undici does). */
+const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH'])
+
+export function requestHead(method: string, target: string, authority: string, headers: Headers, body: ReadableStream<Uint8Array> | Uint8Array | null): { head: Uint8Array; framing: RequestFraming } {
+  let head = `${method} ${target} HTTP/1.1\r\n`
+  if (!headers.has('host')) head += `host: ${authority}\r\n`
+  for (const [name, value] of headers) {
+    if (name === 'content-length' || name === 'transfer-encoding') continue
+    head += `${name}: ${value}\r\n`
+  }
+  let framing: RequestFraming
+  if (body === null) {
+    framing = 'none'
+    if (EXPECTS_BODY.has(method)) head += 'content-length: 0\r\n'
+  } else if (body instanceof Uint8Array) {
+    framing = 'length'
+    head += `content-length: ${body.byteLength}\r\n`
+  } else {
+    const declared = headers.get('content-length')
+    framing = declared === null ? 'chunked' : 'length'
+    head += declared === null ? 'transfer-encoding: chunked\r\n' : `content-length: ${declared}\r\n`
+  }
+  return { head: latin1Bytes(`${head}\r\n`), framing }
+}
+
+const CRLF = encoder.encode('\r\n')
+const LAST_CHUNK = encoder.encode('0\r\n\r\n')
+
+/** One chunk of a chunked request body, as the bytes to write. */
+export function chunkFrame(data: Uint8Array): Uint8Array[] {
+  return [encoder.encode(`${data.byteLength.toString(16)}\r\n`), data, CRLF]
+}
+
+export { LAST_CHUNK }
+
+/** A malformed answer: the upstream does not speak HTTP/1.1 as it must. */
+export class ProtocolError extends Error {}
+
+export interface AnswerHead {
+  status: number
+  statusText: string
+  headers: Headers
+  /** How the body ends: its length, chunked coding, or the connection's close; 'none' for a bodyless answer. */
+  framing: { kind: 'none' } | { kind: 'length'; length: number } | { kind: 'chunked' } | { kind: 'close' }
+  /** Whether the connection may carry another request once this answer is read. */
+  keepAlive: boolean
+}
+
+/** An answer head larger than this is refused (Node's maxHeaderSize is 16 KiB; undici allows as much). */
+const MAX_HEAD_BYTES = 64 * 1024
+const decoder = new TextDecoder('latin1')
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i
+
+/** Where the head ends (just past CRLFCRLF) in bytes, or -1. */
+export function headEnd(bytes: Uint8Array, from: number): number {
+  for (let i = Math.max(3, from); i < bytes.length; i++) {
+    if (bytes[i] === 10 && bytes[i - 1] === 13 && bytes[i - 2] === 10 && bytes[i - 3] === 13) return i + 1
+  }
+  if (bytes.length > MAX_HEAD_BYTES) throw new ProtocolError(`the answer's head is over ${MAX_HEAD_BYTES} bytes`)
+  return -1
+}
+
+export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
+  const lines = decoder.decode(bytes).split('\r\n')
+  const statusLine = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? '')
+  if (statusLine === null) throw new ProtocolError(`not an HTTP/1.1 status line: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`)
+  const status = Number(statusLine[2])
+  const headers = new Headers()
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!
+    if (line === '') continue
+    const colon = line.indexOf(':')
+    const name = colon > 0 ? line.slice(0, colon) : ''
+    if (!TOKEN.test(name)) throw new ProtocolError(`a malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`)
+    try {
+      headers.append(name, line.slice(colon + 1).trim())
+    } catch {
+      throw new ProtocolError(`a header value the answer may not carry (${name})`)
+    }
+  }
+  const connection = headers.get('connection')?.toLowerCase() ?? ''
+  let keepAlive = statusLine[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection)
+  let framing: AnswerHead['framing']
+  const transferEncoding = headers.get('transfer-encoding')
+  const contentLength = headers.get('content-length')
+  if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) framing = { kind: 'none' }
+  else if (transferEncoding !== null) {
+    framing = /(?:^|,)\s*chunked\s*$/i.test(transferEncoding) ? { kind: 'chunked' } : { kind: 'close' }
+  } else if (contentLength !== null) {
+    // A list of equal values is one length (RFC 9110 §8.6); anything else is an answer we cannot frame.
+    const values = new Set(contentLength.split(',').map((value) => value.trim()))
+    const length = values.size === 1 && /^\d+$/.test([...values][0]!) ? Number([...values][0]) : Number.NaN
+    if (!Number.isSafeInteger(length)) throw new ProtocolError(`an invalid Content-Length in the answer: ${JSON.stringify(contentLength)}`)
+    framing = { kind: 'length', length }
+  } else framing = { kind: 'close' }
+  if (framing.kind === 'close') keepAlive = false
+  return { status, statusText: statusLine[3] ?? '', headers, framing, keepAlive }
+}
+
+/**
+ * Reads a chunked body as it arrives: data is handed out as it comes, chunk sizes and trailers are
+ * taken off. `push` returns how many bytes of the input belonged to the body (the rest is the next
+ * answer's, which a well-behaved upstream never sends before being asked) or -1 while not at its end.
+ */
+export class ChunkedDecoder {
+  #state: 'size' | 'data' | 'data-end' | 'trailers' = 'size'
+  #remaining = 0
+  #line = ''
+
+  push(input: Uint8Array, out: (data: Uint8Array) => void): number {
+    let at = 0
+    while (at < input.length) {
+      if (this.#state === 'data') {
+        const take = Math.min(this.#remaining, input.length - at)
+        out(input.subarray(at, at + take))
+        at += take
+        this.#remaining -= take
+        if (this.#remaining === 0) this.#state = 'data-end'
+        continue
+      }
+      const newline = input.indexOf(10, at)
+      const end = newline === -1 ? input.length : newline + 1
+      this.#line += decoder.decode(input.subarray(at, end))
+      at = end
+      if (newline === -1) {
+        if (this.#line.length > 4096) throw new ProtocolError('a chunk line over 4096 bytes in the answer')
+        break
+      }
+      const line = this.#line.replace(/\r?\n$/, '')
+      this.#line = ''
+      if (this.#state === 'data-end') {
+        if (line !== '') throw new ProtocolError('a chunk of the answer is longer than its size says')
+        this.#state = 'size'
+      } else if (this.#state === 'size') {
+        const size = /^([0-9a-f]{1,12})[ \t]*(?:;.*)?$/i.exec(line)
+        if (size === null) throw new ProtocolError(`a malformed chunk size in the answer: ${JSON.stringify(line.slice(0, 40))}`)
+        this.#remaining = parseInt(size[1]!, 16)
+        this.#state = this.#remaining === 0 ? 'trailers' : 'data'
+      } else if (line === '') {
+        return at
+      }
+    }
+    return -1
+  }
+}
