@@ -1,4 +1,5 @@
 import type { EventBus } from '../core/events.ts'
+import type { MemoryUsage } from '../core/host.ts'
 import { PolicyStates, type PolicyStateMap } from '../core/policy-states.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 import type { UpstreamRuntime, UpstreamSnapshot } from '../upstream/upstream.ts'
@@ -115,6 +116,8 @@ type LooseBus = { on(name: string, listener: (event: LooseEvent) => void): () =>
 export interface MetricsOptions {
   version: string
   runtime: string
+  /** Read at each scrape for the process memory gauges; without it they are left out. */
+  memory?: (() => MemoryUsage) | undefined
 }
 
 /**
@@ -177,6 +180,7 @@ export class GatewayMetrics implements RequestObserver {
     const r = this.registry
     r.info('pillion_build_info', 'The running Pillion version and runtime.', ['version', 'runtime']).labels(options.version, options.runtime)
     r.gauge('pillion_start_time_seconds', 'When this process started, seconds since the epoch.').labels().value = Math.round(Date.now() / 1000)
+    if (options.memory !== undefined) memoryGauges(r, options.memory)
     this.requests = r.counter('pillion_requests_total', 'Requests by route, method, status class and status code.', ['route', 'method', 'status_class', 'code'])
     this.errors = r.counter('pillion_request_errors_total', 'Answers carrying a Pillion error code (x-pillion-error), by route and code.', ['route', 'error'])
     this.requestDuration = r.histogram('pillion_request_duration_seconds', 'Whole request, until the response body ended.', ['route', 'status_class'], LATENCY_BUCKETS)
@@ -396,4 +400,22 @@ export class GatewayMetrics implements RequestObserver {
     this.endpointEjected.collect = (family) => endpoints(family, (e) => (e.ejected ? 1 : 0))
     this.endpointActive.collect = (family) => endpoints(family, (e) => e.active)
   }
+}
+
+/**
+ * RSS under the name every Prometheus client library and Linkerd's proxy use, so existing memory
+ * panels and alerts find it; the engine's heap beside it tells a JavaScript leak from native growth.
+ */
+function memoryGauges(r: Registry, memory: () => MemoryUsage): void {
+  let usage: MemoryUsage | undefined
+  const resident = r.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.')
+  const heapUsed = r.gauge('pillion_heap_used_bytes', "The JavaScript engine's heap in use, in bytes.")
+  const heapTotal = r.gauge('pillion_heap_total_bytes', "The JavaScript engine's heap reserved, in bytes.")
+  // One reading per scrape, taken by the first of the three.
+  resident.collect = (family) => {
+    usage = memory()
+    family.labels().value = usage.residentBytes
+  }
+  heapUsed.collect = (family) => void (family.labels().value = usage?.heapUsedBytes ?? 0)
+  heapTotal.collect = (family) => void (family.labels().value = usage?.heapTotalBytes ?? 0)
 }
