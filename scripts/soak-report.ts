@@ -99,7 +99,7 @@ const PANELS: Panel[] = [
     series: [
       { label: 'RSS', key: 'rssMb', color: '#1f77b4' },
       { label: 'JS heap used', key: 'heapUsedMb', color: '#ff7f0e' },
-      { label: 'JS heap reserved', key: 'heapTotalMb', color: '#ffbb78' },
+      { label: 'JS heap total', key: 'heapTotalMb', color: '#ffbb78' },
     ],
   },
   { title: 'Open file descriptors', unit: '', series: [{ label: 'fds', key: 'fds', color: '#2ca02c' }] },

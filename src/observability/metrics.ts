@@ -410,7 +410,7 @@ function memoryGauges(r: Registry, memory: () => MemoryUsage): void {
   let usage: MemoryUsage | undefined
   const resident = r.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.')
   const heapUsed = r.gauge('pillion_heap_used_bytes', "The JavaScript engine's heap in use, in bytes.")
-  const heapTotal = r.gauge('pillion_heap_total_bytes', "The JavaScript engine's heap reserved, in bytes.")
+  const heapTotal = r.gauge('pillion_heap_total_bytes', "The JavaScript engine's heap size, in bytes (the runtime's memoryUsage().heapTotal).")
   // One reading per scrape, taken by the first of the three.
   resident.collect = (family) => {
     usage = memory()
