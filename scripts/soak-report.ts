@@ -48,6 +48,21 @@ export function soakCsv(samples: readonly SoakSample[]): string {
   return `${lines.join('\n')}\n`
 }
 
+/** soakCsv's text read back (`npm run soak -- --chart FILE` draws a chart again from it). */
+export function soakSamplesFromCsv(text: string): SoakSample[] {
+  const [header, ...lines] = text.trim().split('\n')
+  const names = header!.split(',')
+  const keyOf = new Map(COLUMNS.map(([name, key]) => [name, key]))
+  return lines.map((line) => {
+    const sample = Object.fromEntries(COLUMNS.map(([, key]) => [key, NaN])) as unknown as SoakSample
+    line.split(',').forEach((field, index) => {
+      const key = keyOf.get(names[index]!)
+      if (key !== undefined && field !== '') sample[key] = Number(field)
+    })
+    return sample
+  })
+}
+
 export interface Growth {
   /** Mean over the first and over the last window. */
   first: number

@@ -3,6 +3,7 @@
 // memory, file descriptors or latency creep. Not part of CI. Loopback only.
 //
 //   npm run soak -- [--minutes=30] [--target=binary|bun|node|deno] [--rate=300] [--interval=5] [--help]
+//   npm run soak -- --chart reports/soak-binary.csv [--title TEXT]   only draws the chart again, beside the CSV
 //
 // What runs (each its own process): an upstream (node:http, 100-byte answers) and Pillion with the
 // bench's full chain (scripts/bench-lib.mjs: JWT RS256, local rate limit, timeout, retry, circuit
@@ -27,7 +28,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { cpuSeconds, fail, freePort, has, makeToken, parseArgs, pillionPolicy, processTree, quantile, ROOT, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
-import { growth, growthWindowS, soakChartSvg, soakCsv } from './soak-report.ts'
+import { growth, growthWindowS, soakChartSvg, soakCsv, soakSamplesFromCsv } from './soak-report.ts'
 
 // ---------------------------------------------------------------------------------------------- options
 const args = parseArgs(process.argv.slice(2))
@@ -36,8 +37,9 @@ if (args.help) {
   console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
   process.exit(0)
 }
-const known = new Set(['minutes', 'target', 'rate', 'interval'])
+const known = new Set(['minutes', 'target', 'rate', 'interval', 'chart', 'title'])
 for (const key of Object.keys(args)) if (!known.has(key)) fail(`unknown option --${key} (see --help)`)
+if (args.chart !== undefined) process.exit(await redraw(args.chart, args.title))
 const MINUTES = positive('minutes', 30)
 const RATE = positive('rate', 300)
 const INTERVAL_S = positive('interval', 5)
@@ -211,6 +213,17 @@ async function writePng(svgFile, pngFile) {
   }
 }
 
+/** --chart: the SVG and PNG again from a CSV this script wrote, e.g. after the chart's drawing changed. */
+async function redraw(csvFile, title) {
+  if (!existsSync(csvFile)) fail(`${csvFile} does not exist`)
+  const prefix = csvFile.replace(/\.csv$/, '')
+  const samples = soakSamplesFromCsv(readFileSync(csvFile, 'utf8'))
+  writeFileSync(`${prefix}.svg`, soakChartSvg(samples, title ?? `Pillion soak (${csvFile})`))
+  const converter = await writePng(`${prefix}.svg`, `${prefix}.png`)
+  console.log(`wrote ${prefix}.svg${converter ? ` and ${prefix}.png (${converter})` : ' (no PNG: install librsvg2-bin or chromium)'}`)
+  return 0
+}
+
 // ---------------------------------------------------------------------------------------------- run
 const version = (command) => spawnSync(command[0], [...command.slice(1), '--version'], { encoding: 'utf8' }).stdout.trim().split('\n')[0]
 console.log(
@@ -225,9 +238,9 @@ mkdirSync(join(ROOT, 'reports'), { recursive: true })
 const prefix = join(ROOT, 'reports', `soak-${TARGET}`)
 
 const samples = []
-const durationS = MINUTES * 60
 const stopLoad = paceLoad(pillion.listen, authorization)
 const loadStart = performance.now()
+const durationS = MINUTES * 60
 let finish
 const finished = new Promise((resolve) => (finish = resolve))
 // Ctrl-C reaches the gateway too: stop sampling at once and report what was measured.
@@ -255,7 +268,7 @@ while (true) {
   console.log(
     `${f(s.elapsedS, 0, 6)} s ${f(s.rssMb, 1, 8)} ${f(s.heapUsedMb, 1, 8)} ${f(s.fds, 0, 5)} ${f(s.rps, 0, 6)} ${f(s.p50Ms, 2, 7)} ${f(s.p99Ms, 2, 7)} ${f(s.errors, 0, 7)} ${f(s.skipped, 0, 7)} ${f(s.cpuPercent, 0, 6)} ${f(s.load1, 1, 5)}`,
   )
-  if (s.elapsedS >= durationS - 0.001) break
+  if (samples.length >= Math.round(durationS / INTERVAL_S)) break
 }
 stopLoad()
 stopping = true

@@ -1,7 +1,7 @@
 // scripts/soak-report.ts: what `npm run soak` makes of its samples (the run itself is not in CI).
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
-import { growth, growthWindowS, niceStep, soakChartSvg, soakCsv, type SoakSample } from '../../scripts/soak-report.ts'
+import { growth, growthWindowS, niceStep, soakChartSvg, soakCsv, soakSamplesFromCsv, type SoakSample } from '../../scripts/soak-report.ts'
 
 function sample(elapsedS: number, overrides: Partial<SoakSample> = {}): SoakSample {
   return { elapsedS, rssMb: 60, heapUsedMb: 8, heapTotalMb: 12, fds: 70, rps: 300, p50Ms: 1.5, p99Ms: 9, errors: 0, skipped: 0, cpuPercent: 15, load1: 1, ...overrides }
@@ -54,6 +54,11 @@ describe('soak CSV', () => {
         '',
       ].join('\n'),
     )
+  })
+
+  test('reads back what it wrote, to the digits written; an empty field is NaN again', () => {
+    const written = [sample(5, { rssMb: 61.25, heapUsedMb: NaN }), sample(10)]
+    assert.deepEqual(soakSamplesFromCsv(soakCsv(written)), written)
   })
 })
 
