@@ -285,7 +285,8 @@ const rss = growth(samples, 'rssMb', windowS)
 const heap = growth(samples, 'heapUsedMb', windowS)
 const fds = growth(samples, 'fds', windowS)
 const show = (g, digits, unit) => `${g.first.toFixed(digits)} → ${g.last.toFixed(digits)}${unit}, ${g.perHour >= 0 ? '+' : ''}${g.perHour.toFixed(digits)}${unit} per hour`
-console.log(`\ngrowth, first ${(windowS / 60).toFixed(1)} min against the last ${(windowS / 60).toFixed(1)} min (means):`)
+const windowText = windowS >= 60 ? `${formatMinutes(windowS / 60)} min` : `${windowS.toFixed(0)} s`
+console.log(`\ngrowth, first ${windowText} against the last ${windowText} (means):`)
 console.log(`  RSS      ${show(rss, 1, ' MB')}`)
 console.log(`  JS heap  ${Number.isFinite(heap.first) ? show(heap, 1, ' MB') : 'not measured (no pillion_heap_used_bytes in /metrics)'}`)
 console.log(`  fds      ${show(fds, 1, '')}`)
