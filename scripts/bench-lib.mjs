@@ -1,10 +1,11 @@
-// What scripts/bench.mjs and scripts/bench-websocket.mjs share: options, ports, the Pillion targets, and
-// reading a process tree's RSS and CPU time from /proc. Loopback only.
+// What scripts/bench.mjs, scripts/bench-websocket.mjs and scripts/soak.mjs share: options, ports, the Pillion
+// targets and their policies, and reading a process tree's RSS and CPU time from /proc. Loopback only.
 import { spawnSync } from 'node:child_process'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { exportJWK, generateKeyPair, SignJWT } from 'jose'
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..')
 export const BIN = join(ROOT, 'node_modules/.bin')
@@ -15,6 +16,77 @@ export const RUNTIMES = {
   bun: [join(BIN, 'bun'), join(ROOT, 'dist/pillion.js')],
   node: ['node', join(ROOT, 'dist/pillion.js')],
   deno: [join(BIN, 'deno'), 'run', '-A', '--quiet', '--unstable-no-legacy-abort', join(ROOT, 'dist/pillion.js')],
+}
+
+/** A key pair made for this run; the chain's JWT policy gets the public half inline. */
+export async function makeToken() {
+  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true })
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'RS256', use: 'sig' }
+  const token = await new SignJWT({ sub: 'bench-user' })
+    .setProtectedHeader({ alg: 'RS256', kid: 'bench' })
+    .setIssuer('https://bench.local')
+    .setAudience('bench')
+    .setIssuedAt()
+    .setExpirationTime('6h')
+    .sign(privateKey)
+  return { jwk, token }
+}
+
+function tomlInline(object) {
+  return `{ ${Object.entries(object).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')} }`
+}
+
+/**
+ * The bench's policy: one route to the upstream, bare (no policies, no access log) or with the full
+ * chain: JWT (RS256, inline key), local rate limit, timeout, retry, circuit breaker, bulkhead, metrics
+ * (the admin listener) and an access log appended to the file `accessLog`.
+ */
+/** headerTimeout: set [gateway] header_timeout, which on Bun and Deno puts Pillion's header-deadline front in. */
+export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout = false }) {
+  const head = `[gateway]
+service = "bench"
+${headerTimeout ? 'header_timeout = "60s"\n' : ''}admin = "127.0.0.1:${admin}"
+
+[listeners.ingress]
+listen = "127.0.0.1:${listen}"
+direction = "ingress"
+
+[upstreams.local]
+endpoints = ["http://127.0.0.1:${upstreamPort}"]
+`
+  if (!chain) {
+    return `${head}
+[observability.access_log]
+to = "off"
+
+[[routes]]
+listener = "ingress"
+path = "/*"
+upstream = "local"
+timeout = "0s"
+`
+  }
+  return `${head}
+[observability.access_log]
+to = "${accessLog}"
+
+[[routes]]
+listener = "ingress"
+path = "/*"
+upstream = "local"
+timeout = "15s"
+rate_limit = [ { rate = "10000000/s", key = "client_ip" } ]
+retry = { attempts = 2 }
+bulkhead = { max_concurrent = 10000 }
+
+[routes.circuit_breaker]
+
+[routes.jwt]
+keys = [ ${tomlInline(jwk)} ]
+issuer = "https://bench.local"
+audience = "bench"
+required_claims = ["sub"]
+`
 }
 
 /** The dist/ files the targets need that are missing, for a message that says to build. */

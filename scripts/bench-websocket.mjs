@@ -31,7 +31,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
-import { cpuSeconds, fail, fmt, freePort, machineBusySeconds, median, missingTargets, parseArgs, quantile, ratio, ROOT, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
+import { cpuSeconds, fail, fmt, freePort, machineBusySeconds, median, missingTargets, parseArgs, pillionPolicy, quantile, ratio, ROOT, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
 
 const PEER = join(ROOT, 'scripts/bench-websocket-peer.mjs')
 
@@ -116,29 +116,6 @@ async function startEcho(what) {
   return { port, child }
 }
 
-function policy({ listen, admin, upstreamPort }) {
-  return `[gateway]
-service = "bench"
-admin = "127.0.0.1:${admin}"
-
-[listeners.ingress]
-listen = "127.0.0.1:${listen}"
-direction = "ingress"
-
-[upstreams.local]
-endpoints = ["http://127.0.0.1:${upstreamPort}"]
-
-[observability.access_log]
-to = "off"
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-timeout = "0s"
-`
-}
-
 /** Pillion on a bare route to the upstream; resolves once it accepts connections. */
 async function startPillion(runtime, upstreamPort, name) {
   const [command, ...rest] = RUNTIMES[runtime]
@@ -146,7 +123,7 @@ async function startPillion(runtime, upstreamPort, name) {
   const admin = await freePort()
   const slug = name.replace(/\W+/g, '-')
   const file = join(work, `${slug}.toml`)
-  writeFileSync(file, policy({ listen, admin, upstreamPort }))
+  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain: false }))
   const stderrTo = join(work, `${slug}.stderr.log`)
   const child = start(command, [...rest, 'run', '-c', file], { stderrTo })
   await waitForPort(listen, child, `pillion ${name}`)

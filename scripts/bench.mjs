@@ -42,8 +42,7 @@ import { request } from 'node:http'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { exportJWK, generateKeyPair, SignJWT } from 'jose'
-import { BIN, cpuSeconds, fail, fmt, freePort, has, median, missingTargets, parseArgs, ratio, ROOT, RUNTIMES, rssMb, waitForPort } from './bench-lib.mjs'
+import { BIN, cpuSeconds, fail, fmt, freePort, has, makeToken, median, missingTargets, parseArgs, pillionPolicy, ratio, ROOT, RUNTIMES, rssMb, waitForPort } from './bench-lib.mjs'
 
 // ---------------------------------------------------------------------------------------------- options
 const args = parseArgs(process.argv.slice(2))
@@ -188,71 +187,6 @@ async function startNaiveNode(upstreamPort) {
 }
 
 // ---------------------------------------------------------------------------------------------- Pillion
-/** A key pair made for this run; the chain's JWT policy gets the public half inline. */
-async function makeToken() {
-  const { publicKey, privateKey } = await generateKeyPair('RS256', { extractable: true })
-  const jwk = { ...(await exportJWK(publicKey)), kid: 'bench', alg: 'RS256', use: 'sig' }
-  const token = await new SignJWT({ sub: 'bench-user' })
-    .setProtectedHeader({ alg: 'RS256', kid: 'bench' })
-    .setIssuer('https://bench.local')
-    .setAudience('bench')
-    .setIssuedAt()
-    .setExpirationTime('6h')
-    .sign(privateKey)
-  return { jwk, token }
-}
-
-function tomlInline(object) {
-  return `{ ${Object.entries(object).map(([k, v]) => `${k} = ${JSON.stringify(v)}`).join(', ')} }`
-}
-
-function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name, headerTimeout }) {
-  const head = `[gateway]
-service = "bench"
-${headerTimeout ? 'header_timeout = "60s"\n' : ''}admin = "127.0.0.1:${admin}"
-
-[listeners.ingress]
-listen = "127.0.0.1:${listen}"
-direction = "ingress"
-
-[upstreams.local]
-endpoints = ["http://127.0.0.1:${upstreamPort}"]
-`
-  if (!chain) {
-    return `${head}
-[observability.access_log]
-to = "off"
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-timeout = "0s"
-`
-  }
-  return `${head}
-[observability.access_log]
-to = "${join(work, `access-${name}.log`)}"
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-timeout = "15s"
-rate_limit = [ { rate = "10000000/s", key = "client_ip" } ]
-retry = { attempts = 2 }
-bulkhead = { max_concurrent = 10000 }
-
-[routes.circuit_breaker]
-
-[routes.jwt]
-keys = [ ${tomlInline(jwk)} ]
-issuer = "https://bench.local"
-audience = "bench"
-required_claims = ["sub"]
-`
-}
-
 /** Starts `pillion run`; resolves once its ready line is printed, with the times it took. */
 async function startPillion(runtime, { upstreamPort, chain = false, workers = 1, jwk, name, headerTimeout = false }) {
   const [command, ...rest] = RUNTIMES[runtime]
@@ -260,7 +194,7 @@ async function startPillion(runtime, { upstreamPort, chain = false, workers = 1,
   const admin = await freePort()
   const slug = name.replace(/\W+/g, '-')
   const file = join(work, `${slug}.toml`)
-  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, name: slug, headerTimeout }))
+  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog: join(work, `access-${slug}.log`), headerTimeout }))
   // Pillion's own log: a wrk run ends with requests in flight, each logged as client_closed (499); not noise for the table.
   const stderrTo = join(work, `${slug}.stderr.log`)
   const stderrTail = () => readFileSync(stderrTo, 'utf8').split('\n').slice(-20).join('\n')

@@ -153,6 +153,8 @@ export interface Runtime {
   /** Every A and AAAA address of a host name, IPv6 without brackets; rejects when it has none. */
   resolveDns(host: string): Promise<string[]>
   onSignal(signal: SignalName, listener: () => void): void
+  /** This process's memory now, for GET /metrics (a leak shows there before the OOM killer). */
+  memory(): MemoryUsage
   env(name: string): string | undefined
   args: string[]
   /**
@@ -170,6 +172,15 @@ export interface Runtime {
    * and its environment plus `env`. Its `exited` rejects if the program cannot be started.
    */
   spawn(command: string, args: string[], options?: { env?: Record<string, string> }): ChildApp
+}
+
+/** What the runtime reports of this process's memory, in bytes. */
+export interface MemoryUsage {
+  /** Resident set size: what the kernel (and a container's memory limit) counts. */
+  residentBytes: number
+  /** The JavaScript engine's heap in use and reserved (V8 on Node and Deno, JavaScriptCore on Bun and the binary). */
+  heapUsedBytes: number
+  heapTotalBytes: number
 }
 
 /** A program Pillion started and waits for. */

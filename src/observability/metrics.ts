@@ -1,4 +1,5 @@
 import type { EventBus } from '../core/events.ts'
+import type { MemoryUsage } from '../core/host.ts'
 import { PolicyStates, type PolicyStateMap } from '../core/policy-states.ts'
 import type { Exchange } from '../proxy/exchange.ts'
 import type { UpstreamRuntime, UpstreamSnapshot } from '../upstream/upstream.ts'
@@ -115,6 +116,8 @@ type LooseBus = { on(name: string, listener: (event: LooseEvent) => void): () =>
 export interface MetricsOptions {
   version: string
   runtime: string
+  /** Read at each scrape for the process memory gauges; without it they are left out. */
+  memory?: (() => MemoryUsage) | undefined
 }
 
 /**
@@ -178,6 +181,7 @@ export class GatewayMetrics implements RequestObserver {
     const r = this.registry
     r.info('pillion_build_info', 'The running Pillion version and runtime.', ['version', 'runtime']).labels(options.version, options.runtime)
     r.gauge('pillion_start_time_seconds', 'When this process started, seconds since the epoch.').labels().value = Math.round(Date.now() / 1000)
+    if (options.memory !== undefined) memoryGauges(r, options.memory)
     this.requests = r.counter('pillion_requests_total', 'Requests by route, method, status class and status code.', ['route', 'method', 'status_class', 'code'])
     // By route, not by service and method: those come from the client's path, and would let any client mint series.
     this.grpcCalls = r.counter('pillion_grpc_calls_total', 'gRPC calls by route and the grpc-status they ended with (the upstream\'s, or the gateway\'s own).', ['route', 'grpc_status'])
@@ -400,4 +404,22 @@ export class GatewayMetrics implements RequestObserver {
     this.endpointEjected.collect = (family) => endpoints(family, (e) => (e.ejected ? 1 : 0))
     this.endpointActive.collect = (family) => endpoints(family, (e) => e.active)
   }
+}
+
+/**
+ * RSS under the name every Prometheus client library and Linkerd's proxy use, so existing memory
+ * panels and alerts find it; the engine's heap beside it tells a JavaScript leak from native growth.
+ */
+function memoryGauges(r: Registry, memory: () => MemoryUsage): void {
+  let usage: MemoryUsage | undefined
+  const resident = r.gauge('process_resident_memory_bytes', 'Resident memory size in bytes.')
+  const heapUsed = r.gauge('pillion_heap_used_bytes', "The JavaScript engine's heap in use, in bytes.")
+  const heapTotal = r.gauge('pillion_heap_total_bytes', "The JavaScript engine's heap size, in bytes (the runtime's memoryUsage().heapTotal).")
+  // One reading per scrape, taken by the first of the three.
+  resident.collect = (family) => {
+    usage = memory()
+    family.labels().value = usage.residentBytes
+  }
+  heapUsed.collect = (family) => void (family.labels().value = usage?.heapUsedBytes ?? 0)
+  heapTotal.collect = (family) => void (family.labels().value = usage?.heapTotalBytes ?? 0)
 }

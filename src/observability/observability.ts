@@ -10,7 +10,7 @@ import { OtlpExporter } from './otlp.ts'
 import { Tracer } from './tracing.ts'
 import type { AccessLogConfig, ObservedConfig, TracesConfig } from './config.ts'
 
-export type ObservabilityRuntime = Pick<Runtime, 'name' | 'version' | 'upstream' | 'openAppendSink'>
+export type ObservabilityRuntime = Pick<Runtime, 'name' | 'version' | 'upstream' | 'openAppendSink'> & Partial<Pick<Runtime, 'memory'>>
 
 /** A config's observability settings, opened but not yet in service; a reload commits or aborts it. */
 export interface PreparedObservability {
@@ -49,7 +49,7 @@ interface Generation {
  * createGateway(config, runtime, logger, observability.observers, events)
  */
 export async function createObservability(config: ObservedConfig, runtime: ObservabilityRuntime, logger: Logger, version: string): Promise<Observability> {
-  const metrics = new GatewayMetrics({ version, runtime: runtime.name })
+  const metrics = new GatewayMetrics({ version, runtime: runtime.name, memory: runtime.memory })
   // One tracer for the process: spans of requests that began before a reload still find their context.
   let sharedTracer: Tracer | undefined
   let current: Generation = { accessLog: undefined, accessLogTo: undefined, tracer: undefined, exporter: undefined, tracesKey: undefined }

@@ -36,6 +36,7 @@ declare const Deno: {
   errors: { NotFound: new (...args: never[]) => Error }
   watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
   addSignalListener(signal: string, listener: () => void): void
+  memoryUsage(): { rss: number; heapTotal: number; heapUsed: number }
   serve(
     options: { hostname: string; port: number; reusePort?: boolean; onListen?: (addr: { port: number }) => void; onError?: (e: unknown) => Response; cert?: string; key?: string },
     handler: (request: Request, info: { remoteAddr: { hostname: string; port: number } }) => Response | Promise<Response>,
@@ -151,6 +152,10 @@ export function createDenoRuntime(): Runtime {
     },
     resolveDns: resolveBothFamilies,
     onSignal: (signal, listener) => Deno.addSignalListener(signal, listener),
+    memory() {
+      const usage = Deno.memoryUsage()
+      return { residentBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal }
+    },
     env: (name) => Deno.env.get(name),
     args: Deno.args,
     writeOut: (line) => writeAll(Deno.stdout, line),

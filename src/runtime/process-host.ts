@@ -10,7 +10,7 @@ import { spawnChild } from './spawn-process.ts'
 /** The parts of a runtime that Node and Bun share through Node's process and fs APIs. */
 export type ProcessHost = Pick<
   Runtime,
-  'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit' | 'spawn'
+  'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'resolveDns' | 'onSignal' | 'memory' | 'env' | 'args' | 'writeOut' | 'writeErr' | 'openAppendSink' | 'exit' | 'spawn'
 >
 
 export function processHost(): ProcessHost {
@@ -39,6 +39,10 @@ export function processHost(): ProcessHost {
     // getaddrinfo, as the upstream client itself connects: /etc/hosts and search domains apply.
     resolveDns: async (host) => (await lookup(host, { all: true })).map((entry) => entry.address),
     onSignal: (signal, listener) => void process.on(signal, listener),
+    memory() {
+      const usage = process.memoryUsage()
+      return { residentBytes: usage.rss, heapUsedBytes: usage.heapUsed, heapTotalBytes: usage.heapTotal }
+    },
     env: (name) => process.env[name],
     args: process.argv.slice(2),
     writeOut: (line) => void process.stdout.write(`${line}\n`),

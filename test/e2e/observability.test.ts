@@ -168,6 +168,9 @@ for (const target of targets()) {
       assert.equal(s.get('pillion_upstream_duration_seconds_count{route="api",upstream="local"}'), 3)
       assert.equal(s.get(`pillion_endpoint_healthy{upstream="local",endpoint="${upstream.url}"}`), 1)
       assert.equal(s.get(`pillion_build_info{version="0.1.0",runtime="${target.name === 'binary' ? 'bun' : target.name}"}`), 1)
+      // The runtime's own reading of this process: a resident size and a heap, whatever the engine.
+      assert.ok(s.get('process_resident_memory_bytes')! > 10 * 2 ** 20, `process_resident_memory_bytes ${s.get('process_resident_memory_bytes')}`)
+      assert.ok(s.get('pillion_heap_used_bytes')! > 0 && s.get('pillion_heap_total_bytes')! > 0, 'the JS heap gauges')
       assert.ok(!text.includes('unique-path') && !text.includes('nowhere') && !text.includes('secret'), 'no raw path or query in any label')
     })
 

@@ -314,6 +314,21 @@ describe('scrape-time gauges', () => {
     assert.equal(s.get('pillion_config_last_reload_success'), 0)
   })
 
+  test('process memory is read once per scrape, and is absent when the runtime gives none', () => {
+    const readings = [
+      { residentBytes: 50e6, heapUsedBytes: 10e6, heapTotalBytes: 16e6 },
+      { residentBytes: 60e6, heapUsedBytes: 12e6, heapTotalBytes: 20e6 },
+    ]
+    let reads = 0
+    const metrics = new GatewayMetrics({ version: '1.2.3', runtime: 'node', memory: () => readings[reads++]! })
+    let s = samples(metrics.render())
+    assert.deepEqual([s.get('process_resident_memory_bytes'), s.get('pillion_heap_used_bytes'), s.get('pillion_heap_total_bytes')], [50e6, 10e6, 16e6])
+    s = samples(metrics.render())
+    assert.deepEqual([s.get('process_resident_memory_bytes'), s.get('pillion_heap_used_bytes'), s.get('pillion_heap_total_bytes')], [60e6, 12e6, 20e6])
+    assert.equal(reads, 2)
+    assert.equal(samples(newMetrics().render()).has('process_resident_memory_bytes'), false)
+  })
+
   test('build info names the version and runtime', () => {
     assert.equal(samples(newMetrics().render()).get('pillion_build_info{version="1.2.3",runtime="node"}'), 1)
   })
