@@ -1,3 +1,5 @@
+import { systemTimers, type Timers } from '../core/timers.ts'
+
 /**
  * When a sidecar asks the central source again. A fleet that polls on a fixed beat from the same
  * start (a rollout starts hundreds of sidecars at once) would hit the source in waves; after an
@@ -35,22 +37,15 @@ export function nextPollDelay(schedule: PollSchedule, failures: number, random: 
   return Math.max(schedule.pollMs, base * (0.5 + 0.5 * random()))
 }
 
-export interface PollTimers {
-  setTimeout(run: () => void, ms: number): unknown
-  clearTimeout(handle: unknown): void
-}
-
-const realTimers: PollTimers = {
-  setTimeout: (run, ms) => setTimeout(run, ms),
-  clearTimeout: (handle) => clearTimeout(handle as ReturnType<typeof setTimeout>),
-}
+/** What the poller needs of the clock: its timers (core/timers.ts, replaceable in tests). */
+export type PollTimers = Pick<Timers, 'setTimeout' | 'clearTimeout'>
 
 /**
  * Polls on the schedule until stopped: `poll` resolves true when the source answered (a 200 or a
  * 304, whether or not the policy it gave was valid) and false when it did not. One poll at a time:
  * the next wait starts when a poll has finished.
  */
-export function startPolling(schedule: PollSchedule, poll: () => Promise<boolean>, timers: PollTimers = realTimers, random: () => number = Math.random): () => void {
+export function startPolling(schedule: PollSchedule, poll: () => Promise<boolean>, timers: PollTimers = systemTimers, random: () => number = Math.random): () => void {
   let stopped = false
   let failures = 0
   let timer: unknown
