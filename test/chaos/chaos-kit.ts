@@ -83,3 +83,28 @@ export function recordFigures(target: string, scenario: string, figures: Record<
 export function round(ms: number): number {
   return Math.round(ms * 10) / 10
 }
+
+/**
+ * A gateway with one ingress listener "in" and one upstream "app"; `gateway` adds [gateway] keys,
+ * `route` keys to its one catch-all route, `rest` whole tables after it.
+ */
+export function chaosPolicy(service: string, upstreamUrl: string, extra: { gateway?: string; route?: string; rest?: string } = {}): string {
+  return `
+[gateway]
+service = "${service}"
+admin = "127.0.0.1:0"
+${extra.gateway ?? ''}
+[listeners.in]
+listen = "127.0.0.1:0"
+direction = "ingress"
+[upstreams.app]
+endpoints = ["${upstreamUrl}"]
+${extra.rest ?? ''}
+[[routes]]
+name = "app"
+listener = "in"
+path = "/*"
+upstream = "app"
+${extra.route ?? ''}
+`
+}

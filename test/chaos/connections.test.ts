@@ -5,7 +5,7 @@ import { Agent } from 'node:http'
 import { connect, type Socket } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { startGateway, startUpstream, targets, type Gateway, type Upstream } from '../e2e/harness.ts'
-import { call, drive, percentile, recordFigures, round, tally } from './chaos-kit.ts'
+import { call, chaosPolicy, drive, percentile, recordFigures, round, tally } from './chaos-kit.ts'
 
 const IDLE = 3000
 const SLOW = 200
@@ -27,23 +27,7 @@ for (const t of targets().filter((target) => (process.env.PILLION_CHAOS_TARGETS 
 
     before(async () => {
       upstream = await startUpstream((_req, res) => res.end('ok'))
-      gateway = await startGateway(
-        t,
-        `
-[gateway]
-service = "chaos-connections"
-admin = "127.0.0.1:0"
-[listeners.in]
-listen = "127.0.0.1:0"
-direction = "ingress"
-[upstreams.app]
-endpoints = ["${upstream.url}"]
-[[routes]]
-listener = "in"
-path = "/*"
-upstream = "app"
-`,
-      )
+      gateway = await startGateway(t, chaosPolicy('chaos-connections', upstream.url))
     })
 
     after(async () => {

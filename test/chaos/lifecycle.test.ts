@@ -4,7 +4,7 @@ import { writeFileSync } from 'node:fs'
 import { Agent } from 'node:http'
 import { describe, it } from 'node:test'
 import { request, startGateway, startUpstream, targets, type Upstream } from '../e2e/harness.ts'
-import { call, percentile, recordFigures, round, tally, type Outcome } from './chaos-kit.ts'
+import { call, chaosPolicy, percentile, recordFigures, round, tally, type Outcome } from './chaos-kit.ts'
 
 /** An answer streamed in four parts over about 200ms, so that a shutdown finds many halfway. */
 function slowStreamer(): Promise<Upstream> {
@@ -22,22 +22,7 @@ function slowStreamer(): Promise<Upstream> {
 }
 
 function policy(upstream: Upstream, version: number): string {
-  return `
-[gateway]
-service = "chaos-lifecycle"
-admin = "127.0.0.1:0"
-shutdown_grace = "10s"
-[listeners.in]
-listen = "127.0.0.1:0"
-direction = "ingress"
-[upstreams.app]
-endpoints = ["${upstream.url}"]
-[[routes]]
-listener = "in"
-path = "/*"
-upstream = "app"
-response_headers = { set = { x-policy-version = "${version}" } }
-`
+  return chaosPolicy('chaos-lifecycle', upstream.url, { gateway: 'shutdown_grace = "10s"', route: `response_headers = { set = { x-policy-version = "${version}" } }` })
 }
 
 /** Workers each sending one request after another until told to stop; every outcome kept. */

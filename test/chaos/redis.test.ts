@@ -6,7 +6,7 @@ import { Agent, request as httpRequest } from 'node:http'
 import { after, before, describe, it } from 'node:test'
 import { closedPort, startGateway, startUpstream, targets, type Gateway, type Upstream } from '../e2e/harness.ts'
 import { OwnRedis } from '../e2e/own-redis.ts'
-import { drive, percentile, recordFigures, round, type Outcome } from './chaos-kit.ts'
+import { chaosPolicy, drive, percentile, recordFigures, round, type Outcome } from './chaos-kit.ts'
 
 interface Counted {
   status: number
@@ -40,29 +40,10 @@ for (const t of targets().filter((target) => (process.env.PILLION_CHAOS_TARGETS 
       upstream = await startUpstream((_req, res) => res.end('ok'))
       gateway = await startGateway(
         t,
-        `
-[gateway]
-service = "chaos-redis-${randomUUID().slice(0, 8)}"
-admin = "127.0.0.1:0"
-[listeners.in]
-listen = "127.0.0.1:0"
-direction = "ingress"
-[upstreams.app]
-endpoints = ["${upstream.url}"]
-[redis]
-url = "redis://127.0.0.1:${redis.port}"
-on_error = "allow"
-timeout = "50ms"
-[[routes]]
-name = "q"
-listener = "in"
-path = "/q"
-upstream = "app"
-[[routes.rate_limit]]
-quota = { limit = 25, per = "1d" }
-key = "header:x-tenant"
-store = "redis"
-`,
+        chaosPolicy(`chaos-redis-${randomUUID().slice(0, 8)}`, upstream.url, {
+          rest: `[redis]\nurl = "redis://127.0.0.1:${redis.port}"\non_error = "allow"\ntimeout = "50ms"`,
+          route: 'rate_limit = [ { quota = { limit = 25, per = "1d" }, key = "header:x-tenant", store = "redis" } ]',
+        }),
       )
     })
 
