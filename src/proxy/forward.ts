@@ -70,7 +70,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     } catch (error) {
       endpoint.active--
       const failure = asGatewayError(error, signal, endpoint.url)
-      if (failure.code !== 'client_closed' && failure.code !== 'bad_request') upstream.report(endpoint, false)
+      if (countsAgainstEndpoint(failure)) upstream.report(endpoint, false)
       const other = retryConnectFailure && instead === undefined && failure.failure === 'connect-failure' ? otherEndpoint(exchange, endpoint) : undefined
       if (other !== undefined) return forward(exchange, other)
       throw failure
@@ -112,7 +112,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
       handshake = await connectWebSocket({ url: `ws${url.slice(4)}`, headers, signal, connectTimeoutMs, tls: upstream.config.tls })
     } catch (error) {
       const failure = asGatewayError(error, signal, endpoint.url)
-      if (failure.code !== 'client_closed' && failure.code !== 'bad_request') upstream.report(endpoint, false)
+      if (countsAgainstEndpoint(failure)) upstream.report(endpoint, false)
       throw failure
     } finally {
       endpoint.active--
@@ -146,6 +146,11 @@ function upstreamPath(path: string, stripPrefix: string | undefined): string {
   const rest = path.slice(stripPrefix.length)
   if (rest === '') return '/'
   return rest.startsWith('/') ? rest : `/${rest}`
+}
+
+/** A client that went away, or whose request body was malformed, says nothing about the endpoint. */
+function countsAgainstEndpoint(failure: GatewayError): boolean {
+  return failure.code !== 'client_closed' && failure.code !== 'bad_request'
 }
 
 function asGatewayError(error: unknown, signal: AbortSignal, endpoint: string): GatewayError {
