@@ -41,14 +41,18 @@ function tomlInline(object) {
  * chain: JWT (RS256, inline key), local rate limit, timeout, retry, circuit breaker, bulkhead, metrics
  * (the admin listener) and an access log appended to the file `accessLog`.
  */
-/** headerTimeout: set [gateway] header_timeout, which on Bun and Deno puts Pillion's header-deadline front in. */
-export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout = false }) {
+/**
+ * headerTimeout: [gateway] header_timeout, as a duration ("5s" is shorter than Bun's server can keep
+ * alone, so on Bun and Deno it puts Pillion's header-deadline front in); listenAll: listen on 0.0.0.0,
+ * as an ingress listener others reach does (wrk still sends to 127.0.0.1).
+ */
+export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout, listenAll = false }) {
   const head = `[gateway]
 service = "bench"
-${headerTimeout ? 'header_timeout = "60s"\n' : ''}admin = "127.0.0.1:${admin}"
+${headerTimeout === undefined ? '' : `header_timeout = "${headerTimeout}"\n`}admin = "127.0.0.1:${admin}"
 
 [listeners.ingress]
-listen = "127.0.0.1:${listen}"
+listen = "${listenAll ? '0.0.0.0' : '127.0.0.1'}:${listen}"
 direction = "ingress"
 
 [upstreams.local]

@@ -19,7 +19,10 @@
 //   <rt> chain    Pillion, the full chain: JWT (RS256, inline key), rate limit, timeout, retry, circuit
 //                 breaker, bulkhead, metrics, access log to a file
 //   binary bare x2  the binary with --workers 2
-//   binary bare hdr the bare policy with [gateway] header_timeout set: the header-deadline front
+//   binary bare exposed  the bare policy on 0.0.0.0: the default 60 s header deadline of a listener
+//                 other hosts reach, which Bun's server keeps itself
+//   binary bare front    the bare policy with header_timeout = "5s", shorter than Bun's server keeps:
+//                 Pillion's header-deadline front, which relays every byte
 // wrk sends the same `Authorization: Bearer` token (valid for the chain) to every configuration, so
 // requests are identical everywhere. Any non-2xx answer stops the bench: it would measure the wrong thing.
 //
@@ -188,13 +191,13 @@ async function startNaiveNode(upstreamPort) {
 
 // ---------------------------------------------------------------------------------------------- Pillion
 /** Starts `pillion run`; resolves once its ready line is printed, with the times it took. */
-async function startPillion(runtime, { upstreamPort, chain = false, workers = 1, jwk, name, headerTimeout = false }) {
+async function startPillion(runtime, { upstreamPort, chain = false, workers = 1, jwk, name, headerTimeout, listenAll = false }) {
   const [command, ...rest] = RUNTIMES[runtime]
   const listen = await freePort()
   const admin = await freePort()
   const slug = name.replace(/\W+/g, '-')
   const file = join(work, `${slug}.toml`)
-  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog: join(work, `access-${slug}.log`), headerTimeout }))
+  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog: join(work, `access-${slug}.log`), headerTimeout, listenAll }))
   // Pillion's own log: a wrk run ends with requests in flight, each logged as client_closed (499); not noise for the table.
   const stderrTo = join(work, `${slug}.stderr.log`)
   const stderrTail = () => readFileSync(stderrTo, 'utf8').split('\n').slice(-20).join('\n')
@@ -291,8 +294,9 @@ for (const runtime of Object.keys(RUNTIMES)) {
   }
 }
 if (wanted('binary bare x2')) pillionConfigs.push({ name: 'binary bare x2', runtime: 'binary', chain: false, workers: 2 })
-// Bun and Deno keep a header deadline through a front that relays every byte: what that costs.
-if (wanted('binary bare hdr')) pillionConfigs.push({ name: 'binary bare hdr', runtime: 'binary', chain: false, workers: 1, headerTimeout: true })
+// An exposed listener's default header deadline, and a short one that takes the front relaying every byte.
+if (wanted('binary bare exposed')) pillionConfigs.push({ name: 'binary bare exposed', runtime: 'binary', chain: false, workers: 1, listenAll: true })
+if (wanted('binary bare front')) pillionConfigs.push({ name: 'binary bare front', runtime: 'binary', chain: false, workers: 1, headerTimeout: '5s' })
 const startupRuntimes = Object.keys(RUNTIMES).filter((runtime) => pillionConfigs.some((c) => c.runtime === runtime))
 /** The naive proxy each runtime's rows are compared with; Deno has none. */
 const NAIVE_OF = { binary: 'naive bun', bun: 'naive bun', node: 'naive node' }
@@ -344,7 +348,7 @@ else console.log('caddy: not installed (apt-get install -y caddy); no Caddy row,
 if (HTTP_PROXY) configs.push({ name: 'http-proxy', ...(await startHttpProxy(upstream.port)) })
 for (const naive of naiveConfigs) configs.push({ name: naive.name, ...(await naive.start(upstream.port)) })
 for (const config of pillionConfigs) {
-  configs.push({ ...config, ...(await startPillion(config.runtime, { upstreamPort: upstream.port, chain: config.chain, workers: config.workers, jwk, name: config.name, headerTimeout: config.headerTimeout === true })) })
+  configs.push({ ...config, ...(await startPillion(config.runtime, { upstreamPort: upstream.port, chain: config.chain, workers: config.workers, jwk, name: config.name, headerTimeout: config.headerTimeout, listenAll: config.listenAll === true })) })
 }
 
 for (const config of configs) {

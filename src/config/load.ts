@@ -197,8 +197,9 @@ function normalize(file: ConfigFile, source: string): Config {
   const defaults = resolvePolicyFiles(pickPolicies(file.defaults), besideFile)
   const inherited = { ...builtInPolicies(), ...defaults }
   const listeners: Record<string, ListenerConfig> = {}
-  for (const [name, { listen, direction, tls, protocols }] of Object.entries(file.listeners)) {
+  for (const [name, { listen, direction, tls, protocols, header_timeout }] of Object.entries(file.listeners)) {
     listeners[name] = { name, host: listen.host, port: listen.port, direction }
+    if (header_timeout !== undefined) listeners[name].headerTimeoutMs = header_timeout
     if (tls !== undefined) listeners[name].tls = listenerTls(tls, source)
     if (protocols !== undefined && (protocols.length > 1 || protocols[0] !== 'http1')) listeners[name].protocols = protocols
   }

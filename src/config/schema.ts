@@ -161,6 +161,7 @@ const listenerSchema = v.pipe(
     listen: hostPort(),
     direction: oneOf(['ingress', 'egress']),
     tls: v.optional(listenerTlsSchema),
+    header_timeout: v.optional(duration()),
     protocols: v.optional(
       v.pipe(
         arrayOf(oneOf(LISTENER_PROTOCOLS)),

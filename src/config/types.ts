@@ -32,6 +32,8 @@ export interface ListenerConfig extends HostPort {
   name: string
   direction: Direction
   tls?: ListenerTls
+  /** This listener's own header deadline, over [gateway] header_timeout; 0: none. */
+  headerTimeoutMs?: number
   /** Set when the listener speaks more than HTTP/1.1 (absent: ["http1"]). */
   protocols?: ListenerProtocol[]
 }

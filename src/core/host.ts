@@ -75,11 +75,11 @@ export interface ServeOptions {
   /** Longest a request's header section may take to arrive (slow clients), from the accept or a later request's first byte; 0: none. */
   headersTimeoutMs?: number
   /**
-   * Whether the policy asked for the header deadline ([gateway] header_timeout) rather than taking
-   * the default: a runtime whose server has no header deadline of its own and must relay every
-   * connection through a front to keep one (Bun, Deno) keeps it only then.
+   * Whether the deadline must hold even on a runtime whose server has none of its own and must relay
+   * every connection through a front to keep one (Bun, Deno): set for a listener other hosts can
+   * reach, or one whose deadline the policy sets (listener-setup.ts).
    */
-  headersTimeoutSet?: boolean
+  headersTimeoutRequired?: boolean
   /**
    * Terminate TLS with these PEM texts; with clientCa, require client certificates signed by it (mTLS),
    * and with acceptsPeer also a certificate whose subject alternative names it accepts.

@@ -6,6 +6,7 @@ import type { ListenerTls } from '../config/types.ts'
 import type { ListenerProtocol, Runtime, ServeOptions } from '../core/host.ts'
 import { peerNamesCheck } from '../listener/client-names.ts'
 import { unsupportedOnRuntime } from './runtime-support.ts'
+import { isLoopback } from '../core/address.ts'
 import { tlsFileProblems } from './tls-files.ts'
 
 /** What one listener checks before routing, prepared once per config load. */
@@ -23,39 +24,45 @@ export interface Serving {
   tls?: ListenerTls
   protocols?: ListenerProtocol[]
   headersTimeoutMs?: number
-  /** Set when the policy sets [gateway] header_timeout: see ServeOptions.headersTimeoutSet. */
-  headersTimeoutSet?: true
+  /** The deadline must hold even where it costs a front: see ServeOptions.headersTimeoutRequired. */
+  headersTimeoutRequired?: true
 }
 
 /**
- * [gateway] header_timeout when it is not set: NGINX's client_header_timeout and Node's headersTimeout
- * (Envoy's request_headers_timeout is off unless set). Node keeps it for free; on Bun and Deno it
- * takes a front of our own that relays every byte (connection-front.ts), about as costly per request
- * as the proxying itself (docs/performance.md), so there it holds only when the policy sets the key.
+ * The header deadline when no key sets it: NGINX's client_header_timeout and Node's headersTimeout
+ * (Envoy's request_headers_timeout is off unless set).
  */
 const DEFAULT_HEADER_TIMEOUT_MS = 60_000
 
 /**
- * The header deadline is [gateway] header_timeout, or the shortest limits.client_timeout among the
- * listener's routes when that is shorter: a slow client is cut before routing, so any route's limit
- * protects the whole listener.
+ * The header deadline is the listener's header_timeout, else [gateway] header_timeout, else 60 s;
+ * the shortest limits.client_timeout among the listener's routes shortens it (a slow client is cut
+ * before routing, so any route's limit protects the whole listener).
+ *
+ * Node keeps it for free. Bun and Deno keep it through a front that relays every byte
+ * (connection-front.ts, ~25 µs per request on the binary), so there it is required only where it
+ * protects something: a listener other hosts can reach, or one whose deadline the policy asked for.
+ * A loopback-only listener (the service's own egress) is reached by processes of this host alone.
  */
 export function listenerServing(config: Config, listener: ListenerConfig): Serving {
   const serving: Serving = {}
   if (listener.tls !== undefined) serving.tls = listener.tls
   if (listener.protocols !== undefined) serving.protocols = listener.protocols
-  const headerTimeout = config.gateway.headerTimeoutMs
-  if (headerTimeout !== undefined) serving.headersTimeoutSet = true
+  const headerTimeout = listener.headerTimeoutMs ?? config.gateway.headerTimeoutMs
   if (headerTimeout === 0) {
     serving.headersTimeoutMs = 0
     return serving
   }
   let deadline = headerTimeout ?? DEFAULT_HEADER_TIMEOUT_MS
+  let asked = headerTimeout !== undefined
   for (const route of config.routes) {
     const timeout = route.listener === listener.name ? route.policies.limits?.clientTimeoutMs : undefined
-    if (timeout !== undefined && timeout > 0) deadline = Math.min(deadline, timeout)
+    if (timeout === undefined || timeout <= 0) continue
+    deadline = Math.min(deadline, timeout)
+    asked = true
   }
   serving.headersTimeoutMs = deadline
+  if (asked || !isLoopback(listener.host)) serving.headersTimeoutRequired = true
   return serving
 }
 

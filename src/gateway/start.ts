@@ -141,7 +141,7 @@ export async function startGateway(config: Config, runtime: Runtime, logger: Log
     if (serving.tls !== undefined) serveOptions.tls = await readTls(serving.tls, runtime.readTextFile, refusedOn(name))
     if (serving.headersTimeoutMs !== undefined) serveOptions.headersTimeoutMs = serving.headersTimeoutMs
     if (serving.protocols !== undefined) serveOptions.protocols = serving.protocols
-    if (serving.headersTimeoutSet === true) serveOptions.headersTimeoutSet = true
+    if (serving.headersTimeoutRequired === true) serveOptions.headersTimeoutRequired = true
     const server = await runtime.serve(handler, serveOptions)
     runtime.writeOut(`pillion: ${label} on ${serving.tls === undefined ? 'http' : 'https'}://${formatAddress(server)}`)
     return { address: bindingKey(address, serving), server, ...(serveOptions.tls === undefined ? {} : { tls: serveOptions.tls }) }

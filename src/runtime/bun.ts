@@ -7,6 +7,7 @@ import type { ClientInfo, Handler, Runtime, ServeOptions } from '../core/host.ts
 import { plainHttp, rebindingServer, type PlainServer } from './rebinding-server.ts'
 import { connectionFront, type FrontedConnections } from './connection-front.ts'
 import { bunFront } from './bun-front.ts'
+import { bunTimers, type BunTimers } from './bun-timers.ts'
 import { sessionOf } from '../core/websocket.ts'
 import { pemInspector } from './pem.ts'
 import { processHost } from './process-host.ts'
@@ -21,6 +22,7 @@ interface BunServer {
   hostname: string
   stop(closeActiveConnections?: boolean): Promise<void>
   requestIP(request: Request): { address: string; port: number } | null
+  timeout(request: Request, seconds: number): void
   upgrade(request: Request, options: { data: WebSocketBridge; headers: Headers }): boolean
 }
 
@@ -39,12 +41,6 @@ interface BunServerWebSocket {
 declare const Bun: {
   version: string
   serve(options: Record<string, unknown>): BunServer
-}
-
-/** Bun's idle timeout counts a request still waiting on its upstream; it tops out at 255 s (0 = off). */
-export function idleTimeoutSeconds(requestTimeoutMs: number): number {
-  const seconds = Math.ceil(requestTimeoutMs / 1000) + 5
-  return requestTimeoutMs === 0 || seconds > 255 ? 0 : Math.max(seconds, 10)
 }
 
 /**
@@ -140,11 +136,15 @@ export function createBunRuntime(): Runtime {
   }
 }
 
-/** Bun.serve alone, or with a header deadline or allowed_sans, a front of our own before it (connection-front.ts). */
+/**
+ * Bun.serve alone when it can keep the listener's header deadline itself (bun-timers.ts); otherwise,
+ * or with allowed_sans, a front of our own before it (connection-front.ts), which costs CPU per request.
+ */
 function serveBunListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
-  const headerDeadline = options.headersTimeoutSet === true && (options.headersTimeoutMs ?? 0) > 0
-  if (!headerDeadline && options.tls?.acceptsPeer === undefined) return serveBun(handler, options)
-  const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveBun(handler, inner, connections)
+  const timers = bunTimers(options)
+  if (timers !== undefined && options.tls?.acceptsPeer === undefined) return serveBun(handler, options, timers)
+  const headerDeadline = timers === undefined
+  const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveBun(handler, inner, bunTimers(inner)!, connections)
   // Client certificate names need node:tls (Bun's sockets do not show the peer's certificate).
   if (options.tls?.acceptsPeer === undefined) return bunFront(options, startInner, options.tls === undefined ? undefined : bunTls(options.tls))
   const { headersTimeoutMs, ...rest } = options
@@ -153,18 +153,20 @@ function serveBunListener(handler: Handler, options: ServeOptions): Promise<Plai
 
 const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
 
-async function serveBun(handler: Handler, options: ServeOptions, fronted?: FrontedConnections): Promise<PlainServer> {
+async function serveBun(handler: Handler, options: ServeOptions, timers: BunTimers, fronted?: FrontedConnections): Promise<PlainServer> {
   const bridges = new LiveBridges()
+  const perRequest = timers.perRequest
   const server: BunServer = Bun.serve({
     hostname: options.host,
     port: options.port,
     development: false,
-    idleTimeout: idleTimeoutSeconds(options.requestTimeoutMs),
+    idleTimeout: timers.idleTimeout,
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     ...(options.tls === undefined ? {} : { tls: bunTls(options.tls) }),
     ...(options.reusePort === true ? { reusePort: true } : {}),
     websocket: bridgeHandlers,
     fetch: (request: Request, bunServer: BunServer) => {
+      if (perRequest !== undefined) bunServer.timeout(request, perRequest)
       let client: ClientInfo
       if (fronted === undefined) client = { remoteAddress: bunServer.requestIP(request)?.address ?? '' }
       else {

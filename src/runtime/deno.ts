@@ -183,7 +183,7 @@ async function resolveBothFamilies(host: string): Promise<string[]> {
 
 /** Deno.serve alone, or with a header deadline, a front of our own before it (connection-front.ts): Deno.serve has none. */
 function serveDenoListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
-  if (options.headersTimeoutSet !== true || (options.headersTimeoutMs ?? 0) === 0) return serveDeno(handler, options)
+  if (options.headersTimeoutRequired !== true || (options.headersTimeoutMs ?? 0) === 0) return serveDeno(handler, options)
   if (options.tls?.clientCa !== undefined) return serveDeno(handler, options) // refused there
   const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveDeno(handler, inner, connections)
   return options.tls === undefined ? denoPlainFront(options, startInner) : connectionFront(options, startInner)
