@@ -2,6 +2,7 @@ import { GatewayError } from '../core/errors.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest, UpstreamTls } from '../core/host.ts'
 import { oncePerUpstreamTls } from './upstream-tls.ts'
+import { upstreamTarget, type UpstreamTarget } from './upstream-url.ts'
 import { ChunkedDecoder, chunkFrame, headEnd, LAST_CHUNK, parseHead, ProtocolError, requestHead, type AnswerHead } from './h1-wire.ts'
 
 /**
@@ -136,7 +137,7 @@ class Call {
     this.fail(this.#request.signal.reason)
   }
 
-  start(connection: Connection, url: URL, retry: (error: UpstreamError) => void): void {
+  start(connection: Connection, url: UpstreamTarget, retry: (error: UpstreamError) => void): void {
     this.#connection = connection
     connection.call = this
     this.#retry = retry
@@ -151,11 +152,11 @@ class Call {
 
   #retry: ((error: UpstreamError) => void) | undefined
 
-  async #send(url: URL): Promise<void> {
+  async #send(url: UpstreamTarget): Promise<void> {
     const request = this.#request
     const wire = this.#connection!.wire!
     const body = request.body
-    const { head, framing } = requestHead(this.#method, url.pathname + url.search, url.host, request.headers, body)
+    const { head, framing } = requestHead(this.#method, url.path, url.at.host, request.headers, body)
     if (body instanceof Uint8Array && body.byteLength <= JOIN_BODY_BYTES) {
       const joined = new Uint8Array(head.byteLength + body.byteLength)
       joined.set(head)
@@ -365,11 +366,10 @@ export function h1Client(dial: Dial, poolsFor: (tls: UpstreamTls) => Map<string,
   return (request) =>
     new Promise<UpstreamAnswer>((resolve, reject) => {
       if (request.signal.aborted) return reject(request.signal.reason)
-      const url = new URL(request.url)
-      const https = url.protocol === 'https:'
-      const tls = https ? (request.tls ?? NO_TLS) : undefined
-      const idle = idleOf(url.origin, request.tls)
-      const target: DialTarget = { host: url.hostname.replace(/^\[|\]$/g, ''), port: Number(url.port || (https ? 443 : 80)), ...(tls === undefined ? {} : { tls }) }
+      const url = upstreamTarget(request.url)
+      const { at } = url
+      const tls = at.https ? (request.tls ?? NO_TLS) : undefined
+      const idle = idleOf(at.origin, request.tls)
       const attempt = (fresh: boolean) => {
         const call = new Call(request, resolve, reject, release(idle))
         let connection = fresh ? undefined : idle.pop()
@@ -379,6 +379,7 @@ export function h1Client(dial: Dial, poolsFor: (tls: UpstreamTls) => Map<string,
           return call.start(connection, url, () => attempt(true))
         }
         const opened = new Connection()
+        const target: DialTarget = { host: at.hostname, port: at.port, ...(tls === undefined ? {} : { tls }) }
         dial(target, opened, request.connectTimeoutMs).then(
           (wire) => {
             opened.wire = wire
