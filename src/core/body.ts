@@ -49,3 +49,20 @@ export async function discardBody(body: ReadableStream<Uint8Array> | Uint8Array 
   }
   await reader.cancel()
 }
+
+/**
+ * Responses whose body is bytes already in hand (the forwarder's small answers, read whole), so a
+ * runtime may write those bytes itself instead of reading the Response back (Node: no undici
+ * Response is ever built for them). Weakly held, like trailers.
+ */
+const bytesByResponse = new WeakMap<Response, Uint8Array>()
+
+export function withBodyBytes(response: Response, bytes: Uint8Array): Response {
+  bytesByResponse.set(response, bytes)
+  return response
+}
+
+/** The bytes a response was made with, when a layer marked them; undefined otherwise. */
+export function bodyBytesOf(response: Response): Uint8Array | undefined {
+  return bytesByResponse.get(response)
+}

@@ -8,6 +8,7 @@ import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
 import { withTrailers } from '../core/trailers.ts'
 import { isGrpcServerFailure } from '../core/grpc.ts'
+import { withBodyBytes } from '../core/body.ts'
 
 export interface ForwardTarget {
   upstream: UpstreamRuntime
@@ -84,7 +85,10 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     const response = new Response(body, { status, statusText: answer.statusText, headers: answer.headers })
     toDownstream(response.headers, exchange.requestId)
     if (answer.trailers !== undefined) withTrailers(response, answer.trailers)
-    if (body instanceof Uint8Array) exchange.buffered = { response, bytes: body.byteLength }
+    if (body instanceof Uint8Array) {
+      exchange.buffered = { response, bytes: body.byteLength }
+      withBodyBytes(response, body)
+    }
     return response
   }
 

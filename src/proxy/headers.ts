@@ -1,3 +1,5 @@
+import { copyHeaders } from '../core/headers-copy.ts'
+
 /** RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies traditionally drop. */
 const HOP_BY_HOP = [
   'connection',
@@ -22,7 +24,7 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
  * than appending header by header.
  */
 function copyWithout(source: Headers, drop: readonly string[]): Headers {
-  return deleteHopByHop(new Headers(source), drop)
+  return deleteHopByHop(copyHeaders(source), drop)
 }
 
 function deleteHopByHop(headers: Headers, drop: readonly string[]): Headers {

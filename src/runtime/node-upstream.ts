@@ -5,6 +5,7 @@ import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest, UpstreamTls } from '../core/host.ts'
 import { oncePerUpstreamTls, readUpstreamTls } from './upstream-tls.ts'
+import { NodeHeaders } from './node-headers.ts'
 
 /**
  * Node's upstream client, on undici's dispatcher rather than fetch or node:http: fetch decodes
@@ -75,20 +76,16 @@ export function failureOf(error: Error & { code?: string }, connected: boolean):
   return 'reset'
 }
 
+/** What undici sends: a NodeHeaders' list as it is (the listener's and the forwarder's on Node), else the Headers iterated. */
 function flatHeaders(headers: Headers): string[] {
+  if (headers instanceof NodeHeaders) return headers.flat()
   const flat: string[] = []
   for (const [name, value] of headers) flat.push(name, value)
   return flat
 }
 
 export function answerHeaders(parsed: IncomingHttpHeaders): Headers {
-  const headers = new Headers()
-  for (const name in parsed) {
-    const value = parsed[name]
-    if (typeof value === 'string') headers.append(name, value)
-    else if (value !== undefined) for (const one of value) headers.append(name, one)
-  }
-  return headers
+  return NodeHeaders.fromParsed(parsed) as unknown as Headers
 }
 
 /** "http://host:port/base/path?q" → origin and the rest; endpoint URLs are normalized (endpoint-url.ts). */

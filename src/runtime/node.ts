@@ -1,5 +1,4 @@
 import { serve } from '@hono/node-server'
-import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { nodeUpstream } from './node-upstream.ts'
@@ -12,7 +11,7 @@ import type { SecureContextOptions, Server as TlsServer } from 'node:tls'
 import type { Runtime, ServeOptions, Server } from '../core/host.ts'
 import { refuseUnlistedPeer } from './peer-certificate.ts'
 import { pemInspector } from './pem.ts'
-import { ResponseClient } from './response-client.ts'
+import { nodeFetch } from './node-answer.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
@@ -45,7 +44,7 @@ export function createNodeRuntime(): Runtime {
         const upgrades = new Upgrades(handler)
         const server = serve(
           {
-            fetch: (request, env) => handler(request, new ResponseClient(env.incoming as IncomingMessage, env.outgoing as ServerResponse)),
+            fetch: nodeFetch(handler),
             hostname: options.host,
             port: options.port,
             serverOptions: { requestTimeout: 0, keepAliveTimeout: 5_000, ...headersDeadline(options.headersTimeoutMs), ...tlsOptions(options.tls) },
