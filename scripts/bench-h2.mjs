@@ -131,3 +131,5 @@ for (const config of configs) {
   })
   console.log(`${config.name.padEnd(16)}${cells.join('')}`)
 }
+// The gateways and the upstream still run: exiting stops them (the exit handler above).
+process.exit(0)
