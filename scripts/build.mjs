@@ -17,7 +17,8 @@
 //   --target=a,b          build only these targets (names as in TARGETS), plus dist/pillion.js
 //   --js-only             only dist/pillion.js
 //   --no-bytecode         compile executables without the bytecode cache (slower start-up)
-//   --entry=FILE          entry module (default src/main.ts; env PILLION_BUILD_ENTRY)
+//   --entry=FILE          entry module of both (default src/main.ts for dist/pillion.js and src/main-bun.ts,
+//                         the same with only the Bun adapter, for executables; env PILLION_BUILD_ENTRY)
 //   --outdir=DIR          output directory (default dist; env PILLION_BUILD_OUTDIR)
 //   --help
 //
@@ -60,7 +61,7 @@ function parseArgs(argv) {
     targets: null,
     jsOnly: false,
     bytecode: true,
-    entry: process.env.PILLION_BUILD_ENTRY || 'src/main.ts',
+    entry: process.env.PILLION_BUILD_ENTRY || null,
     outdir: process.env.PILLION_BUILD_OUTDIR || 'dist',
   }
   for (const arg of argv) {
@@ -72,7 +73,7 @@ function parseArgs(argv) {
     else if (k === '--entry' && v) o.entry = v
     else if (k === '--outdir' && v) o.outdir = v
     else if (k === '--help' || k === '-h') {
-      const head = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 26)
+      const head = fs.readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 27)
       console.log(head.map((l) => l.replace(/^\/\/ ?/, '')).join('\n'))
       process.exit(0)
     } else fail(`unknown argument ${JSON.stringify(arg)} (see --help)`)
@@ -218,8 +219,9 @@ function main() {
   const opts = parseArgs(process.argv.slice(2))
   const pkgJson = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
   const version = pkgJson.version
-  const entry = path.resolve(ROOT, opts.entry)
-  if (!fs.existsSync(entry)) fail(`entry ${entry} does not exist`)
+  const entry = path.resolve(ROOT, opts.entry ?? 'src/main.ts')
+  const exeEntry = path.resolve(ROOT, opts.entry ?? 'src/main-bun.ts')
+  for (const file of new Set([entry, exeEntry])) if (!fs.existsSync(file)) fail(`entry ${file} does not exist`)
   const outdir = path.resolve(ROOT, opts.outdir)
   const bun = bunPath()
   const bunVer = bunVersion(bun)
@@ -261,7 +263,7 @@ function main() {
       const t = TARGETS[target]
       const name = `pillion-${target}${t.suffix ?? ''}`
       const tmpOut = path.join(work, name)
-      const args = [entry, ...COMPILE_FLAGS, ...(opts.bytecode ? BYTECODE_FLAGS : []), ...define]
+      const args = [exeEntry, ...COMPILE_FLAGS, ...(opts.bytecode ? BYTECODE_FLAGS : []), ...define]
       if (target !== host) args.push(`--target=${t.bun}`, `--compile-executable-path=${targetRuntime(target, bunVer)}`)
       args.push(`--outfile=${tmpOut}`)
       bunBuild(bun, args, name)
