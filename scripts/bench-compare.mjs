@@ -5,12 +5,14 @@
 // interleaved rounds; a configuration's "paired" figure is the median over rounds of its ratio to the
 // first configuration in the same round, which holds better than absolute figures on a busy machine.
 //
-//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--chain] NAME=EXECUTABLE ...
+//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--chain] [--memory] NAME=EXECUTABLE ...
 //   node scripts/bench-compare.mjs --ladder [--rounds=8] [--duration=2]
 //
 //   NAME=EXECUTABLE   a Pillion executable (`EXECUTABLE run -c POLICY`), e.g. before=/tmp/pillion-main
 //                     after=dist/pillion-linux-x64; --chain gives it timeout, retry, bulkhead, rate limit
 //                     and breaker instead of a bare route
+//   --memory          also each one's RSS split (scripts/bench-lib.mjs memorySplit): idle before the
+//                     warm-up, the median after the rounds' runs, and 5 s after the last
 //   --ladder          the naive Bun proxy (scripts/bench-naive-bun.mjs, compiled like the binary) with 0
 //                     to 4 of its steps, then dist/pillion-linux-x64
 // Loopback only; needs wrk and nginx.
@@ -19,7 +21,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, fail, freePort, has, median, parseArgs, ROOT, rssMb, waitForPort } from './bench-lib.mjs'
+import { cpuSeconds, fail, freePort, has, median, memorySplit, parseArgs, ROOT, rssMb, waitForPort } from './bench-lib.mjs'
 
 const argv = process.argv.slice(2)
 const specs = argv.filter((arg) => !arg.startsWith('--'))
@@ -103,9 +105,10 @@ function wrk(config, seconds) {
   const cpu = cpuSeconds(config.child.pid) - before
   const requests = Number(/(\d+) requests in/.exec(result.stdout)?.[1] ?? NaN)
   if (/Non-2xx/.test(result.stdout) || !(requests > 0)) fail(`${config.name} answered with errors:\n${result.stdout}`)
-  return { cpu: (cpu * 1e6) / requests, rps: requests / seconds }
+  return { cpu: (cpu * 1e6) / requests, rps: requests / seconds, memory: args.memory ? memorySplit(config.child.pid) : undefined }
 }
 
+const idle = args.memory ? configs.map((config) => memorySplit(config.child.pid)) : []
 for (const config of configs) wrk(config, 1) // warm-up
 const samples = configs.map(() => [])
 for (let round = 0; round < ROUNDS; round++) {
@@ -122,5 +125,17 @@ for (const [i, config] of configs.entries()) {
   console.log(
     `${config.name.padEnd(18)} ${median(cpu).toFixed(1).padStart(6)} µs  ×first ${paired.toFixed(2)}  rps ${median(samples[i].map((s) => s.rps)).toFixed(0).padStart(6)}  RSS ${rssMb(config.child.pid).toFixed(0).padStart(3)} MB  rounds ${spread}`,
   )
+}
+if (args.memory) {
+  await new Promise((resolve) => setTimeout(resolve, 5000))
+  const mb = (kb) => (kb / 1024).toFixed(1).padStart(5)
+  const show = (m) => `${mb(m.rss)} = ${mb(m.anon)} + ${mb(m.file)} (${mb(m.code)} ${mb(m.data)})`
+  console.log("\nRSS MB = anonymous + file-backed (of which the executable's code, its writable segment)")
+  console.log(`${''.padEnd(18)} ${'idle'.padEnd(37)} ${'after each run (medians)'.padEnd(37)} 5 s after the last`)
+  for (const [i, config] of configs.entries()) {
+    const runs = samples[i].map((s) => s.memory)
+    const after = Object.fromEntries(Object.keys(runs[0]).map((key) => [key, median(runs.map((m) => m[key]))]))
+    console.log(`${config.name.padEnd(18)} ${show(idle[i])}  ${show(after)}  ${show(memorySplit(config.child.pid))}`)
+  }
 }
 process.exit(0)

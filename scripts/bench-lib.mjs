@@ -1,7 +1,7 @@
 // What scripts/bench.mjs, scripts/bench-websocket.mjs and scripts/soak.mjs share: options, ports, the Pillion
 // targets and their policies, and reading a process tree's RSS and CPU time from /proc. Loopback only.
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
 import { connect, createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -225,4 +225,26 @@ export function machineBusySeconds() {
   } catch {
     return NaN
   }
+}
+
+/**
+ * One process's RSS in kB as the kernel splits it: anonymous (heap, malloc, JIT) and file-backed, and
+ * of the file-backed pages those of its own executable's code and of its writable segment (in a Bun
+ * executable mostly the .bun section: the bundle and its bytecode).
+ */
+export function memorySplit(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8')
+  const kb = (field) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN)
+  const exe = readlinkSync(`/proc/${pid}/exe`).replace(/ \(deleted\)$/, '')
+  const split = { rss: kb('VmRSS'), anon: kb('RssAnon'), file: kb('RssFile'), code: 0, data: 0 }
+  let mapping
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s+(.*)$/.exec(line)
+    if (head) mapping = head[2].replace(/ \(deleted\)$/, '') === exe ? head[1] : undefined
+    else if (mapping === 'r-xp' || mapping === 'rw-p') {
+      const rss = /^Rss:\s+(\d+) kB/.exec(line)
+      if (rss) split[mapping === 'r-xp' ? 'code' : 'data'] += Number(rss[1])
+    }
+  }
+  return split
 }

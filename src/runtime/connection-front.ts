@@ -1,9 +1,13 @@
-import { connect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net'
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import type { Server as NetServer, Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import type { ServeOptions } from '../core/host.ts'
 import { subjectAltNames } from './peer-certificate.ts'
 import type { PlainServer } from './rebinding-server.ts'
 import { RequestHeads } from './request-heads.ts'
+import { lazyBuiltin } from './builtin.ts'
+
+const nodeNet = lazyBuiltin(() => process.getBuiltinModule('node:net'))
+const nodeTls = lazyBuiltin(() => process.getBuiltinModule('node:tls'))
 
 /** How long a shutdown waits for relays to pass on the server's last bytes before cutting them. */
 export const RELAY_DRAIN_MS = 2_000
@@ -77,10 +81,10 @@ export async function connectionFront(options: ServeOptions, startInner: (option
 
 function frontServer(options: ServeOptions, relay: (client: Socket) => void): NetServer {
   const tls = options.tls
-  if (tls === undefined) return createNetServer(relay)
+  if (tls === undefined) return nodeNet().createServer(relay)
   const { cert, key, clientCa, acceptsPeer } = tls
   const verify = clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: true }
-  const front = createTlsServer({ cert, key, ...verify }, (client: TLSSocket) => {
+  const front = nodeTls().createServer({ cert, key, ...verify }, (client: TLSSocket) => {
     if (acceptsPeer !== undefined && !acceptsPeer(subjectAltNames(client.getPeerCertificate().subjectaltname), client.remoteAddress ?? '')) return void client.destroy()
     relay(client)
   })
@@ -141,7 +145,7 @@ export class HeadDeadline {
 
 function relayConnection(client: Socket, innerPort: number, deadlineMs: number, clients: Map<number, string>, closed: () => void): void {
   const remoteAddress = client.remoteAddress ?? ''
-  const pipe = connect(innerPort, '127.0.0.1')
+  const pipe = nodeNet().connect(innerPort, '127.0.0.1')
   let expired = false
   const deadline =
     deadlineMs > 0 ?

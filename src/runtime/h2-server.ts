@@ -1,11 +1,16 @@
-import { createServer as createHttp1Server, type IncomingMessage, type ServerResponse } from 'node:http'
-import { createSecureServer, createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse } from 'node:http2'
-import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2'
+import type { Server as TcpServer, Socket } from 'node:net'
 import type { ClientInfo, Handler, ServeOptions, Server } from '../core/host.ts'
 import { ResponseClient } from './response-client.ts'
 import { trailersOf } from '../core/trailers.ts'
 import { nodeReadable } from './readable-stream.ts'
 import { refuseUnlistedPeer } from './peer-certificate.ts'
+import { lazyBuiltin } from './builtin.ts'
+
+const http = lazyBuiltin(() => process.getBuiltinModule('node:http'))
+const http2 = lazyBuiltin(() => process.getBuiltinModule('node:http2'))
+const net = lazyBuiltin(() => process.getBuiltinModule('node:net'))
 
 /**
  * A listener that speaks HTTP/2 (h2c with prior knowledge, h2 by ALPN) and HTTP/1.1 beside it when
@@ -41,18 +46,18 @@ export async function serveHttp2(handler: Handler, options: ServeOptions, runtim
   const closers: Array<() => void> = []
   if (options.tls !== undefined) {
     const { acceptsPeer } = options.tls
-    const server = createSecureServer({ ...secureContextOptions(options.tls), allowHTTP1: http1 }, onRequest)
+    const server = http2().createSecureServer({ ...secureContextOptions(options.tls), allowHTTP1: http1 }, onRequest)
     if (acceptsPeer !== undefined) server.prependListener('secureConnection', refuseUnlistedPeer(acceptsPeer))
     // Rotation: new handshakes get the new texts, open connections keep theirs.
     updateTls = async (tls) => server.setSecureContext(secureContextOptions(tls))
     listening = server as unknown as TcpServer
   } else if (!http1) {
-    listening = createH2cServer(onRequest) as unknown as TcpServer
+    listening = http2().createServer(onRequest) as unknown as TcpServer
   } else {
     // h2c and HTTP/1.1 on one port: the first bytes tell them apart, and go back for the chosen server to read.
-    const h2c = createH2cServer(onRequest)
-    const h1 = createHttp1Server(http1Options, onRequest)
-    listening = createTcpServer((socket: Socket) => {
+    const h2c = http2().createServer(onRequest)
+    const h1 = http().createServer(http1Options, onRequest)
+    listening = net().createServer((socket: Socket) => {
       socket.once('readable', () => {
         const first = socket.read() as Buffer | null
         if (first === null) return void socket.destroy()

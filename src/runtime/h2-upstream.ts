@@ -1,9 +1,12 @@
-import { connect, constants, type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http2'
+import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
 import { isBodyless } from '../core/upstream-answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest, UpstreamTls } from '../core/host.ts'
 import { oncePerUpstreamTls, readUpstreamTls, type UpstreamTlsTexts } from './upstream-tls.ts'
 import { nodeReadable } from './readable-stream.ts'
+import { lazyBuiltin } from './builtin.ts'
+
+const http2 = lazyBuiltin(() => process.getBuiltinModule('node:http2'))
 
 /**
  * The HTTP/2 upstream client (protocol = "h2c" | "h2"), on node:http2, which Node, Bun and Deno all
@@ -34,7 +37,7 @@ class Connection {
 
   constructor(origin: string, tls: UpstreamTlsTexts, connectTimeoutMs: number, leave: (connection: Connection) => void) {
     const { ca, cert, key, serverName } = tls
-    const session = connect(origin, { ca, cert, key, ...(serverName === undefined ? {} : { servername: serverName }) })
+    const session = http2().connect(origin, { ca, cert, key, ...(serverName === undefined ? {} : { servername: serverName }) })
     this.session = session
     const drop = () => {
       if (!this.usable) return
@@ -146,7 +149,7 @@ function splitOrigin(url: string): [origin: string, path: string] {
 
 /** A stream refused before the server processed it (RFC 9113 §8.7) is safe to try elsewhere, like a failed connect. */
 function streamFailure(stream: ClientHttp2Stream): UpstreamFailure {
-  return stream.rstCode === constants.NGHTTP2_REFUSED_STREAM ? 'connect-failure' : 'reset'
+  return stream.rstCode === http2().constants.NGHTTP2_REFUSED_STREAM ? 'connect-failure' : 'reset'
 }
 
 export const http2Upstream: UpstreamClient = async (r) => {
@@ -173,7 +176,7 @@ export const http2Upstream: UpstreamClient = async (r) => {
     throw new UpstreamError('connect-failure', String((error as Error)?.message ?? error), { cause: error })
   }
   stream.once('close', release)
-  const onAbort = () => stream.close(constants.NGHTTP2_CANCEL)
+  const onAbort = () => stream.close(http2().constants.NGHTTP2_CANCEL)
   r.signal.addEventListener('abort', onAbort, { once: true })
   stream.once('close', () => r.signal.removeEventListener('abort', onAbort))
   if (body instanceof Uint8Array) stream.end(body)
@@ -194,14 +197,14 @@ export const http2Upstream: UpstreamClient = async (r) => {
       stream.off('error', failBeforeAnswer)
       const status = Number(fields[':status'])
       if (!(status >= 200 && status <= 599)) {
-        stream.close(constants.NGHTTP2_PROTOCOL_ERROR)
+        stream.close(http2().constants.NGHTTP2_PROTOCOL_ERROR)
         return reject(new UpstreamError('protocol-error', `upstream answered with status ${fields[':status']}`))
       }
       const headers = answerHeaders(fields)
       let answerBody: UpstreamAnswer['body'] = null
       // Headers that end the stream (gRPC's trailers-only answers) have no body: they must reach the client the same way.
-      if (isBodyless(r.method, status) || (flags & constants.NGHTTP2_FLAG_END_STREAM) !== 0) stream.resume()
-      else answerBody = nodeReadable(stream, () => stream.close(constants.NGHTTP2_CANCEL))
+      if (isBodyless(r.method, status) || (flags & http2().constants.NGHTTP2_FLAG_END_STREAM) !== 0) stream.resume()
+      else answerBody = nodeReadable(stream, () => stream.close(http2().constants.NGHTTP2_CANCEL))
       // After the answer, a failure shows on its body stream (nodeReadable); this keeps it from being unhandled.
       stream.on('error', () => {})
       resolve({ status, statusText: '', headers, body: answerBody, trailers: trailersSettled })
@@ -229,7 +232,7 @@ async function sendBody(body: ReadableStream<Uint8Array>, stream: ClientHttp2Str
     }
     if (!stream.destroyed) stream.end()
   } catch {
-    stream.close(constants.NGHTTP2_CANCEL)
+    stream.close(http2().constants.NGHTTP2_CANCEL)
   }
 }
 

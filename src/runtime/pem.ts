@@ -1,5 +1,8 @@
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto'
+import type { KeyObject, X509Certificate } from 'node:crypto'
 import type { PemInspector } from '../core/host.ts'
+import { lazyBuiltin } from './builtin.ts'
+
+const nodeCrypto = lazyBuiltin(() => process.getBuiltinModule('node:crypto'))
 
 const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g
 
@@ -10,7 +13,7 @@ function certificatesIn(pem: string): X509Certificate[] | string {
   const parsed: X509Certificate[] = []
   for (const [index, block] of blocks.entries()) {
     try {
-      parsed.push(new X509Certificate(block))
+      parsed.push(new (nodeCrypto().X509Certificate)(block))
     } catch (error) {
       return `certificate ${index + 1} does not parse: ${(error as Error).message}`
     }
@@ -32,7 +35,7 @@ export const pemInspector: PemInspector = {
     if (typeof found === 'string') return { file: 'cert', problem: found }
     let key: KeyObject
     try {
-      key = createPrivateKey(keyPem)
+      key = nodeCrypto().createPrivateKey(keyPem)
     } catch (error) {
       const problem = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(keyPem) ? `the private key does not parse: ${(error as Error).message}` : 'no PEM private key in it'
       return { file: 'key', problem }
