@@ -28,14 +28,15 @@ describe('Bun.serve keeps a header deadline itself where it can', () => {
     assert.deepEqual(bunTimers(serve(10_000, 2_000, true)), { idleTimeout: 10 })
   })
 
-  it('raising each request’s timer when a route may wait longer than the deadline', () => {
+  it('raising each request’s timer when a route may wait longer than the deadline, to 255 s for a route without a timeout', () => {
     assert.deepEqual(bunTimers(serve(60_000, 120_000, true)), { idleTimeout: 60, perRequest: 125 })
+    assert.deepEqual(bunTimers(serve(60_000, 0, true)), { idleTimeout: 60, perRequest: 255 })
+    assert.deepEqual(bunTimers(serve(60_000, 300_000, true)), { idleTimeout: 60, perRequest: 255 })
   })
 
   it('not at all where a listener requires one it cannot keep (a front must)', () => {
     assert.equal(bunTimers(serve(5_000, 15_000, true)), undefined)
     assert.equal(bunTimers(serve(300_000, 15_000, true)), undefined)
-    assert.equal(bunTimers(serve(60_000, 0, true)), undefined)
   })
 
   it('as well as it can where none is required, and not at all where there is none', () => {
