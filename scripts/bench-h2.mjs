@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { fail, fmt, freePort, has, median, missingTargets, parseArgs, ratio, RUNTIMES, waitForPort } from './bench-lib.mjs'
+import { fail, fmt, freePort, has, median, missingTargets, parseArgs, pillionPolicy, ratio, RUNTIMES, waitForPort } from './bench-lib.mjs'
 
 const args = parseArgs(process.argv.slice(2))
 if (args.help) {
@@ -63,31 +63,7 @@ async function startUpstream() {
 async function startPillion(runtime, upstreamPort) {
   const [listen, admin] = [await freePort(), await freePort()]
   const file = join(work, `${runtime}.toml`)
-  writeFileSync(
-    file,
-    `[gateway]
-service = "bench-h2"
-admin = "127.0.0.1:${admin}"
-
-[listeners.ingress]
-listen = "127.0.0.1:${listen}"
-direction = "ingress"
-protocols = ["h2c"]
-
-[upstreams.local]
-endpoints = ["http://127.0.0.1:${upstreamPort}"]
-protocol = "h2c"
-
-[observability.access_log]
-to = "off"
-
-[[routes]]
-listener = "ingress"
-path = "/*"
-upstream = "local"
-timeout = "0s"
-`,
-  )
+  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain: false, h2c: true }))
   const [command, ...rest] = RUNTIMES[runtime]
   const child = start(command, [...rest, 'run', '-c', file])
   await waitForPort(listen, child, `pillion on ${runtime}`)

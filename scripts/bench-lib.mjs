@@ -44,9 +44,10 @@ function tomlInline(object) {
 /**
  * headerTimeout: [gateway] header_timeout, as a duration ("5s" is shorter than Bun's server can keep
  * alone, so on Bun and Deno it puts Pillion's header-deadline front in); listenAll: listen on 0.0.0.0,
- * as an ingress listener others reach does (wrk still sends to 127.0.0.1).
+ * as an ingress listener others reach does (wrk still sends to 127.0.0.1); h2c: HTTP/2 in cleartext
+ * on the listener and to the upstream (scripts/bench-h2.mjs).
  */
-export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout, listenAll = false }) {
+export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout, listenAll = false, h2c = false }) {
   const head = `[gateway]
 service = "bench"
 ${headerTimeout === undefined ? '' : `header_timeout = "${headerTimeout}"\n`}admin = "127.0.0.1:${admin}"
@@ -54,10 +55,10 @@ ${headerTimeout === undefined ? '' : `header_timeout = "${headerTimeout}"\n`}adm
 [listeners.ingress]
 listen = "${listenAll ? '0.0.0.0' : '127.0.0.1'}:${listen}"
 direction = "ingress"
-
+${h2c ? 'protocols = ["h2c"]\n' : ''}
 [upstreams.local]
 endpoints = ["http://127.0.0.1:${upstreamPort}"]
-`
+${h2c ? 'protocol = "h2c"\n' : ''}`
   if (!chain) {
     return `${head}
 [observability.access_log]
