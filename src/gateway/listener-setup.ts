@@ -39,10 +39,11 @@ const DEFAULT_HEADER_TIMEOUT_MS = 60_000
  * the shortest limits.client_timeout among the listener's routes shortens it (a slow client is cut
  * before routing, so any route's limit protects the whole listener).
  *
- * Node keeps it for free. Bun and Deno keep it through a front that relays every byte
- * (connection-front.ts, ~25 µs per request on the binary), so there it is required only where it
- * protects something: a listener other hosts can reach, or one whose deadline the policy asked for.
- * A loopback-only listener (the service's own egress) is reached by processes of this host alone.
+ * Node keeps it for free, and Bun's server mostly does (runtime/bun-timers.ts). Deno, and Bun where
+ * its server cannot, keep it through a front that relays every byte (connection-front.ts, ~25 µs per
+ * request on the binary), so it is required only where it protects something: a listener other
+ * hosts can reach, or one whose deadline the policy asked for. A loopback-only listener (the
+ * service's own egress) is reached by processes of this host alone.
  */
 export function listenerServing(config: Config, listener: ListenerConfig): Serving {
   const serving: Serving = {}

@@ -138,17 +138,19 @@ export function createBunRuntime(): Runtime {
 
 /**
  * Bun.serve alone when it can keep the listener's header deadline itself (bun-timers.ts); otherwise,
- * or with allowed_sans, a front of our own before it (connection-front.ts), which costs CPU per request.
+ * or with allowed_sans, a front of our own before it (connection-front.ts), which costs CPU per
+ * request and then keeps the deadline.
  */
 function serveBunListener(handler: Handler, options: ServeOptions): Promise<PlainServer> {
   const timers = bunTimers(options)
-  if (timers !== undefined && options.tls?.acceptsPeer === undefined) return serveBun(handler, options, timers)
-  const headerDeadline = timers === undefined
   const startInner = (inner: ServeOptions, connections: FrontedConnections) => serveBun(handler, inner, bunTimers(inner)!, connections)
   // Client certificate names need node:tls (Bun's sockets do not show the peer's certificate).
-  if (options.tls?.acceptsPeer === undefined) return bunFront(options, startInner, options.tls === undefined ? undefined : bunTls(options.tls))
-  const { headersTimeoutMs, ...rest } = options
-  return connectionFront(headerDeadline ? options : rest, startInner)
+  if (options.tls?.acceptsPeer !== undefined) {
+    const { headersTimeoutMs, ...withoutDeadline } = options
+    return connectionFront(options.headersTimeoutRequired === true ? options : withoutDeadline, startInner)
+  }
+  if (timers !== undefined) return serveBun(handler, options, timers)
+  return bunFront(options, startInner, options.tls === undefined ? undefined : bunTls(options.tls))
 }
 
 const FROM_ELSEWHERE = () => errorResponse('forbidden', 'this port takes connections from the listener in front of it only', crypto.randomUUID())
