@@ -5,28 +5,34 @@
 // interleaved rounds; a configuration's "paired" figure is the median over rounds of its ratio to the
 // first configuration in the same round, which holds better than absolute figures on a busy machine.
 //
-//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--chain] [--memory] NAME=EXECUTABLE ...
+//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--chain | --full] [--memory] NAME=EXECUTABLE ...
 //   node scripts/bench-compare.mjs --ladder [--rounds=8] [--duration=2]
+//   node scripts/bench-compare.mjs --pieces [--rounds=8] [--duration=2] [EXECUTABLE]
 //
 //   NAME=EXECUTABLE   a Pillion executable (`EXECUTABLE run -c POLICY`), e.g. before=/tmp/pillion-main
 //                     after=dist/pillion-linux-x64; --chain gives it timeout, retry, bulkhead, rate limit
-//                     and breaker instead of a bare route
+//                     and breaker instead of a bare route; --full `npm run bench`'s full chain (those, JWT and
+//                     an access log to a file), every request carrying its bearer token
 //   --memory          also each one's RSS split (scripts/bench-lib.mjs memorySplit): idle before the
 //                     warm-up, the median after the rounds' runs, and 5 s after the last
 //   --ladder          the naive Bun proxy (scripts/bench-naive-bun.mjs, compiled like the binary) with 0
 //                     to 4 of its steps, then dist/pillion-linux-x64
+//   --pieces          the executable (dist/pillion-linux-x64 unless given) with `npm run bench`'s full chain,
+//                     then that chain with one piece left out at a time (bench-lib.mjs CHAIN_PIECES), the
+//                     access log written to /dev/null and to a directory other than the policy's, and the
+//                     bare route; every request carries the chain's bearer token
 // Loopback only; needs wrk and nginx.
 import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, fail, freePort, has, median, memorySplit, parseArgs, ROOT, rssMb, waitForPort } from './bench-lib.mjs'
+import { CHAIN_PIECES, cpuSeconds, fail, freePort, has, makeToken, median, memorySplit, parseArgs, pillionPolicy, ROOT, rssMb, waitForPort } from './bench-lib.mjs'
 
 const argv = process.argv.slice(2)
 const specs = argv.filter((arg) => !arg.startsWith('--'))
 const args = parseArgs(argv.filter((arg) => arg.startsWith('--')))
-if (args.help || (specs.length === 0 && !args.ladder)) {
+if (args.help || (specs.length === 0 && !args.ladder && !args.pieces)) {
   const lines = readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1)
   console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
   process.exit(args.help ? 0 : 2)
@@ -68,10 +74,11 @@ function policy(listen, admin, chain) {
 [[routes]]\nlistener = "ingress"\npath = "/*"\nupstream = "local"\n${route}`
 }
 
-async function startPillion(name, executable) {
+async function startPillion(name, executable, policyText) {
   const port = await freePort()
   const file = join(work, `${name.replace(/\W+/g, '-')}.toml`)
-  writeFileSync(file, policy(port, await freePort(), args.chain !== undefined))
+  const admin = await freePort()
+  writeFileSync(file, policyText?.({ listen: port, admin }) ?? policy(port, admin, args.chain !== undefined))
   const child = start(resolve(executable), ['run', '-c', file])
   await waitForPort(port, child, name)
   return { name, port, child }
@@ -93,15 +100,35 @@ if (args.ladder) {
   for (let steps = 0; steps <= 4; steps++) configs.push(await startNaive(steps === 0 ? 'naive bun' : `naive bun +${steps}`, naive, steps))
   configs.push(await startPillion('pillion binary', join(ROOT, 'dist/pillion-linux-x64')))
 }
+let authorization = []
+/** `npm run bench`'s full chain, its access log named after the configuration; options as pillionPolicy's. */
+let fullChain
+if (args.pieces || args.full) {
+  const { jwk, token } = await makeToken()
+  authorization = ['-H', `Authorization: Bearer ${token}`]
+  fullChain = (name, options = {}) => (at) =>
+    pillionPolicy({ ...at, upstreamPort, chain: true, jwk, accessLog: join(work, `access-${name.replace(/\W+/g, '-')}.log`), ...options })
+}
+if (args.pieces) {
+  const executable = specs.shift() ?? join(ROOT, 'dist/pillion-linux-x64')
+  const elsewhere = mkdtempSync(join(tmpdir(), 'pillion-compare-log-'))
+  process.on('exit', () => rmSync(elsewhere, { recursive: true, force: true }))
+  configs.push(await startPillion('chain', executable, fullChain('chain', {})))
+  for (const piece of CHAIN_PIECES) configs.push(await startPillion(`no ${piece}`, executable, fullChain(piece, { omit: [piece] })))
+  configs.push(await startPillion('log to /dev/null', executable, fullChain('null', { accessLog: '/dev/null' })))
+  configs.push(await startPillion('log elsewhere', executable, fullChain('elsewhere', { accessLog: join(elsewhere, 'access.log') })))
+  configs.push(await startPillion('bare', executable, (at) => pillionPolicy({ ...at, upstreamPort, chain: false })))
+}
 for (const spec of specs) {
   const at = spec.indexOf('=')
   if (at < 1) fail(`expected NAME=EXECUTABLE, got ${spec}`)
-  configs.push(await startPillion(spec.slice(0, at), spec.slice(at + 1)))
+  const name = spec.slice(0, at)
+  configs.push(await startPillion(name, spec.slice(at + 1), fullChain?.(name)))
 }
 
 function wrk(config, seconds) {
   const before = cpuSeconds(config.child.pid)
-  const result = spawnSync('wrk', ['-t1', '-c32', `-d${seconds}s`, `http://127.0.0.1:${config.port}/`], { encoding: 'utf8' })
+  const result = spawnSync('wrk', ['-t1', '-c32', `-d${seconds}s`, ...authorization, `http://127.0.0.1:${config.port}/`], { encoding: 'utf8' })
   const cpu = cpuSeconds(config.child.pid) - before
   const requests = Number(/(\d+) requests in/.exec(result.stdout)?.[1] ?? NaN)
   if (/Non-2xx/.test(result.stdout) || !(requests > 0)) fail(`${config.name} answered with errors:\n${result.stdout}`)

@@ -39,15 +39,15 @@ function tomlInline(object) {
 /**
  * The bench's policy: one route to the upstream, bare (no policies, no access log) or with the full
  * chain: JWT (RS256, inline key), local rate limit, timeout, retry, circuit breaker, bulkhead, metrics
- * (the admin listener) and an access log appended to the file `accessLog`.
- */
-/**
+ * (the admin listener) and an access log appended to the file `accessLog`. `omit` takes pieces of the
+ * chain out by name (CHAIN_PIECES), to price them one at a time (scripts/bench-compare.mjs --pieces).
+ *
  * headerTimeout: [gateway] header_timeout, as a duration ("5s" is shorter than Bun's server can keep
  * alone, so on Bun and Deno it puts Pillion's header-deadline front in); listenAll: listen on 0.0.0.0,
  * as an ingress listener others reach does (wrk still sends to 127.0.0.1); h2c: HTTP/2 in cleartext
  * on the listener and to the upstream (scripts/bench-h2.mjs).
  */
-export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout, listenAll = false, h2c = false }) {
+export function pillionPolicy({ listen, admin, upstreamPort, chain, jwk, accessLog, headerTimeout, listenAll = false, h2c = false, omit = [] }) {
   const head = `[gateway]
 service = "bench"
 ${headerTimeout === undefined ? '' : `header_timeout = "${headerTimeout}"\n`}admin = "127.0.0.1:${admin}"
@@ -71,27 +71,37 @@ upstream = "local"
 timeout = "0s"
 `
   }
+  const pieces = chainPieces(jwk)
+  const kept = (name) => (omit.includes(name) ? '' : pieces[name])
   return `${head}
 [observability.access_log]
-to = "${accessLog}"
+to = "${omit.includes('access_log') ? 'off' : accessLog}"
 
 [[routes]]
 listener = "ingress"
 path = "/*"
 upstream = "local"
-timeout = "15s"
-rate_limit = [ { rate = "10000000/s", key = "client_ip" } ]
-retry = { attempts = 2 }
-bulkhead = { max_concurrent = 10000 }
+timeout = "${omit.includes('timeout') ? '0s' : '15s'}"
+${kept('rate_limit')}${kept('retry')}${kept('bulkhead')}${kept('circuit_breaker')}${kept('jwt')}`
+}
 
-[routes.circuit_breaker]
+/** The chain's pieces that can be left out, each as its TOML under the route; access_log and timeout are keys of their own. */
+export const CHAIN_PIECES = ['jwt', 'access_log', 'rate_limit', 'retry', 'timeout', 'circuit_breaker', 'bulkhead']
 
+function chainPieces(jwk) {
+  return {
+    rate_limit: 'rate_limit = [ { rate = "10000000/s", key = "client_ip" } ]\n',
+    retry: 'retry = { attempts = 2 }\n',
+    bulkhead: 'bulkhead = { max_concurrent = 10000 }\n',
+    circuit_breaker: '\n[routes.circuit_breaker]\n',
+    jwt: `
 [routes.jwt]
 keys = [ ${tomlInline(jwk)} ]
 issuer = "https://bench.local"
 audience = "bench"
 required_claims = ["sub"]
-`
+`,
+  }
 }
 
 /** The dist/ files the targets need that are missing, for a message that says to build. */
