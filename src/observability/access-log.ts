@@ -196,40 +196,41 @@ export interface WriterOptions extends FlushTimers {
 const encoder = new TextEncoder()
 
 /**
- * Buffers lines and writes them to an AppendSink in batches, one write at a time, in order. While a
- * write is in progress new lines gather for the next one, so a slow sink means fewer, larger
- * writes; past maxPendingBytes lines are dropped and counted. Pushing never waits.
+ * Buffers lines and writes them to an AppendSink in batches (BatchFlush: 64 KiB or 1 s), one write at
+ * a time, in order; past maxPendingBytes lines are dropped and counted. Pushing never waits.
  */
 export class LineWriter {
   #sink: AppendSink
   readonly #options: WriterOptions
   readonly #flush: BatchFlush
   readonly #failure = new FailureNote()
+  readonly #maxPendingBytes: number
   #lines: string[] = []
   #bytes = 0
 
   constructor(sink: AppendSink, options: WriterOptions) {
     this.#sink = sink
     this.#options = options
-    this.#flush = new BatchFlush(() => this.#drain(), options.flushMs ?? FLUSH_MS, options)
+    const flushBytes = options.flushBytes ?? FLUSH_BYTES
+    this.#maxPendingBytes = options.maxPendingBytes ?? MAX_PENDING_BYTES
+    const state = { pending: () => this.#lines.length > 0, full: () => this.#bytes >= flushBytes }
+    this.#flush = new BatchFlush(() => this.#write(), state, options.flushMs ?? FLUSH_MS, options)
   }
 
   push(line: string): void {
     const size = line.length + 1
-    if (this.#bytes + size > (this.#options.maxPendingBytes ?? MAX_PENDING_BYTES)) {
+    if (this.#bytes + size > this.#maxPendingBytes) {
       this.#options.dropped(1)
       return
     }
     this.#lines.push(line)
     this.#bytes += size
-    if (this.#flush.running) return
-    if (this.#bytes >= (this.#options.flushBytes ?? FLUSH_BYTES)) void this.#flush.now()
-    else this.#flush.soon()
+    this.#flush.added()
   }
 
   /** Writes whatever is buffered; resolves once it is written (or failed). */
   flush(): Promise<void> {
-    return this.#flush.now()
+    return this.#flush.flush()
   }
 
   /** Flushes, then closes the sink. */
@@ -238,19 +239,18 @@ export class LineWriter {
     await this.#sink.close().catch(() => {})
   }
 
-  async #drain(): Promise<void> {
-    while (this.#lines.length > 0) {
-      const lines = this.#lines
-      this.#lines = []
-      this.#bytes = 0
-      try {
-        await this.#sink.write(encoder.encode(`${lines.join('\n')}\n`))
-        this.#failure.cleared()
-      } catch (error) {
-        this.#options.dropped(lines.length)
-        const reason = this.#failure.changed(error)
-        if (reason !== undefined) this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines: lines.length })
-      }
+  /** Writes the lines gathered so far in one write. */
+  async #write(): Promise<void> {
+    const lines = this.#lines
+    this.#lines = []
+    this.#bytes = 0
+    try {
+      await this.#sink.write(encoder.encode(`${lines.join('\n')}\n`))
+      this.#failure.cleared()
+    } catch (error) {
+      this.#options.dropped(lines.length)
+      const reason = this.#failure.changed(error)
+      if (reason !== undefined) this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines: lines.length })
     }
   }
 }

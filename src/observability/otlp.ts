@@ -37,7 +37,8 @@ export class OtlpExporter {
   constructor(settings: TracesConfig, deps: ExporterDeps) {
     this.#settings = settings
     this.#deps = deps
-    this.#flush = new BatchFlush(() => this.#drain(), settings.flushMs, deps)
+    const state = { pending: () => this.#queue.length > 0, full: () => this.#queue.length >= MAX_BATCH }
+    this.#flush = new BatchFlush(() => this.#export(this.#queue.splice(0, MAX_BATCH)), state, settings.flushMs, deps)
     this.#resource = { attributes: encodeAttributes([['service.name', settings.serviceName], ['telemetry.sdk.name', 'pillion'], ['telemetry.sdk.language', 'js']]) }
     this.#scope = { name: 'pillion', version: deps.version }
   }
@@ -57,22 +58,12 @@ export class OtlpExporter {
       return
     }
     this.#queue.push(span)
-    // A running drain takes this span too; otherwise a full batch goes now and a partial one waits.
-    if (this.#flush.running) return
-    if (this.#queue.length >= MAX_BATCH) void this.#flush.now()
-    else this.#flush.soon()
+    this.#flush.added()
   }
 
   /** Sends everything queued, one batch after another; resolves when the queue is empty. */
   flush(): Promise<void> {
-    return this.#flush.now()
-  }
-
-  async #drain(): Promise<void> {
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, MAX_BATCH)
-      await this.#export(batch)
-    }
+    return this.#flush.flush()
   }
 
   async #export(batch: FinishedSpan[]): Promise<void> {

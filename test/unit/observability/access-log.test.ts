@@ -44,9 +44,17 @@ class MemorySink implements AppendSink {
   hold = false
   fail: string | undefined
 
+  #written: Array<() => void> = []
+
+  /** Resolves at the next write. */
+  nextWrite(): Promise<void> {
+    return new Promise((resolve) => this.#written.push(resolve))
+  }
+
   write(bytes: Uint8Array): Promise<void> {
     if (this.fail !== undefined) return Promise.reject(new Error(this.fail))
     this.writes.push(new TextDecoder().decode(bytes))
+    for (const wake of this.#written.splice(0)) wake()
     if (!this.hold) return Promise.resolve()
     return new Promise((resolve) => this.pending.push(resolve))
   }
@@ -170,6 +178,34 @@ describe('line writer', () => {
     sink.pending.shift()!()
     await flushing
     assert.deepEqual(sink.lines, ['first', 'line-0', 'line-1', 'line-2', 'line-3'])
+  })
+
+  test('lines that arrive during a write wait for the next timer, unless they make a full batch', async () => {
+    const sink = new MemorySink()
+    sink.hold = true
+    const { writer, timers } = writerFor(sink, { flushBytes: 16 })
+    writer.push('first')
+    timers.fire()
+    writer.push('second')
+    const timerSet = timers.nextSet()
+    sink.hold = false
+    sink.pending.shift()!()
+    await timerSet
+    assert.deepEqual(sink.lines, ['first'], 'a fast sink gets no small write right after the last one')
+    timers.fire()
+    await writer.flush()
+    assert.deepEqual(sink.lines, ['first', 'second'])
+
+    sink.hold = true
+    writer.push('third')
+    timers.fire()
+    writer.push('0123456789abcdef')
+    const written = sink.nextWrite()
+    sink.hold = false
+    sink.pending.shift()!()
+    await written
+    assert.deepEqual(sink.lines, ['first', 'second', 'third', '0123456789abcdef'], 'a full batch goes after the write before it')
+    assert.equal(timers.count, 0)
   })
 
   test('a failing sink loses its batch, counted, logged once per reason; close flushes and closes', async () => {

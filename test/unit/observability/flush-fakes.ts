@@ -4,11 +4,16 @@ import type { Logger } from '../../../src/core/log.ts'
 export function fakeTimers() {
   const pending = new Map<number, () => void>()
   let next = 0
+  let waiters: Array<() => void> = []
   return {
     setTimer: (run: () => void) => {
       pending.set(++next, run)
+      for (const wake of waiters) wake()
+      waiters = []
       return next
     },
+    /** Resolves when the next timer is set. */
+    nextSet: () => new Promise<void>((resolve) => waiters.push(resolve)),
     clearTimer: (handle: unknown) => void pending.delete(handle as number),
     fire() {
       const runs = [...pending.values()]
