@@ -116,7 +116,7 @@ export class AccessLog implements RequestObserver {
       const value = field.get(record, trace)
       if (value === undefined) continue
       line += line === '' ? field.first : field.next
-      line += typeof value === 'number' ? (Number.isFinite(value) ? String(value) : 'null') : JSON.stringify(value)
+      line += typeof value === 'number' ? (Number.isFinite(value) ? String(value) : 'null') : jsonString(value as string)
     }
     return line === '' ? '{}' : `${line}}`
   }
@@ -168,6 +168,14 @@ class LazyTrace implements TraceOfLine {
     if (this.#trace === null) this.#trace = this.#lookup(this.#record!)
     return this.#trace
   }
+}
+
+/** Printable ASCII but `"` and `\\`: JSON writes such a string as it is, between quotes. */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
+
+/** JSON.stringify for a string, skipping its escape pass for the plain ASCII most fields hold. */
+function jsonString(value: string): string {
+  return PLAIN.test(value) ? `"${value}"` : JSON.stringify(value)
 }
 
 /** A field with its key already written as JSON: `{"key":` when it opens the line, `,"key":` after another. */
