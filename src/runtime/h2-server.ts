@@ -167,6 +167,14 @@ async function send(response: Response, res: AnyResponse, h2: boolean): Promise<
     ;(res as Http2ServerResponse).stream.respond({ ...headers, ':status': response.status }, { endStream: true })
     return
   }
+  // The compat layer's writeHead and end would check and copy the headers again, and wait for trailers there are none
+  // of. A HEAD request's stream has ended its writable side already: the compat layer knows how to answer that.
+  const stream = h2 ? (res as Http2ServerResponse).stream : undefined
+  if (stream !== undefined && bytes !== undefined && trailers === undefined && !stream.writableEnded) {
+    stream.respond({ ...headers, ':status': response.status })
+    stream.end(bytes)
+    return
+  }
   res.writeHead(response.status, headers)
   if (bytes !== undefined) {
     if (trailers !== undefined) res.addTrailers(await fieldsOf(trailers))

@@ -89,7 +89,22 @@ class Connection {
 
 
 /** A connection with a free stream for one call (counted in `active`), opening one when all are full. */
-async function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Connection | Promise<Connection> {
+  // Most calls find a connected one with room: taken at once, without awaiting its (settled) readiness.
+  const pools = tls === undefined ? PLAIN_POOLS : poolsFor(tls).byOrigin
+  const pool = pools.get(origin)
+  if (pool !== undefined) {
+    for (const connection of pool) {
+      if (connection.usable && connection.settled && connection.active < connection.limit) {
+        connection.active++
+        return connection
+      }
+    }
+  }
+  return opened(origin, tls, connectTimeoutMs, signal)
+}
+
+async function opened(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
   for (;;) {
     const connection = candidate(origin, tls, connectTimeoutMs)
     await connection.ready
@@ -150,15 +165,26 @@ export function http2Client(toHeaders: FieldsToHeaders = webHeaders): UpstreamCl
 
 export const http2Upstream: UpstreamClient = http2Client()
 
-async function call(r: UpstreamRequest, answerHeaders: FieldsToHeaders): Promise<UpstreamAnswer> {
-  if (r.signal.aborted) throw r.signal.reason
+function call(r: UpstreamRequest, answerHeaders: FieldsToHeaders): Promise<UpstreamAnswer> {
+  if (r.signal.aborted) return Promise.reject(r.signal.reason)
   const [origin, path] = splitOrigin(r.url)
-  let connection: Connection
+  let connection: Connection | Promise<Connection>
   try {
-    connection = await acquire(origin, r.tls, r.connectTimeoutMs, r.signal)
+    connection = acquire(origin, r.tls, r.connectTimeoutMs, r.signal)
   } catch (error) {
-    throw r.signal.aborted ? r.signal.reason : error
+    return Promise.reject(error)
   }
+  if (connection instanceof Connection) return exchange(connection, r, path, answerHeaders)
+  return connection.then(
+    (ready) => exchange(ready, r, path, answerHeaders),
+    (error) => {
+      throw r.signal.aborted ? r.signal.reason : error
+    },
+  )
+}
+
+/** One call on a connection whose stream it holds (counted in `active` until the stream closes). */
+function exchange(connection: Connection, r: UpstreamRequest, path: string, answerHeaders: FieldsToHeaders): Promise<UpstreamAnswer> {
   let released = false
   const release = () => {
     if (released) return
@@ -171,7 +197,7 @@ async function call(r: UpstreamRequest, answerHeaders: FieldsToHeaders): Promise
     stream = connection.session.request(requestHeaders(r, path), { endStream: body === null })
   } catch (error) {
     release()
-    throw new UpstreamError('connect-failure', String((error as Error)?.message ?? error), { cause: error })
+    return Promise.reject(new UpstreamError('connect-failure', String((error as Error)?.message ?? error), { cause: error }))
   }
   if (body instanceof Uint8Array) stream.end(body)
   else if (body !== null) void sendBody(body, stream)
