@@ -3,10 +3,12 @@
 // h2c upstream alone, measured with h2load (Debian package nghttp2-client) on 127.0.0.1 only. Every
 // configuration runs in every round, in a rotating order; the median is reported.
 //
-//   node scripts/bench-h2.mjs [--rounds=2] [--duration=2] [--only=binary,node] [--baseline=DIR] [--help]
+//   node scripts/bench-h2.mjs [--rounds=2] [--duration=2] [--only=binary,node] [--baseline=DIR] [--content-length] [--help]
 //
 // What runs:
-//   upstream   a node:http2 h2c server answering 200 with a 100-byte body (Node, its own process)
+//   upstream   a node:http2 h2c server answering 200 with a 100-byte body (Node, its own process); with
+//              --content-length it declares the length, as Go's net/http and NGINX do for small answers
+//              (node:http2 does not, and ends the stream in a frame of its own after the data)
 //   direct     h2load against the upstream
 //   <rt> h2c   Pillion (binary, bun, node, deno): listener protocols = ["h2c"], upstream protocol = "h2c",
 //              one route, no policies, no access log
@@ -28,7 +30,7 @@ if (args.help) {
   console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
   process.exit(0)
 }
-for (const key of Object.keys(args)) if (!['rounds', 'duration', 'only', 'baseline'].includes(key)) fail(`unknown option --${key} (see --help)`)
+for (const key of Object.keys(args)) if (!['rounds', 'duration', 'only', 'baseline', 'content-length'].includes(key)) fail(`unknown option --${key} (see --help)`)
 const ROUNDS = Number(args.rounds ?? 2)
 const DURATION_S = Number(args.duration ?? 2)
 const ONLY = args.only?.split(',').filter(Boolean)
@@ -55,8 +57,9 @@ function start(command, argv) {
   return child
 }
 
+const LENGTH = args['content-length'] === undefined ? '' : `, 'content-length': '100'`
 const UPSTREAM = `const http2 = require('node:http2'); const body = 'x'.repeat(100)
-http2.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end(body) }).listen(Number(process.argv[1]), '127.0.0.1')`
+http2.createServer((req, res) => { res.writeHead(200, { 'content-type': 'text/plain'${LENGTH} }); res.end(body) }).listen(Number(process.argv[1]), '127.0.0.1')`
 
 async function startUpstream() {
   const port = await freePort()
@@ -113,7 +116,7 @@ for (let round = 0; round < ROUNDS; round++) {
     }
   }
 }
-console.log(`\nHTTP/2 (h2c, h2load -m 10, ${DURATION_S} s × ${ROUNDS} rounds, medians; upstream: node:http2, 100-byte body)`)
+console.log(`\nHTTP/2 (h2c, h2load -m 10, ${DURATION_S} s × ${ROUNDS} rounds, medians; upstream: node:http2, 100-byte body${LENGTH === '' ? '' : ' with its Content-Length'})`)
 console.log(`${'configuration'.padEnd(16)}${CONNECTIONS.map((c) => `req/s @${c}`.padStart(12) + '× direct'.padStart(10)).join('')}${'CPU µs/req'.padStart(12)}`)
 for (const config of configs) {
   const cells = CONNECTIONS.map((c) => {
