@@ -66,3 +66,15 @@ export function withBodyBytes(response: Response, bytes: Uint8Array): Response {
 export function bodyBytesOf(response: Response): Uint8Array | undefined {
   return bytesByResponse.get(response)
 }
+
+/** The chunks as one array (the chunk itself when there is one). */
+export function concatBytes(chunks: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
+  if (chunks.length === 1) return chunks[0]! as Uint8Array<ArrayBuffer>
+  const bytes = new Uint8Array(total)
+  let offset = 0
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return bytes
+}

@@ -1,4 +1,5 @@
 import type { Exchange } from './exchange.ts'
+import { concatBytes } from '../core/body.ts'
 
 /**
  * Reads the request body into memory when it fits in maxBytes, so it can be sent again; a larger one
@@ -127,18 +128,6 @@ async function readHead(
   } finally {
     signal.removeEventListener('abort', stopReading)
   }
-}
-
-/** The chunks as one array (the chunk itself when there is one). */
-export function concatBytes(chunks: Uint8Array[], total: number): Uint8Array<ArrayBuffer> {
-  if (chunks.length === 1) return chunks[0]! as Uint8Array<ArrayBuffer>
-  const bytes = new Uint8Array(total)
-  let offset = 0
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset)
-    offset += chunk.byteLength
-  }
-  return bytes
 }
 
 function resume(head: Uint8Array[], rest: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {

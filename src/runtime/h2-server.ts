@@ -4,9 +4,11 @@ import type { Server as TcpServer, Socket } from 'node:net'
 import type { ClientInfo, Handler, ServeOptions, Server } from '../core/host.ts'
 import { ResponseClient } from './response-client.ts'
 import { trailersOf } from '../core/trailers.ts'
+import { bodyBytesOf } from '../core/body.ts'
 import { nodeReadable } from './readable-stream.ts'
 import { refuseUnlistedPeer } from './peer-certificate.ts'
 import { lazyBuiltin } from './builtin.ts'
+import { webHeaders, type FieldsToHeaders } from './h2-fields.ts'
 
 const http = lazyBuiltin(() => process.getBuiltinModule('node:http'))
 const http2 = lazyBuiltin(() => process.getBuiltinModule('node:http2'))
@@ -32,14 +34,15 @@ function secureContextOptions({ cert, key, clientCa }: NonNullable<ServeOptions[
   return { cert, key, ...(clientCa === undefined ? {} : { ca: clientCa, requestCert: true, rejectUnauthorized: true }) }
 }
 
-export async function serveHttp2(handler: Handler, options: ServeOptions, runtime: string): Promise<Server> {
+/** `toHeaders`: the runtime's own Headers kind for requests (Node's NodeHeaders); Headers as they are otherwise. */
+export async function serveHttp2(handler: Handler, options: ServeOptions, runtime: string, toHeaders?: FieldsToHeaders): Promise<Server> {
   if (options.reusePort === true) {
     // Node's workers share the primary's socket through cluster and never ask for SO_REUSEPORT.
     throw new Error(`listeners with h2c or h2 cannot share their port across --workers on ${runtime} (node:net has no SO_REUSEPORT there): run one worker, or run under Node`)
   }
   const protocols = options.protocols ?? []
   const http1 = protocols.includes('http1')
-  const onRequest = (req: AnyRequest, res: AnyResponse) => void answer(handler, req, res, options.tls === undefined ? 'http' : 'https')
+  const onRequest = (req: AnyRequest, res: AnyResponse) => void answer(handler, req, res, options.tls === undefined ? 'http' : 'https', toHeaders)
   const http1Options = { requestTimeout: 0, keepAliveTimeout: 5_000, ...(options.headersTimeoutMs === undefined ? {} : { headersTimeout: options.headersTimeoutMs }) }
   let listening: TcpServer
   let updateTls: Server['updateTls'] = async () => {}
@@ -108,11 +111,11 @@ class StreamClient implements ClientInfo {
   }
 }
 
-async function answer(handler: Handler, req: AnyRequest, res: AnyResponse, scheme: string): Promise<void> {
+async function answer(handler: Handler, req: AnyRequest, res: AnyResponse, scheme: string, toHeaders: FieldsToHeaders | undefined): Promise<void> {
   const h2 = req.httpVersionMajor === 2
   let response: Response
   try {
-    response = await handler(toRequest(req, scheme), h2 ? new StreamClient(req as Http2ServerRequest) : new ResponseClient(req, res))
+    response = await handler(toRequest(req, scheme, toHeaders), h2 ? new StreamClient(req as Http2ServerRequest) : new ResponseClient(req, res))
   } catch {
     response = new Response(null, { status: 500 })
   }
@@ -125,25 +128,25 @@ async function answer(handler: Handler, req: AnyRequest, res: AnyResponse, schem
   }
 }
 
-function toRequest(req: AnyRequest, scheme: string): Request {
-  const headers = new Headers()
+/**
+ * The request for the handler. A runtime that brings its own Headers kind (Node: `toHeaders`) has
+ * them set on the Request as they are, as its HTTP/1.1 listener does, instead of copied into undici's.
+ */
+function toRequest(req: AnyRequest, scheme: string, toHeaders: FieldsToHeaders | undefined): Request {
   const raw = req.headers
-  for (const name in raw) {
-    if (name.charCodeAt(0) === 58) continue // ":" pseudo-headers
-    const value = raw[name]
-    if (typeof value === 'string') headers.append(name, value)
-    else if (value !== undefined) for (const one of value) headers.append(name, one)
-  }
+  const headers = (toHeaders ?? webHeaders)(raw)
   const authority = (raw[':authority'] as string | undefined) ?? headers.get('host') ?? 'localhost'
   if (!headers.has('host')) headers.set('host', authority)
   const method = req.method ?? 'GET'
   const bodiless = method === 'GET' || method === 'HEAD'
-  const init: RequestInit & { duplex?: 'half' } = { method, headers }
+  const init: RequestInit & { duplex?: 'half' } = toHeaders === undefined ? { method, headers } : { method }
   if (!bodiless) {
     init.body = nodeReadable(req)
     init.duplex = 'half'
   }
-  return new Request(`${scheme}://${authority}${req.url}`, init)
+  const request = new Request(`${scheme}://${authority}${req.url}`, init)
+  if (toHeaders !== undefined) Object.defineProperty(request, 'headers', { value: headers })
+  return request
 }
 
 async function send(response: Response, res: AnyResponse, h2: boolean): Promise<void> {
@@ -155,14 +158,29 @@ async function send(response: Response, res: AnyResponse, h2: boolean): Promise<
   const cookies = response.headers.getSetCookie()
   if (cookies.length > 0) headers['set-cookie'] = cookies
   const trailers = trailersOf(response)
-  const body = response.body
-  if (h2 && body === null) {
+  // Bytes in hand (the forwarder's small answers, read whole) are written as they are, without a web stream's reads.
+  const bytes = bodyBytesOf(response)
+  const body = bytes === undefined ? response.body : null
+  if (h2 && bytes === undefined && body === null) {
     // Headers that end the stream: how gRPC's trailers-only answers must look (the compat end() sends an empty
     // frame after). Without a body there are no trailers to wait for: an upstream's trailers-only answer has none.
     ;(res as Http2ServerResponse).stream.respond({ ...headers, ':status': response.status }, { endStream: true })
     return
   }
+  // The compat layer's writeHead and end would check and copy the headers again, and wait for trailers there are none
+  // of. A HEAD request's stream has ended its writable side already: the compat layer knows how to answer that.
+  const stream = h2 ? (res as Http2ServerResponse).stream : undefined
+  if (stream !== undefined && bytes !== undefined && trailers === undefined && !stream.writableEnded) {
+    stream.respond({ ...headers, ':status': response.status })
+    stream.end(bytes)
+    return
+  }
   res.writeHead(response.status, headers)
+  if (bytes !== undefined) {
+    if (trailers !== undefined) res.addTrailers(await fieldsOf(trailers))
+    res.end(bytes)
+    return
+  }
   if (body !== null) {
     const reader = body.getReader()
     try {
@@ -177,12 +195,14 @@ async function send(response: Response, res: AnyResponse, h2: boolean): Promise<
       throw error
     }
   }
-  if (trailers !== undefined) {
-    const fields: Record<string, string> = {}
-    for (const [name, value] of await trailers) fields[name] = value
-    res.addTrailers(fields)
-  }
+  if (trailers !== undefined) res.addTrailers(await fieldsOf(trailers))
   res.end()
+}
+
+async function fieldsOf(trailers: Promise<Headers>): Promise<Record<string, string>> {
+  const fields: Record<string, string> = {}
+  for (const [name, value] of await trailers) fields[name] = value
+  return fields
 }
 
 function drained(res: AnyResponse): Promise<void> {

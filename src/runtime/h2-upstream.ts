@@ -1,10 +1,12 @@
 import type { ClientHttp2Session, ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2'
-import { isBodyless } from '../core/upstream-answer.ts'
+import { declaredLength, isBodyless } from '../core/upstream-answer.ts'
 import { UpstreamError, type UpstreamFailure } from '../core/upstream-error.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest, UpstreamTls } from '../core/host.ts'
 import { oncePerUpstreamTls, readUpstreamTls, type UpstreamTlsTexts } from './upstream-tls.ts'
 import { nodeReadable } from './readable-stream.ts'
 import { lazyBuiltin } from './builtin.ts'
+import { concatBytes } from '../core/body.ts'
+import { webHeaders, type FieldsToHeaders } from './h2-fields.ts'
 
 const http2 = lazyBuiltin(() => process.getBuiltinModule('node:http2'))
 
@@ -87,7 +89,22 @@ class Connection {
 
 
 /** A connection with a free stream for one call (counted in `active`), opening one when all are full. */
-async function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Connection | Promise<Connection> {
+  // Most calls find a connected one with room: taken at once, without awaiting its (settled) readiness.
+  const pools = tls === undefined ? PLAIN_POOLS : poolsFor(tls).byOrigin
+  const pool = pools.get(origin)
+  if (pool !== undefined) {
+    for (const connection of pool) {
+      if (connection.usable && connection.settled && connection.active < connection.limit) {
+        connection.active++
+        return connection
+      }
+    }
+  }
+  return opened(origin, tls, connectTimeoutMs, signal)
+}
+
+async function opened(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
   for (;;) {
     const connection = candidate(origin, tls, connectTimeoutMs)
     await connection.ready
@@ -130,17 +147,6 @@ function requestHeaders(r: UpstreamRequest, path: string): OutgoingHttpHeaders {
   return headers
 }
 
-function answerHeaders(parsed: IncomingHttpHeaders): Headers {
-  const headers = new Headers()
-  for (const name in parsed) {
-    if (name.charCodeAt(0) === 58) continue // ":status"
-    const value = parsed[name]
-    if (typeof value === 'string') headers.append(name, value)
-    else if (value !== undefined) for (const one of value) headers.append(name, one)
-  }
-  return headers
-}
-
 /** Splits "http://host:port/base/path?q" into origin and the rest. */
 function splitOrigin(url: string): [origin: string, path: string] {
   const slash = url.indexOf('/', url.indexOf('//') + 2)
@@ -152,15 +158,33 @@ function streamFailure(stream: ClientHttp2Stream): UpstreamFailure {
   return stream.rstCode === http2().constants.NGHTTP2_REFUSED_STREAM ? 'connect-failure' : 'reset'
 }
 
-export const http2Upstream: UpstreamClient = async (r) => {
-  if (r.signal.aborted) throw r.signal.reason
+/** The HTTP/2 upstream client, its answers' headers and trailers made by `toHeaders`. */
+export function http2Client(toHeaders: FieldsToHeaders = webHeaders): UpstreamClient {
+  return (r) => call(r, toHeaders)
+}
+
+export const http2Upstream: UpstreamClient = http2Client()
+
+function call(r: UpstreamRequest, answerHeaders: FieldsToHeaders): Promise<UpstreamAnswer> {
+  if (r.signal.aborted) return Promise.reject(r.signal.reason)
   const [origin, path] = splitOrigin(r.url)
-  let connection: Connection
+  let connection: Connection | Promise<Connection>
   try {
-    connection = await acquire(origin, r.tls, r.connectTimeoutMs, r.signal)
+    connection = acquire(origin, r.tls, r.connectTimeoutMs, r.signal)
   } catch (error) {
-    throw r.signal.aborted ? r.signal.reason : error
+    return Promise.reject(error)
   }
+  if (connection instanceof Connection) return exchange(connection, r, path, answerHeaders)
+  return connection.then(
+    (ready) => exchange(ready, r, path, answerHeaders),
+    (error) => {
+      throw r.signal.aborted ? r.signal.reason : error
+    },
+  )
+}
+
+/** One call on a connection whose stream it holds (counted in `active` until the stream closes). */
+function exchange(connection: Connection, r: UpstreamRequest, path: string, answerHeaders: FieldsToHeaders): Promise<UpstreamAnswer> {
   let released = false
   const release = () => {
     if (released) return
@@ -173,43 +197,106 @@ export const http2Upstream: UpstreamClient = async (r) => {
     stream = connection.session.request(requestHeaders(r, path), { endStream: body === null })
   } catch (error) {
     release()
-    throw new UpstreamError('connect-failure', String((error as Error)?.message ?? error), { cause: error })
+    return Promise.reject(new UpstreamError('connect-failure', String((error as Error)?.message ?? error), { cause: error }))
   }
-  stream.once('close', release)
-  const onAbort = () => stream.close(http2().constants.NGHTTP2_CANCEL)
-  r.signal.addEventListener('abort', onAbort, { once: true })
-  stream.once('close', () => r.signal.removeEventListener('abort', onAbort))
   if (body instanceof Uint8Array) stream.end(body)
   else if (body !== null) void sendBody(body, stream)
   return new Promise<UpstreamAnswer>((resolve, reject) => {
-    let trailers = new Headers()
-    const trailersSettled = new Promise<Headers>((settle) => stream.once('close', () => settle(trailers)))
+    const { signal } = r
+    let answered = false
+    let trailers: Headers | undefined
+    let settleTrailers: ((trailers: Headers) => void) | undefined
+    const onAbort = () => stream.close(http2().constants.NGHTTP2_CANCEL)
+    signal.addEventListener('abort', onAbort, { once: true })
     stream.on('trailers', (fields: IncomingHttpHeaders) => {
       trailers = answerHeaders(fields)
     })
     const failBeforeAnswer = (error: unknown) => {
-      if (r.signal.aborted) return reject(r.signal.reason)
+      if (answered) return
+      answered = true
+      if (signal.aborted) return reject(signal.reason)
       reject(new UpstreamError(streamFailure(stream), String((error as Error)?.message ?? 'the stream was reset'), { cause: error }))
     }
     stream.once('error', failBeforeAnswer)
-    stream.once('close', () => failBeforeAnswer(new Error(`the stream closed before an answer (code ${stream.rstCode})`)))
-    stream.once('response', (fields: IncomingHttpHeaders, flags: number) => {
+    stream.once('close', () => {
+      release()
+      signal.removeEventListener('abort', onAbort)
+      if (!answered) failBeforeAnswer(new Error(`the stream closed before an answer (code ${stream.rstCode})`))
+      settleTrailers?.(trailers ?? new Headers())
+    })
+    const answer = (status: number, headers: Headers, body: UpstreamAnswer['body'], ended: boolean) => {
+      answered = true
       stream.off('error', failBeforeAnswer)
+      // After the answer, a failure shows on its body stream (nodeReadable); this keeps it from being unhandled.
+      stream.on('error', () => {})
+      // A body read whole has had its trailers already; a streamed one has them once the stream closes.
+      const settled = ended ? Promise.resolve(trailers ?? new Headers()) : new Promise<Headers>((settle) => (settleTrailers = settle))
+      resolve({ status, statusText: '', headers, body, trailers: settled })
+    }
+    const streamed = (first?: Uint8Array[]) => nodeReadable(stream, () => stream.close(http2().constants.NGHTTP2_CANCEL), first)
+    stream.once('response', (fields: IncomingHttpHeaders, flags: number) => {
       const status = Number(fields[':status'])
       if (!(status >= 200 && status <= 599)) {
+        answered = true
         stream.close(http2().constants.NGHTTP2_PROTOCOL_ERROR)
         return reject(new UpstreamError('protocol-error', `upstream answered with status ${fields[':status']}`))
       }
       const headers = answerHeaders(fields)
-      let answerBody: UpstreamAnswer['body'] = null
       // Headers that end the stream (gRPC's trailers-only answers) have no body: they must reach the client the same way.
-      if (isBodyless(r.method, status) || (flags & http2().constants.NGHTTP2_FLAG_END_STREAM) !== 0) stream.resume()
-      else answerBody = nodeReadable(stream, () => stream.close(http2().constants.NGHTTP2_CANCEL))
-      // After the answer, a failure shows on its body stream (nodeReadable); this keeps it from being unhandled.
-      stream.on('error', () => {})
-      resolve({ status, statusText: '', headers, body: answerBody, trailers: trailersSettled })
+      if (isBodyless(r.method, status) || (flags & http2().constants.NGHTTP2_FLAG_END_STREAM) !== 0) {
+        stream.resume()
+        return answer(status, headers, null, false)
+      }
+      const limit = r.bufferUpTo
+      const declared = limit === undefined ? Number.POSITIVE_INFINITY : declaredLength(headers)
+      if (limit === undefined || (declared > limit && declared !== Number.POSITIVE_INFINITY)) return answer(status, headers, streamed(), false)
+      readWhole(stream, limit, declared !== Number.POSITIVE_INFINITY, {
+        whole: (bytes) => answer(status, headers, bytes, true),
+        streamed: (first) => answer(status, headers, streamed(first), false),
+      })
     })
   })
+}
+
+/**
+ * Reads a small answer body whole, as the HTTP/1.1 clients do for one with a declared length up to
+ * `limit`: the caller then hands over bytes, not a web stream. HTTP/2 servers often declare no length
+ * (node:http2's own does not); such a body is still taken whole when it has ended by the time the
+ * event loop turns once after its headers (it came in the same reads), else it streams from what has
+ * come so far, so a long-lived stream (gRPC's server streaming) is never held back. A failure before
+ * the end shows as the stream's close (failBeforeAnswer).
+ */
+function readWhole(
+  stream: ClientHttp2Stream,
+  limit: number,
+  declared: boolean,
+  to: { whole: (bytes: Uint8Array<ArrayBuffer>) => void; streamed: (first: Uint8Array[]) => void },
+): void {
+  const chunks: Uint8Array[] = []
+  let size = 0
+  let done = false
+  const onData = (chunk: Buffer) => {
+    if (chunk.byteLength === 0) return
+    chunks.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength))
+    size += chunk.byteLength
+    if (size > limit) toStream()
+  }
+  const onEnd = () => {
+    if (done) return
+    done = true
+    stream.off('data', onData)
+    to.whole(concatBytes(chunks, size))
+  }
+  const toStream = () => {
+    if (done) return
+    done = true
+    stream.off('data', onData)
+    stream.off('end', onEnd)
+    to.streamed(chunks)
+  }
+  stream.on('data', onData)
+  stream.once('end', onEnd)
+  if (!declared) setImmediate(toStream)
 }
 
 /** Sends a streamed request body with backpressure; a failed body cancels the stream. */
@@ -237,6 +324,7 @@ async function sendBody(body: ReadableStream<Uint8Array>, stream: ClientHttp2Str
 }
 
 /** The runtime's HTTP/1.1 client, with calls to h2c and h2 upstreams sent over HTTP/2 instead. */
-export function withHttp2(http1: UpstreamClient): UpstreamClient {
-  return (r) => (r.protocol === undefined ? http1(r) : http2Upstream(r))
+export function withHttp2(http1: UpstreamClient, toHeaders?: FieldsToHeaders): UpstreamClient {
+  const h2 = http2Client(toHeaders)
+  return (r) => (r.protocol === undefined ? http1(r) : h2(r))
 }

@@ -28,10 +28,14 @@ export class NodeHeaders {
     return new NodeHeaders(names, values)
   }
 
-  /** An answer's headers as undici parsed them (lower-case names; an array for a repeated one), checked as append would. */
-  static fromParsed(parsed: Record<string, string | string[] | undefined>): NodeHeaders {
+  /**
+   * An answer's headers as undici parsed them (lower-case names; an array for a repeated one), checked as append would;
+   * node:http2's header objects are alike, with pseudo-headers (":status", ":path", …), which `skipPseudo` leaves out.
+   */
+  static fromParsed(parsed: Record<string, string | string[] | undefined>, skipPseudo = false): NodeHeaders {
     const headers = new NodeHeaders()
     for (const name in parsed) {
+      if (skipPseudo && name.charCodeAt(0) === 58) continue
       const value = parsed[name]
       if (typeof value === 'string') headers.append(name, value)
       else if (value !== undefined) for (const one of value) headers.append(name, one)

@@ -15,6 +15,11 @@ import { nodeFetch } from './node-answer.ts'
 import { processHost } from './process-host.ts'
 import { createRedisStore } from './redis.ts'
 import { clusterWorkers } from './workers-node.ts'
+import { NodeHeaders } from './node-headers.ts'
+import type { FieldsToHeaders } from './h2-fields.ts'
+
+/** HTTP/2 requests, answers and trailers in NodeHeaders, as HTTP/1.1's are (node-answer.ts, node-upstream.ts). */
+const nodeHttp2Headers: FieldsToHeaders = (fields) => NodeHeaders.fromParsed(fields, true) as unknown as Headers
 
 /** Node checks headersTimeout every connectionsCheckingInterval (30s by default): check often enough to keep it. */
 function headersDeadline(ms: number | undefined): Record<string, number> {
@@ -33,13 +38,13 @@ export function createNodeRuntime(): Runtime {
   return {
     name: 'node',
     version: process.versions.node,
-    upstream: withHttp2(nodeUpstream),
+    upstream: withHttp2(nodeUpstream, nodeHttp2Headers),
     upstreamTlsFilesChanged,
     pem: pemInspector,
     gaps: {},
     websocket: nodeWebSocket,
     serve(handler, options) {
-      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Node')
+      if (options.protocols !== undefined) return serveHttp2(handler, options, 'Node', nodeHttp2Headers)
       return new Promise<Server>((resolve, reject) => {
         const upgrades = new Upgrades(handler)
         const server = serve(

@@ -140,4 +140,41 @@ describe('the HTTP/2 upstream client', () => {
     await assert.rejects(pending, /deadline/)
     await closed
   })
+
+  test('reads a small answer with a declared length whole (bufferUpTo), its trailers settled with it', async () => {
+    const server = await h2cServer((stream) => {
+      stream.respond({ ':status': 200, 'content-length': '5' }, { waitForTrailers: true })
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }))
+      stream.end('hello')
+    })
+    const answer = await call(`${server.origin}/small`, { bufferUpTo: 1024 })
+    assert.ok(answer.body instanceof Uint8Array)
+    assert.equal(await text(answer.body), 'hello')
+    assert.equal((await answer.trailers!).get('grpc-status'), '0')
+  })
+
+  test('streams an answer whose declared length is over bufferUpTo', async () => {
+    const server = await h2cServer((stream) => {
+      stream.respond({ ':status': 200, 'content-length': '2048' })
+      stream.end('x'.repeat(2048))
+    })
+    const answer = await call(`${server.origin}/large`, { bufferUpTo: 1024 })
+    assert.ok(answer.body instanceof ReadableStream)
+    assert.equal((await text(answer.body)).length, 2048)
+  })
+
+  test('an answer without a length that is still open is handed over at once, what came first leading its stream', async () => {
+    let finish!: () => void
+    const finished = new Promise<void>((resolve) => (finish = resolve))
+    const server = await h2cServer((stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' })
+      stream.write('first ')
+      // Ends only once the client has the answer: a client that waited for the end would never get it.
+      void finished.then(() => stream.end('second'))
+    })
+    const answer = await call(`${server.origin}/open`, { bufferUpTo: 1024 })
+    finish()
+    assert.ok(answer.body instanceof ReadableStream)
+    assert.equal(await text(answer.body), 'first second')
+  })
 })
