@@ -5,6 +5,7 @@ import type { UpstreamAnswer, UpstreamClient, UpstreamRequest, UpstreamTls } fro
 import { oncePerUpstreamTls, readUpstreamTls, type UpstreamTlsTexts } from './upstream-tls.ts'
 import { nodeReadable } from './readable-stream.ts'
 import { lazyBuiltin } from './builtin.ts'
+import type { Abortable } from '../core/cancel.ts'
 
 const http2 = lazyBuiltin(() => process.getBuiltinModule('node:http2'))
 
@@ -87,7 +88,7 @@ class Connection {
 
 
 /** A connection with a free stream for one call (counted in `active`), opening one when all are full. */
-async function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+async function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: Abortable): Promise<Connection> {
   for (;;) {
     const connection = candidate(origin, tls, connectTimeoutMs)
     await connection.ready
