@@ -1,3 +1,4 @@
+import type { Abortable } from './cancel.ts'
 
 /** The one seam between Pillion's web-standard core and the runtime that hosts it. */
 
@@ -31,7 +32,8 @@ export interface UpstreamRequest {
   headers: Headers
   /** A stream is sent once; bytes (a retry's buffered copy) can be sent again. */
   body: ReadableStream<Uint8Array> | Uint8Array | null
-  signal: AbortSignal
+  /** An AbortSignal, or the exchange's own lighter cancellation. */
+  signal: Abortable
   connectTimeoutMs: number
   /** How to meet an https endpoint: whom to trust, which certificate to present, which name to verify. */
   tls?: UpstreamTls

@@ -1,5 +1,7 @@
+import type { Abortable } from './cancel.ts'
+
 /** Waits ms, unless the signal fires first: then rejects with its reason (a timeout, the client gone). */
-export function waitFor(ms: number, signal: AbortSignal): Promise<void> {
+export function waitFor(ms: number, signal: Abortable): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason)
   if (ms <= 0) return Promise.resolve()
   return new Promise((resolve, reject) => {

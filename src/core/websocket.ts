@@ -1,3 +1,4 @@
+import type { Abortable } from './cancel.ts'
 import type { UpstreamAnswer, UpstreamTls } from './host.ts'
 
 /**
@@ -20,7 +21,7 @@ export interface WebSocketConnectRequest {
    * protocols; one that relays bytes sends them as they are.
    */
   headers: Headers
-  signal: AbortSignal
+  signal: Abortable
   connectTimeoutMs: number
   /** How to meet a wss:// endpoint: whom to trust, which certificate to present, which name to verify. */
   tls?: UpstreamTls

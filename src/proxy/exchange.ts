@@ -3,6 +3,7 @@ import type { ClientInfo } from '../core/host.ts'
 import type { WebSocketSession, WebSocketTerms } from '../core/websocket.ts'
 import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
+import { Cancel, type Abortable } from '../core/cancel.ts'
 
 export type RequestBody = ReadableStream<Uint8Array> | Uint8Array | null
 
@@ -17,7 +18,7 @@ export class Exchange {
   readonly search: string
   readonly startedAt: number
   /** Aborted with a GatewayError saying why: the client left, or a deadline passed. */
-  readonly controller = new AbortController()
+  readonly controller = new Cancel()
   /** The upstream this request goes to when a layer chose one (a weighted split); else the route's. */
   target: UpstreamRuntime | undefined
   /** Name of the upstream and URL of the endpoint the last try went to. */
@@ -54,7 +55,7 @@ export class Exchange {
   /** Tries sent upstream so far. */
   attempts = 0
   /** The current try's signal; a per-try timeout aborts it without aborting the exchange. */
-  attemptSignal: AbortSignal
+  attemptSignal: Abortable
   /** Endpoints already tried, so a retry can go elsewhere; undefined until a second try. */
   tried: Endpoint[] | undefined
   /** The request body as buffered for replay, when a retry layer buffered it. */
@@ -74,7 +75,7 @@ export class Exchange {
     this.path = path
     this.search = search
     this.startedAt = startedAt
-    this.attemptSignal = this.controller.signal
+    this.attemptSignal = this.controller
   }
 
   /** What to send upstream: the buffered copy when there is one, else the client's stream (once). */
@@ -102,8 +103,9 @@ export class Exchange {
     ;(this.upstreamHeaderEdits ??= []).push([name, value])
   }
 
-  get signal(): AbortSignal {
-    return this.controller.signal
+  /** The exchange's cancellation; its `signal` is a real AbortSignal, for an API that takes one. */
+  get signal(): Cancel {
+    return this.controller
   }
 
   /** Runs once the response body has been delivered, failed or been cancelled. */

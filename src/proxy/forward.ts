@@ -9,6 +9,7 @@ import { UpstreamError } from '../core/upstream-error.ts'
 import { withTrailers } from '../core/trailers.ts'
 import { isGrpcServerFailure } from '../core/grpc.ts'
 import { withBodyBytes } from '../core/body.ts'
+import type { Abortable } from '../core/cancel.ts'
 
 export interface ForwardTarget {
   upstream: UpstreamRuntime
@@ -157,7 +158,7 @@ function countsAgainstEndpoint(failure: GatewayError): boolean {
   return failure.code !== 'client_closed' && failure.code !== 'bad_request'
 }
 
-function asGatewayError(error: unknown, signal: AbortSignal, endpoint: string): GatewayError {
+function asGatewayError(error: unknown, signal: Abortable, endpoint: string): GatewayError {
   if (signal.aborted && signal.reason instanceof GatewayError) return signal.reason
   if (error instanceof GatewayError) return error
   // The client learns the kind of failure; the endpoint and the runtime's words go to the error log only.

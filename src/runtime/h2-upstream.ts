@@ -7,6 +7,7 @@ import { nodeReadable } from './readable-stream.ts'
 import { lazyBuiltin } from './builtin.ts'
 import { concatBytes } from '../core/body.ts'
 import { webHeaders, type FieldsToHeaders } from './h2-fields.ts'
+import type { Abortable } from '../core/cancel.ts'
 
 const http2 = lazyBuiltin(() => process.getBuiltinModule('node:http2'))
 
@@ -89,7 +90,7 @@ class Connection {
 
 
 /** A connection with a free stream for one call (counted in `active`), opening one when all are full. */
-function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Connection | Promise<Connection> {
+function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: Abortable): Connection | Promise<Connection> {
   // Most calls find a connected one with room: taken at once, without awaiting its (settled) readiness.
   const pools = tls === undefined ? PLAIN_POOLS : poolsFor(tls).byOrigin
   const pool = pools.get(origin)
@@ -104,7 +105,7 @@ function acquire(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs:
   return opened(origin, tls, connectTimeoutMs, signal)
 }
 
-async function opened(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: AbortSignal): Promise<Connection> {
+async function opened(origin: string, tls: UpstreamTls | undefined, connectTimeoutMs: number, signal: Abortable): Promise<Connection> {
   for (;;) {
     const connection = candidate(origin, tls, connectTimeoutMs)
     await connection.ready

@@ -19,6 +19,7 @@ import {
 } from '../core/websocket.ts'
 import { agentFor, answerHeaders, failureOf, splitOrigin } from './node-upstream.ts'
 import { FrameScanner, closeFrame, type CloseSeen } from './ws-frames.ts'
+import type { Abortable } from '../core/cancel.ts'
 
 /**
  * Node's WebSockets relay raw bytes: the client's handshake goes upstream as an HTTP/1.1 upgrade on
@@ -159,10 +160,10 @@ class NodeUpstreamWebSocket implements UpstreamWebSocket {
   readonly protocol: string
   readonly headers: Headers
   readonly #socket: Socket
-  #signal: AbortSignal | undefined
+  #signal: Abortable | undefined
   #claimed = false
 
-  constructor(socket: Socket, headers: Headers, signal: AbortSignal) {
+  constructor(socket: Socket, headers: Headers, signal: Abortable) {
     this.protocol = headers.get('sec-websocket-protocol') ?? ''
     this.headers = headers
     this.#socket = socket

@@ -5,6 +5,7 @@ import { GatewayError } from '../../core/errors.ts'
 import type { EventBus, GatewayEventMap } from '../../core/events.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
+import type { Abortable } from '../../core/cancel.ts'
 
 /**
  * How long a queued request waits when max_queue is set without queue_timeout. Long enough to ride
@@ -117,11 +118,11 @@ class Waiter {
   next: Waiter | undefined = undefined
   timer: unknown = undefined
   readonly bulkhead: Bulkhead
-  readonly signal: AbortSignal
+  readonly signal: Abortable
   readonly resolve: () => void
   readonly reject: (reason: unknown) => void
 
-  constructor(bulkhead: Bulkhead, signal: AbortSignal, resolve: () => void, reject: (reason: unknown) => void) {
+  constructor(bulkhead: Bulkhead, signal: Abortable, resolve: () => void, reject: (reason: unknown) => void) {
     this.bulkhead = bulkhead
     this.signal = signal
     this.resolve = resolve
@@ -179,7 +180,7 @@ class Bulkhead {
   }
 
   /** Resolves once a slot has been handed over; rejects when the queue is full, on timeout, or on abort. */
-  waitForSlot(signal: AbortSignal): Promise<void> {
+  waitForSlot(signal: Abortable): Promise<void> {
     if (this.queued >= this.#maxQueue) {
       this.#events.emit('bulkhead_reject', this.#fullEvent)
       return Promise.reject(new GatewayError('bulkhead_full', this.#fullMessage))

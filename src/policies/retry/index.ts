@@ -10,6 +10,7 @@ import { compileConditions, conditionList, type FailureCondition, type TryResult
 import type { PolicyModule, RouteContext } from '../policy.ts'
 import { RetryBudget } from './budget.ts'
 import { waitFor } from '../../core/wait.ts'
+import type { Abortable } from '../../core/cancel.ts'
 
 /** RFC 9110 idempotent methods: safe to send twice. POST and PATCH only when listed. */
 const IDEMPOTENT = ['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']
@@ -180,9 +181,9 @@ function describeResult(result: TryResult): string {
  */
 class TryAbort {
   readonly controller = new AbortController()
-  readonly #parent: AbortSignal
+  readonly #parent: Abortable
 
-  constructor(parent: AbortSignal) {
+  constructor(parent: Abortable) {
     this.#parent = parent
     if (parent.aborted) this.controller.abort(parent.reason)
     else parent.addEventListener('abort', this, { once: true })
