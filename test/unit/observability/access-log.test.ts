@@ -182,27 +182,30 @@ describe('line writer', () => {
 
   test('lines that arrive during a write wait for the next timer, unless they make a full batch', async () => {
     const sink = new MemorySink()
-    sink.hold = true
     const { writer, timers } = writerFor(sink, { flushBytes: 16 })
-    writer.push('first')
-    timers.fire()
-    writer.push('second')
+    /** The timer's write of `line`, held by the sink while `arriving` comes; the returned function lets it finish. */
+    const heldWrite = (line: string, arriving: string) => {
+      sink.hold = true
+      writer.push(line)
+      timers.fire()
+      writer.push(arriving)
+      return () => {
+        sink.hold = false
+        sink.pending.shift()!()
+      }
+    }
+    let release = heldWrite('first', 'second')
     const timerSet = timers.nextSet()
-    sink.hold = false
-    sink.pending.shift()!()
+    release()
     await timerSet
     assert.deepEqual(sink.lines, ['first'], 'a fast sink gets no small write right after the last one')
     timers.fire()
     await writer.flush()
     assert.deepEqual(sink.lines, ['first', 'second'])
 
-    sink.hold = true
-    writer.push('third')
-    timers.fire()
-    writer.push('0123456789abcdef')
+    release = heldWrite('third', '0123456789abcdef')
     const written = sink.nextWrite()
-    sink.hold = false
-    sink.pending.shift()!()
+    release()
     await written
     assert.deepEqual(sink.lines, ['first', 'second', 'third', '0123456789abcdef'], 'a full batch goes after the write before it')
     assert.equal(timers.count, 0)
