@@ -5,6 +5,7 @@ import type { AccessLogField } from './config.ts'
 import type { RequestObserver, RequestRecord } from './observer.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import { incomingContext } from './trace-context.ts'
+import { LineBytes } from './line-bytes.ts'
 import type { AccessLogConfig } from './config.ts'
 
 /** Writes wait this long to gather more lines (Envoy's access log flush interval is 1s)... */
@@ -201,8 +202,6 @@ export interface WriterOptions extends FlushTimers {
   logger: Logger
 }
 
-const encoder = new TextEncoder()
-
 /**
  * Buffers lines and writes them to an AppendSink in batches (BatchFlush: 64 KiB or 1 s), one write at
  * a time, in order; past maxPendingBytes lines are dropped and counted. Pushing never waits.
@@ -213,26 +212,24 @@ export class LineWriter {
   readonly #flush: BatchFlush
   readonly #failure = new FailureNote()
   readonly #maxPendingBytes: number
-  #lines: string[] = []
-  #bytes = 0
+  readonly #pending: LineBytes
 
   constructor(sink: AppendSink, options: WriterOptions) {
     this.#sink = sink
     this.#options = options
     const flushBytes = options.flushBytes ?? FLUSH_BYTES
+    // Room past a full batch for the line that makes it full: a batch is then one chunk, written without a copy.
+    this.#pending = new LineBytes(flushBytes + 16 * 1024)
     this.#maxPendingBytes = options.maxPendingBytes ?? MAX_PENDING_BYTES
-    const state = { pending: () => this.#lines.length > 0, full: () => this.#bytes >= flushBytes }
+    const state = { pending: () => this.#pending.lines > 0, full: () => this.#pending.bytes >= flushBytes }
     this.#flush = new BatchFlush(() => this.#write(), state, options.flushMs ?? FLUSH_MS, options)
   }
 
   push(line: string): void {
-    const size = line.length + 1
-    if (this.#bytes + size > this.#maxPendingBytes) {
+    if (!this.#pending.append(line, this.#maxPendingBytes)) {
       this.#options.dropped(1)
       return
     }
-    this.#lines.push(line)
-    this.#bytes += size
     this.#flush.added()
   }
 
@@ -249,16 +246,15 @@ export class LineWriter {
 
   /** Writes the lines gathered so far in one write. */
   async #write(): Promise<void> {
-    const lines = this.#lines
-    this.#lines = []
-    this.#bytes = 0
+    const lines = this.#pending.lines
+    const bytes = this.#pending.take()
     try {
-      await this.#sink.write(encoder.encode(`${lines.join('\n')}\n`))
+      await this.#sink.write(bytes)
       this.#failure.cleared()
     } catch (error) {
-      this.#options.dropped(lines.length)
+      this.#options.dropped(lines)
       const reason = this.#failure.changed(error)
-      if (reason !== undefined) this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines: lines.length })
+      if (reason !== undefined) this.#options.logger.log('warn', 'access log write failed; dropping lines', { error: reason, lines })
     }
   }
 }
