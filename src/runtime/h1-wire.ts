@@ -82,39 +82,67 @@ export function headEnd(bytes: Uint8Array, from: number): number {
 
 export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
   const lines = decoder.decode(bytes).split('\r\n')
-  const statusLine = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/.exec(lines[0] ?? '')
+  const statusLine = STATUS_LINE.exec(lines[0] ?? '')
   if (statusLine === null) throw new ProtocolError(`not an HTTP/1.1 status line: ${JSON.stringify((lines[0] ?? '').slice(0, 80))}`)
   const status = Number(statusLine[2])
   const headers = new Headers()
+  // The three that frame the answer, joined as Headers.get joins a repeated name, without asking it again.
+  let connection: string | null = null
+  let transferEncoding: string | null = null
+  let contentLength: string | null = null
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i]!
     if (line === '') continue
     const colon = line.indexOf(':')
     const name = colon > 0 ? line.slice(0, colon) : ''
     if (!TOKEN.test(name)) throw new ProtocolError(`a malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`)
+    const value = line.slice(colon + 1).trim()
     try {
-      headers.append(name, line.slice(colon + 1).trim())
+      headers.append(name, value)
     } catch {
       throw new ProtocolError(`a header value the answer may not carry (${name})`)
     }
+    const framing = FRAMING_NAME_LENGTHS.has(name.length) ? name.toLowerCase() : ''
+    if (framing === 'connection') connection = joined(connection, value)
+    else if (framing === 'transfer-encoding') transferEncoding = joined(transferEncoding, value)
+    else if (framing === 'content-length') contentLength = joined(contentLength, value)
   }
-  const connection = headers.get('connection')?.toLowerCase() ?? ''
-  let keepAlive = statusLine[1] === '1' ? !/\bclose\b/.test(connection) : /\bkeep-alive\b/.test(connection)
+  let keepAlive = statusLine[1] === '1' ? !CLOSE.test(connection ?? '') : KEEP_ALIVE.test(connection ?? '')
   let framing: AnswerHead['framing']
-  const transferEncoding = headers.get('transfer-encoding')
-  const contentLength = headers.get('content-length')
-  if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) framing = { kind: 'none' }
+  if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) framing = NO_BODY
   else if (transferEncoding !== null) {
-    framing = /(?:^|,)\s*chunked\s*$/i.test(transferEncoding) ? { kind: 'chunked' } : { kind: 'close' }
-  } else if (contentLength !== null) {
-    // A list of equal values is one length (RFC 9110 §8.6); anything else is an answer we cannot frame.
-    const values = new Set(contentLength.split(',').map((value) => value.trim()))
-    const length = values.size === 1 && /^\d+$/.test([...values][0]!) ? Number([...values][0]) : Number.NaN
-    if (!Number.isSafeInteger(length)) throw new ProtocolError(`an invalid Content-Length in the answer: ${JSON.stringify(contentLength)}`)
-    framing = { kind: 'length', length }
-  } else framing = { kind: 'close' }
+    framing = CHUNKED_LAST.test(transferEncoding) ? CHUNKED : UNTIL_CLOSE
+  } else if (contentLength !== null) framing = { kind: 'length', length: contentLengthOf(contentLength) }
+  else framing = UNTIL_CLOSE
   if (framing.kind === 'close') keepAlive = false
   return { status, statusText: statusLine[3] ?? '', headers, framing, keepAlive }
+}
+
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/
+const CLOSE = /\bclose\b/i
+const KEEP_ALIVE = /\bkeep-alive\b/i
+const CHUNKED_LAST = /(?:^|,)\s*chunked\s*$/i
+const DIGITS = /^\d+$/
+/** The lengths of "connection", "content-length" and "transfer-encoding": other names are not lower-cased to compare. */
+const FRAMING_NAME_LENGTHS = new Set([10, 14, 17])
+const NO_BODY: AnswerHead['framing'] = { kind: 'none' }
+const CHUNKED: AnswerHead['framing'] = { kind: 'chunked' }
+const UNTIL_CLOSE: AnswerHead['framing'] = { kind: 'close' }
+
+const joined = (previous: string | null, value: string): string => (previous === null ? value : `${previous}, ${value}`)
+
+/** A list of equal values is one length (RFC 9110 §8.6); anything else is an answer we cannot frame. */
+function contentLengthOf(declared: string): number {
+  if (DIGITS.test(declared)) {
+    const length = Number(declared)
+    if (Number.isSafeInteger(length)) return length
+  } else {
+    const values = new Set(declared.split(',').map((value) => value.trim()))
+    const only = values.size === 1 ? [...values][0]! : ''
+    const length = DIGITS.test(only) ? Number(only) : Number.NaN
+    if (Number.isSafeInteger(length)) return length
+  }
+  throw new ProtocolError(`an invalid Content-Length in the answer: ${JSON.stringify(declared)}`)
 }
 
 /**

@@ -142,6 +142,17 @@ describe('HTTP/1.1 answer framing', () => {
     assert.equal(head('HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\n').keepAlive, false)
   })
 
+  it('reads the framing headers in any case and across repeated lines, as Headers.get joins them', () => {
+    assert.deepEqual(head('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nCONTENT-LENGTH: 5\r\n\r\n').framing, { kind: 'length', length: 5 })
+    assert.throws(() => head('HTTP/1.1 200 OK\r\nContent-Length: 5\r\ncontent-length: 6\r\n\r\n'), ProtocolError)
+    assert.deepEqual(head('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\ntransfer-encoding: Chunked\r\n\r\n').framing, { kind: 'chunked' })
+    assert.deepEqual(head('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n').framing, { kind: 'close' })
+    assert.equal(head('HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nConnection: Close\r\ncontent-length: 1\r\n\r\n').keepAlive, false)
+    assert.equal(head('HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 1\r\n\r\n').keepAlive, true)
+    const other = head('HTTP/1.1 200 OK\r\ncontent-lengtx: 9\r\nx-connection: close\r\ncontent-length: 2\r\n\r\n')
+    assert.deepEqual([other.framing, other.keepAlive, other.headers.get('content-lengtx')], [{ kind: 'length', length: 2 }, true, '9'])
+  })
+
   it('refuses conflicting lengths, a bad status line and a bad header line', () => {
     assert.throws(() => head('HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n'), ProtocolError)
     assert.throws(() => head('ICY 200 OK\r\n\r\n'), ProtocolError)
