@@ -37,8 +37,13 @@ export interface DialTarget {
 /** Connects within the deadline or rejects with an UpstreamError ('connect-timeout' or 'connect-failure'). */
 export type Dial = (target: DialTarget, events: WireEvents, deadlineMs: number) => Promise<Wire>
 
-/** A connection idle this long is closed: below Node's 5 s keepAliveTimeout, as undici's 4 s is. */
-const IDLE_MS = 4_000
+/**
+ * An idle connection is closed after IDLE_MS to IDLE_MS + SWEEP_MS: never later than 4 s, below
+ * Node's 5 s keepAliveTimeout, as undici's 4 s is. One sweep for every pool rather than a timer set
+ * and cleared on every request (undici's coarse timers do the same).
+ */
+const IDLE_MS = 3_000
+const SWEEP_MS = 1_000
 /** A request body up to this size goes out in the same write as its head. */
 const JOIN_BODY_BYTES = 16 * 1024
 
@@ -47,13 +52,61 @@ const NO_TLS: UpstreamTls = {}
 /** Idle connections of one origin with one TLS setting, newest last. */
 type Idle = Connection[]
 
+/** How the idle sweep keeps time; replaceable so tests run it themselves. */
+export interface IdleClock {
+  now(): number
+  every(run: () => void, ms: number): unknown
+  stop(handle: unknown): void
+}
+
+const systemClock: IdleClock = {
+  now: () => performance.now(),
+  every: (run, ms) => setInterval(run, ms),
+  stop: (handle) => clearInterval(handle as ReturnType<typeof setInterval>),
+}
+
+/** Closes the connections of its pools that have been idle IDLE_MS, every SWEEP_MS while any are idle. */
+class IdleSweep {
+  readonly clock: IdleClock
+  readonly #pools = new Set<Idle>()
+  #timer: unknown
+
+  constructor(clock: IdleClock) {
+    this.clock = clock
+  }
+
+  parked(idle: Idle): void {
+    this.#pools.add(idle)
+    this.#timer ??= this.clock.every(() => this.#sweep(), SWEEP_MS)
+  }
+
+  #sweep(): void {
+    const oldest = this.clock.now() - IDLE_MS
+    let left = 0
+    for (const idle of this.#pools) {
+      // Oldest first: the pool hands out its newest, so the long idle gather at the front.
+      while (idle.length > 0 && idle[0]!.parkedAt <= oldest) {
+        const connection = idle[0]!
+        connection.destroy()
+        if (idle[0] === connection) idle.shift()
+      }
+      if (idle.length === 0) this.#pools.delete(idle)
+      left += idle.length
+    }
+    if (left === 0) {
+      this.clock.stop(this.#timer)
+      this.#timer = undefined
+    }
+  }
+}
+
 class Connection implements WireEvents {
   wire: Wire | undefined
   call: Call | undefined
   dead = false
   reused = false
+  parkedAt = 0
   #idle: Idle | undefined
-  #idleTimer: ReturnType<typeof setTimeout> | undefined
 
   data(chunk: Uint8Array): void {
     if (this.call !== undefined) this.call.data(chunk)
@@ -67,17 +120,17 @@ class Connection implements WireEvents {
     this.call?.closed(error)
   }
 
-  park(idle: Idle): void {
+  park(idle: Idle, sweep: IdleSweep): void {
     this.call = undefined
     // A streamed answer may have paused reading on its last chunk: the next answer must be read.
     this.wire?.resume()
     this.#idle = idle
+    this.parkedAt = sweep.clock.now()
     idle.push(this)
-    this.#idleTimer = setTimeout(() => this.destroy(), IDLE_MS)
+    sweep.parked(idle)
   }
 
   unpark(): void {
-    clearTimeout(this.#idleTimer)
     this.#idle = undefined
     this.reused = true
   }
@@ -90,7 +143,6 @@ class Connection implements WireEvents {
   }
 
   #leaveIdle(): void {
-    clearTimeout(this.#idleTimer)
     const idle = this.#idle
     if (idle === undefined) return
     const at = idle.indexOf(this)
@@ -104,7 +156,9 @@ class Call {
   readonly #method: string
   readonly #resolve: (answer: UpstreamAnswer) => void
   readonly #reject: (error: unknown) => void
-  readonly #release: (connection: Connection, reusable: boolean) => void
+  /** Where the connection goes back once the answer is read, if it can carry another request. */
+  readonly #idle: Idle
+  readonly #sweep: IdleSweep
   #connection: Connection | undefined
   #pending: Uint8Array | undefined
   #head: AnswerHead | undefined
@@ -119,12 +173,13 @@ class Call {
   #finished = false
   #anyByte = false
 
-  constructor(request: UpstreamRequest, resolve: (answer: UpstreamAnswer) => void, reject: (error: unknown) => void, release: (connection: Connection, reusable: boolean) => void) {
+  constructor(request: UpstreamRequest, resolve: (answer: UpstreamAnswer) => void, reject: (error: unknown) => void, idle: Idle, sweep: IdleSweep) {
     this.#request = request
     this.#method = request.method
     this.#resolve = resolve
     this.#reject = reject
-    this.#release = release
+    this.#idle = idle
+    this.#sweep = sweep
     request.signal.addEventListener('abort', this)
   }
 
@@ -300,7 +355,9 @@ class Call {
     const connection = this.#connection!
     if (connection.call !== this) return
     connection.call = undefined
-    this.#release(connection, this.#head?.keepAlive === true && this.#bodySent && this.#finished)
+    const reusable = this.#head?.keepAlive === true && this.#bodySent && this.#finished
+    if (reusable && !connection.dead) connection.park(this.#idle, this.#sweep)
+    else connection.destroy()
   }
 
   closed(error?: unknown): void {
@@ -347,8 +404,9 @@ const CLIENT_BODY_FAILED = 'the request body could not be read to its end (malfo
  * An UpstreamClient on `dial`. `poolsFor` gives the pools of one TLS setting (rebuilt after its files
  * change, see upstream-tls.ts); plain http has its own.
  */
-export function h1Client(dial: Dial, poolsFor: (tls: UpstreamTls) => Map<string, Idle>): UpstreamClient {
+export function h1Client(dial: Dial, poolsFor: (tls: UpstreamTls) => Map<string, Idle>, clock: IdleClock = systemClock): UpstreamClient {
   const plain = new Map<string, Idle>()
+  const sweep = new IdleSweep(clock)
   const idleOf = (origin: string, tls: UpstreamTls | undefined): Idle => {
     const pools = tls === undefined ? plain : poolsFor(tls)
     let idle = pools.get(origin)
@@ -358,11 +416,6 @@ export function h1Client(dial: Dial, poolsFor: (tls: UpstreamTls) => Map<string,
     }
     return idle
   }
-  const release = (idle: Idle) => (connection: Connection, reusable: boolean) => {
-    if (reusable && !connection.dead) connection.park(idle)
-    else connection.destroy()
-  }
-
   return (request) =>
     new Promise<UpstreamAnswer>((resolve, reject) => {
       if (request.signal.aborted) return reject(request.signal.reason)
@@ -371,7 +424,7 @@ export function h1Client(dial: Dial, poolsFor: (tls: UpstreamTls) => Map<string,
       const tls = at.https ? (request.tls ?? NO_TLS) : undefined
       const idle = idleOf(at.origin, request.tls)
       const attempt = (fresh: boolean) => {
-        const call = new Call(request, resolve, reject, release(idle))
+        const call = new Call(request, resolve, reject, idle, sweep)
         let connection = fresh ? undefined : idle.pop()
         while (connection !== undefined && connection.dead) connection = idle.pop()
         if (connection !== undefined) {

@@ -113,6 +113,30 @@ describe('Pillion’s own HTTP/1.1 upstream client', () => {
     assert.deepEqual([bytes.body, bytes.framing], ['abc', '3'])
   })
 
+  it('closes a connection idle for 3 s at the next sweep, and sweeps only while any is idle', async () => {
+    let now = 0
+    let sweep: (() => void) | undefined
+    let stopped = 0
+    const clock = { now: () => now, every: (run: () => void) => (sweep = run), stop: () => void stopped++ }
+    const timed = h1Client(netDial, poolsPerUpstreamTls(), clock)
+    const get = async () => {
+      const answer = await timed({ url: `${base}/idle`, method: 'GET', headers: new Headers(), body: null, signal: new AbortController().signal, connectTimeoutMs: 1000 })
+      return text(answer.body)
+    }
+    const before = dialled
+    assert.equal(await get(), 'path /idle')
+    assert.ok(sweep, 'a parked connection starts the sweep')
+    now = 2_999
+    sweep!()
+    assert.equal(await get(), 'path /idle')
+    assert.equal(dialled - before, 1, 'idle under 3 s: reused')
+    now += 3_000
+    sweep!()
+    assert.equal(stopped, 1, 'nothing idle is left: the sweep stops')
+    assert.equal(await get(), 'path /idle')
+    assert.equal(dialled - before, 2, 'idle 3 s: closed, so the next call dials')
+  })
+
   it('fails a connect refused as connect-failure', async () => {
     const closed = createTcpServer()
     await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
