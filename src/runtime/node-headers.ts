@@ -48,7 +48,11 @@ export class NodeHeaders {
   }
 
   get(name: string): string | null {
-    const lower = checkedName(name, 'Headers.get')
+    return this.#joined(checkedName(name, 'Headers.get'))
+  }
+
+  /** A name's values joined as get() joins them, for a name already checked and lower-cased. */
+  #joined(lower: string): string | null {
     const names = this.#names
     let value: string | null = null
     for (let i = 0; i < names.length; i++) {
@@ -120,7 +124,7 @@ export class NodeHeaders {
       if (name === 'set-cookie') {
         for (let i = 0; i < names.length; i++) if (names[i] === name) flat.push(name, this.#values[i]!)
       } else {
-        flat.push(name, this.get(name)!)
+        flat.push(name, this.#joined(name)!)
       }
     }
     return flat
@@ -164,21 +168,39 @@ const FORBIDDEN_IN_VALUE = /[\0\r\n]/
 const PLAIN_VALUE = /^(?:[\x21-\x7e\x80-\xff](?:[\t\x20-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?$/
 const EDGE_WHITESPACE = /^[\t\n\r ]+|[\t\n\r ]+$/g
 
+/**
+ * Names already found to be tokens, and their lower case. The core asks for the same few names on
+ * every request (20 deletes and sets for one proxied request), most of them constants: a map lookup
+ * instead of a regular expression and a lower-casing each time. Bounded, since a name can come
+ * from a client.
+ */
+const CHECKED_NAMES = new Map<string, string>()
+const MAX_CHECKED_NAMES = 1024
+
 /** The lower-case name, or undici's TypeError for one that is not a token. */
 function checkedName(name: string, prefix: string): string {
   if (typeof name !== 'string') name = String(name)
-  if (TOKEN.test(name)) return name.toLowerCase()
+  const known = CHECKED_NAMES.get(name)
+  if (known !== undefined) return known
+  if (TOKEN.test(name)) return remembered(name)
   byteString(name)
   throw new TypeError(`${prefix}: "${name}" is an invalid header name.`)
+}
+
+function remembered(name: string): string {
+  const lower = name.toLowerCase()
+  if (CHECKED_NAMES.size < MAX_CHECKED_NAMES) CHECKED_NAMES.set(name, lower)
+  return lower
 }
 
 /** The lower-case name and the value without edge whitespace, or undici's TypeError, checked in undici's order. */
 function checkedField(name: string, value: string, prefix: string): [string, string] {
   if (typeof name !== 'string') name = String(name)
   if (typeof value !== 'string') value = String(value)
-  const valid = TOKEN.test(name)
+  const known = CHECKED_NAMES.get(name)
+  const valid = known !== undefined || TOKEN.test(name)
   // Nearly every value: nothing to trim, nothing to refuse.
-  if (valid && PLAIN_VALUE.test(value)) return [name.toLowerCase(), value]
+  if (valid && PLAIN_VALUE.test(value)) return [known ?? remembered(name), value]
   if (!valid) byteString(name)
   byteString(value)
   const trimmed = value.replace(EDGE_WHITESPACE, '')
