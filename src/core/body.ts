@@ -51,20 +51,25 @@ export async function discardBody(body: ReadableStream<Uint8Array> | Uint8Array 
 }
 
 /**
- * Responses whose body is bytes already in hand (the forwarder's small answers, read whole), so a
- * runtime may write those bytes itself instead of reading the Response back (Node: no undici
- * Response is ever built for them). Weakly held, like trailers.
+ * Marks a Response whose body is bytes already in hand (the forwarder's small answers, read whole),
+ * so a runtime may write those bytes itself instead of reading the Response back (Node: no undici
+ * Response is ever built for them). A property of the Response under a symbol of ours, not a
+ * WeakMap entry: it is set on nearly every answer, and a WeakMap's set cost 0.1 to 0.35 µs more
+ * (Node, Bun) with its weak-entry work in the collector on top. It goes with the Response, as an
+ * entry keyed by it would.
  */
-const bytesByResponse = new WeakMap<Response, Uint8Array>()
+const BODY_BYTES = Symbol('pillion.bodyBytes')
+
+type MarkedResponse = Response & { [BODY_BYTES]?: Uint8Array }
 
 export function withBodyBytes(response: Response, bytes: Uint8Array): Response {
-  bytesByResponse.set(response, bytes)
+  ;(response as MarkedResponse)[BODY_BYTES] = bytes
   return response
 }
 
 /** The bytes a response was made with, when a layer marked them; undefined otherwise. */
 export function bodyBytesOf(response: Response): Uint8Array | undefined {
-  return bytesByResponse.get(response)
+  return (response as MarkedResponse)[BODY_BYTES]
 }
 
 /** The chunks as one array (the chunk itself when there is one). */
