@@ -1,7 +1,7 @@
-import { copyHeaders } from '../core/headers-copy.ts'
+import { copyHeaders, deleteHeaders } from '../core/headers-copy.ts'
 
 /** RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies traditionally drop. */
-const HOP_BY_HOP = [
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-authenticate',
@@ -11,10 +11,10 @@ const HOP_BY_HOP = [
   'trailer',
   'transfer-encoding',
   'upgrade',
-]
+])
 
 /** Host comes from the endpoint's URL; Expect is answered by our own server, never relayed. */
-const NOT_FORWARDED_UPSTREAM = [...HOP_BY_HOP, 'host', 'expect']
+const NOT_FORWARDED_UPSTREAM: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host', 'expect'])
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
 
@@ -23,13 +23,13 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
  * for this message only). Copying natively and deleting a few names is about 2.5x cheaper on Bun
  * than appending header by header.
  */
-function copyWithout(source: Headers, drop: readonly string[]): Headers {
+function copyWithout(source: Headers, drop: ReadonlySet<string>): Headers {
   return deleteHopByHop(copyHeaders(source), drop)
 }
 
-function deleteHopByHop(headers: Headers, drop: readonly string[]): Headers {
+function deleteHopByHop(headers: Headers, drop: ReadonlySet<string>): Headers {
   const connection = headers.get('connection')
-  for (const name of drop) headers.delete(name)
+  deleteHeaders(headers, drop)
   if (connection !== null) {
     for (const part of connection.split(',')) {
       const name = part.trim().toLowerCase()

@@ -1,4 +1,4 @@
-import { COPY_HEADERS } from '../core/headers-copy.ts'
+import { COPY_HEADERS, DELETE_HEADERS } from '../core/headers-copy.ts'
 
 /**
  * Headers kept as a plain list, for Node: undici's Headers pays for webidl conversions, a Map and a
@@ -45,6 +45,21 @@ export class NodeHeaders {
 
   [COPY_HEADERS](): NodeHeaders {
     return new NodeHeaders(this.#names.slice(), this.#values.slice())
+  }
+
+  /** Deletes every name in the set (lower-case, as the core's lists are) in one pass. */
+  [DELETE_HEADERS](drop: ReadonlySet<string>): void {
+    const names = this.#names
+    const values = this.#values
+    let kept = 0
+    for (let i = 0; i < names.length; i++) {
+      if (drop.has(names[i]!)) continue
+      names[kept] = names[i]!
+      values[kept] = values[i]!
+      kept++
+    }
+    names.length = kept
+    values.length = kept
   }
 
   get(name: string): string | null {
