@@ -1,5 +1,10 @@
-import type { Exchange } from './exchange.ts'
+import type { Exchange, RequestBody } from './exchange.ts'
 import { concatBytes } from '../core/body.ts'
+
+/** No body, or one already in memory: it can go again as it is, with nothing to read first. */
+export function replayableAsIs(body: RequestBody): body is Uint8Array | null {
+  return body === null || body instanceof Uint8Array
+}
 
 /**
  * Reads the request body into memory when it fits in maxBytes, so it can be sent again; a larger one
@@ -7,7 +12,7 @@ import { concatBytes } from '../core/body.ts'
  */
 export async function bufferForReplay(exchange: Exchange, maxBytes: number): Promise<boolean> {
   const body = exchange.body
-  if (body === null || body instanceof Uint8Array) return true
+  if (replayableAsIs(body)) return true
   const declared = exchange.request.headers.get('content-length')
   if (declared !== null && Number(declared) > maxBytes) return false
   // A layer above may have wrapped the client's stream (limits counts its bytes): exchange.body reads through it.
@@ -29,7 +34,7 @@ export async function bufferForReplay(exchange: Exchange, maxBytes: number): Pro
  */
 export function copyWhileStreaming(exchange: Exchange, maxBytes: number): { replayable(): Promise<boolean> } {
   const body = exchange.body
-  if (body === null || body instanceof Uint8Array) return { replayable: async () => true }
+  if (replayableAsIs(body)) return { replayable: async () => true }
   const reader = body.getReader()
   const chunks: Uint8Array[] = []
   let total = 0

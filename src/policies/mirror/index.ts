@@ -4,7 +4,7 @@ import { size } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { GatewayEventMap } from '../../core/events.ts'
 import { Exchange, type Layer, type Step } from '../../proxy/exchange.ts'
-import { bufferForReplay } from '../../proxy/replay.ts'
+import { bufferForReplay, replayableAsIs } from '../../proxy/replay.ts'
 import { isTable, upstreamReference } from '../shared/references.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
 import { inPercent, percent } from '../shared/percent.ts'
@@ -107,7 +107,7 @@ export function mirrorLayer(policy: MirrorPolicy, context: RouteContext): Layer 
         events.emit('mirror_dropped', tooBusy)
         return next(exchange)
       }
-      if (exchange.body !== null && !(await bufferForReplay(exchange, maxBodyBytes))) {
+      if (!replayableAsIs(exchange.body) && !(await bufferForReplay(exchange, maxBodyBytes))) {
         events.emit('mirror_dropped', tooLarge)
         return next(exchange)
       }

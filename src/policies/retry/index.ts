@@ -4,7 +4,7 @@ import { boolean, fraction, integer, table } from '../../core/schema-kit.ts'
 import { duration, size } from '../../core/units.ts'
 import { GatewayError } from '../../core/errors.ts'
 import type { Exchange, Layer, Step } from '../../proxy/exchange.ts'
-import { bufferForReplay, copyWhileStreaming } from '../../proxy/replay.ts'
+import { bufferForReplay, copyWhileStreaming, replayableAsIs } from '../../proxy/replay.ts'
 import { isGrpcRequest } from '../../core/grpc.ts'
 import { compileConditions, conditionList, type FailureCondition, type TryResult } from '../shared/conditions.ts'
 import type { PolicyModule, RouteContext } from '../policy.ts'
@@ -119,7 +119,7 @@ export function retryLayer(policy: RetryPolicy, context: RouteContext): Layer {
       const allowed = attempts > 1 && mayRetry(exchange)
       // A gRPC call's body goes on as it arrives (it may be a stream); any other is read first.
       const streaming = allowed && isGrpcRequest(exchange.request.headers) ? copyWhileStreaming(exchange, maxBodyBytes) : undefined
-      const eligible = allowed && (streaming !== undefined || replayableNow(exchange) || (await bufferForReplay(exchange, maxBodyBytes)))
+      const eligible = allowed && (streaming !== undefined || replayableAsIs(exchange.body) || (await bufferForReplay(exchange, maxBodyBytes)))
       if (eligible) exchange.tried = []
       for (let attempt = 1; ; attempt++) {
         const result = await tryOnce(next, exchange)
@@ -165,12 +165,6 @@ export function retryLayer(policy: RetryPolicy, context: RouteContext): Layer {
     result.error.headers = { ...result.error.headers, 'x-pillion-attempts': tries }
     throw result.error
   }
-}
-
-/** No body, or one already in memory: replayable as it is, without the await of reading it. */
-function replayableNow(exchange: Exchange): boolean {
-  const body = exchange.body
-  return body === null || body instanceof Uint8Array
 }
 
 type TryOutcome =
