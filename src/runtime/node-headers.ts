@@ -49,17 +49,7 @@ export class NodeHeaders {
 
   /** Deletes every name in the set (lower-case, as the core's lists are) in one pass. */
   [DELETE_HEADERS](drop: ReadonlySet<string>): void {
-    const names = this.#names
-    const values = this.#values
-    let kept = 0
-    for (let i = 0; i < names.length; i++) {
-      if (drop.has(names[i]!)) continue
-      names[kept] = names[i]!
-      values[kept] = values[i]!
-      kept++
-    }
-    names.length = kept
-    values.length = kept
+    this.#remove(drop, 0)
   }
 
   get(name: string): string | null {
@@ -111,13 +101,13 @@ export class NodeHeaders {
     if (at !== -1) this.#remove(lower, at)
   }
 
-  /** Removes every entry of a name from `from` on. */
-  #remove(lower: string, from: number): void {
+  /** Removes every entry of a name (or of the names in a set) from `from` on. */
+  #remove(drop: string | ReadonlySet<string>, from: number): void {
     const names = this.#names
     const values = this.#values
     let kept = from
     for (let i = from; i < names.length; i++) {
-      if (names[i] === lower) continue
+      if (typeof drop === 'string' ? names[i] === drop : drop.has(names[i]!)) continue
       names[kept] = names[i]!
       values[kept] = values[i]!
       kept++
