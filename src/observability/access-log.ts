@@ -6,6 +6,7 @@ import type { RequestObserver, RequestRecord } from './observer.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
 import { incomingContext } from './trace-context.ts'
 import { LineBytes } from './line-bytes.ts'
+import { asciiBytes, JsonLine } from './json-line.ts'
 import type { AccessLogConfig } from './config.ts'
 
 /** Writes wait this long to gather more lines (Envoy's access log flush interval is 1s)... */
@@ -22,28 +23,9 @@ interface TraceOfLine {
 }
 type Getter = (record: RequestRecord, trace: TraceOfLine) => unknown
 
-const round3 = (ms: number) => Math.round(ms * 1000) / 1000
-
-/**
- * new Date(ms).toISOString() with the part up to the seconds kept from the last call: lines of one
- * second share it, so a busy log formats a date once a second instead of once a line.
- */
-let isoSecond = Number.NaN
-let isoPrefix = ''
-function isoTime(ms: number): string {
-  const whole = Math.floor(ms)
-  const second = Math.floor(whole / 1000)
-  if (second !== isoSecond) {
-    isoSecond = second
-    isoPrefix = new Date(second * 1000).toISOString().slice(0, 20) // "2026-11-26T19:07:40."
-  }
-  const millis = whole - second * 1000
-  return `${isoPrefix}${millis < 10 ? '00' : millis < 100 ? '0' : ''}${millis}Z`
-}
-
-/** Each field's value; undefined leaves the key out of the line. */
+/** Each field's value; undefined leaves the key out of the line. How a number is written is the field's FORMS entry. */
 const GETTERS: Record<AccessLogField, Getter> = {
-  time: (r) => isoTime(r.startedAt),
+  time: (r) => r.startedAt,
   request_id: (r) => r.requestId,
   trace_id: (_r, trace) => trace.get()?.traceId,
   span_id: (_r, trace) => trace.get()?.spanId,
@@ -66,8 +48,8 @@ const GETTERS: Record<AccessLogField, Getter> = {
     return length === null ? undefined : Number(length)
   },
   bytes_out: (r) => r.bytesOut,
-  duration_ms: (r) => round3(r.durationMs),
-  upstream_ms: (r) => (r.exchange?.upstreamMs === undefined ? undefined : round3(r.exchange.upstreamMs)),
+  duration_ms: (r) => r.durationMs,
+  upstream_ms: (r) => r.exchange?.upstreamMs,
   attempts: (r) => r.exchange?.attempts,
   retries: (r) => (r.exchange === undefined ? undefined : Math.max(0, r.exchange.attempts - 1)),
   fallback: (r) => r.exchange?.fallback,
@@ -75,6 +57,9 @@ const GETTERS: Record<AccessLogField, Getter> = {
   client: (r) => r.clientAddress || undefined,
   user_agent: (r) => r.request.headers.get('user-agent') ?? undefined,
 }
+
+/** Numbers written other than as they are: times as an ISO 8601 string, durations rounded to the microsecond. */
+const FORMS: Partial<Record<AccessLogField, 'timestamp' | 'millis'>> = { time: 'timestamp', duration_ms: 'millis', upstream_ms: 'millis' }
 
 /** Where a request's trace ids come from: the tracer's span, else the caller's headers. */
 export type TraceLookup = (record: RequestRecord) => Trace
@@ -91,8 +76,9 @@ export function headerTrace(record: RequestRecord): Trace {
 export class AccessLog implements RequestObserver {
   #fields: CompiledField[]
   readonly #writer: LineWriter
-  /** Reused for every line: format() is synchronous, so one line is written at a time. */
+  /** Reused for every line: a line is written synchronously, one at a time. */
   readonly #trace: LazyTrace
+  readonly #line = new JsonLine()
 
   constructor(config: AccessLogConfig, writer: LineWriter, traces: TraceLookup = headerTrace) {
     this.#fields = compileFields(config.fields)
@@ -109,21 +95,32 @@ export class AccessLog implements RequestObserver {
     return this.#writer
   }
 
-  /** The JSON line, written out directly: the same text JSON.stringify gives, without an object per line. */
+  /** The JSON line as text: what onResponse writes, for tests and tools. */
   format(record: RequestRecord): string {
-    const trace = this.#trace.reset(record)
-    let line = ''
-    for (const field of this.#fields) {
-      const value = field.get(record, trace)
-      if (value === undefined) continue
-      line += line === '' ? field.first : field.next
-      line += typeof value === 'number' ? (Number.isFinite(value) ? String(value) : 'null') : jsonString(value as string)
-    }
-    return line === '' ? '{}' : `${line}}`
+    this.#write(record)
+    return this.#line.text()
   }
 
   onResponse(record: RequestRecord): void {
-    this.#writer.push(this.format(record))
+    this.#write(record)
+    this.#writer.pushBytes(this.#line.bytes, this.#line.length)
+  }
+
+  /** The line, written field by field into #line: the same text JSON.stringify gives, without an object or a string per line. */
+  #write(record: RequestRecord): void {
+    const trace = this.#trace.reset(record)
+    const line = this.#line
+    line.start()
+    for (const field of this.#fields) {
+      const value = field.get(record, trace)
+      if (value === undefined) continue
+      line.raw(line.empty ? field.first : field.next)
+      if (typeof value === 'string') line.string(value)
+      else if (field.form === undefined) line.number(value as number)
+      else if (field.form === 'millis') line.millis3(value as number)
+      else line.timestamp(value as number)
+    }
+    line.raw(line.empty ? EMPTY : CLOSE)
   }
 
   /** A WebSocket's own line when it closes (its handshake had the usual line, status 101). */
@@ -171,25 +168,21 @@ class LazyTrace implements TraceOfLine {
   }
 }
 
-/** Printable ASCII but `"` and `\\`: JSON writes such a string as it is, between quotes. */
-const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/
-
-/** JSON.stringify for a string, skipping its escape pass for the plain ASCII most fields hold. */
-function jsonString(value: string): string {
-  return PLAIN.test(value) ? `"${value}"` : JSON.stringify(value)
-}
-
 /** A field with its key already written as JSON: `{"key":` when it opens the line, `,"key":` after another. */
 interface CompiledField {
   get: Getter
-  first: string
-  next: string
+  form: 'timestamp' | 'millis' | undefined
+  first: Uint8Array
+  next: Uint8Array
 }
+
+const EMPTY = asciiBytes('{}')
+const CLOSE = asciiBytes('}')
 
 function compileFields(fields: readonly string[]): CompiledField[] {
   return fields.map((name) => {
     const key = JSON.stringify(name)
-    return { get: GETTERS[name as AccessLogField], first: `{${key}:`, next: `,${key}:` }
+    return { get: GETTERS[name as AccessLogField], form: FORMS[name as AccessLogField], first: asciiBytes(`{${key}:`), next: asciiBytes(`,${key}:`) }
   })
 }
 
@@ -226,11 +219,17 @@ export class LineWriter {
   }
 
   push(line: string): void {
-    if (!this.#pending.append(line, this.#maxPendingBytes)) {
-      this.#options.dropped(1)
-      return
-    }
-    this.#flush.added()
+    this.#added(this.#pending.append(line, this.#maxPendingBytes))
+  }
+
+  /** A line already in UTF-8 (the first `length` bytes), copied in. */
+  pushBytes(bytes: Uint8Array, length: number): void {
+    this.#added(this.#pending.appendBytes(bytes, length, this.#maxPendingBytes))
+  }
+
+  #added(admitted: boolean): void {
+    if (admitted) this.#flush.added()
+    else this.#options.dropped(1)
   }
 
   /** Writes whatever is buffered; resolves once it is written (or failed). */

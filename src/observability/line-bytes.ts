@@ -42,6 +42,23 @@ export class LineBytes {
     return true
   }
 
+  /** Appends the first `length` bytes of `line` (UTF-8 already) and a newline, under the same cap as append. */
+  appendBytes(line: Uint8Array, length: number, maxBytes: number): boolean {
+    if (this.bytes + length + 1 > maxBytes) return false
+    let current = this.#current
+    if (current === undefined || current.byteLength - this.#used < length + 1) {
+      this.#seal()
+      current = this.#current = new Uint8Array(Math.max(this.#chunkBytes, length + 1))
+    }
+    const at = this.#used
+    current.set(line.subarray(0, length), at)
+    current[at + length] = NEWLINE
+    this.#used += length + 1
+    this.bytes += length + 1
+    this.lines++
+    return true
+  }
+
   /** Everything waiting, as one array; the buffer is empty afterwards. */
   take(): Uint8Array {
     this.#seal()

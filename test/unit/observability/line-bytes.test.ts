@@ -35,6 +35,18 @@ describe('line bytes', () => {
     assert.equal(decoded(buffer.take()), '12345\n12345\n')
   })
 
+  test('lines given as bytes are copied in, under the same cap, whole even when longer than a chunk', () => {
+    const buffer = new LineBytes(16)
+    const scratch = new TextEncoder().encode(`{"a":"${'y'.repeat(40)}"}and more`)
+    const length = scratch.byteLength - 'and more'.length
+    assert.equal(buffer.append('first', 1000), true)
+    assert.equal(buffer.appendBytes(scratch, length, 1000), true)
+    assert.equal(buffer.appendBytes(scratch, 3, 1000), true)
+    assert.equal(buffer.appendBytes(scratch, length, 60), false)
+    assert.equal(buffer.lines, 3)
+    assert.equal(decoded(buffer.take()), `first\n{"a":"${'y'.repeat(40)}"}\n{"a\n`)
+  })
+
   test('property: whatever the lines, chunk size and cap, what comes out is the lines admitted, as UTF-8', () => {
     fc.assert(
       fc.property(
