@@ -122,15 +122,23 @@ export class NodeHeaders {
    */
   flat(): string[] {
     const names = this.#names
+    const values = this.#values
+    const count = names.length
     const flat: string[] = []
-    if (names.length === 0) return flat
-    const order = sortedDistinct(names)
-    for (const name of order) {
-      if (name === 'set-cookie') {
-        for (let i = 0; i < names.length; i++) if (names[i] === name) flat.push(name, this.#values[i]!)
-      } else {
-        flat.push(name, this.#joined(name)!)
+    if (count === 0) return flat
+    const order = sortedOrder(names)
+    for (let k = 0; k < count; ) {
+      const first = order[k]!
+      const name = names[first]!
+      let value = values[first]!
+      // A name's entries sit together in the order, in arrival order among themselves (the sort is stable).
+      for (k++; k < count && names[order[k]!] === name; k++) {
+        if (name === 'set-cookie') {
+          flat.push(name, value)
+          value = values[order[k]!]!
+        } else value += (name === 'cookie' ? '; ' : ', ') + values[order[k]!]!
       }
+      flat.push(name, value)
     }
     return flat
   }
@@ -160,11 +168,23 @@ export class NodeHeaders {
 }
 Object.setPrototypeOf(NodeHeaders.prototype, Headers.prototype)
 
-/** The list's names, each once, in the order undici iterates them (code unit order). */
-function sortedDistinct(names: readonly string[]): string[] {
-  const order: string[] = []
-  for (const name of names) if (!order.includes(name)) order.push(name)
-  return order.length > 1 ? order.sort() : order
+/**
+ * The entries' indexes with their names in code unit order (undici's iteration order), arrival order
+ * kept among equal names: an insertion sort, since a request has a dozen or so headers, often
+ * nearly in order already.
+ */
+function sortedOrder(names: readonly string[]): number[] {
+  const order: number[] = [0]
+  for (let i = 1; i < names.length; i++) {
+    const name = names[i]!
+    let at = i
+    while (at > 0 && names[order[at - 1]!]! > name) {
+      order[at] = order[at - 1]!
+      at--
+    }
+    order[at] = i
+  }
+  return order
 }
 
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
+import fc from 'fast-check'
 import { copyHeaders, deleteHeaders } from '../../../src/core/headers-copy.ts'
 import { NodeHeaders } from '../../../src/runtime/node-headers.ts'
 
@@ -83,5 +84,21 @@ describe("NodeHeaders behave as undici's Headers", () => {
     const ours = NodeHeaders.fromRaw(raw)
     assert.deepEqual(ours.flat(), [...(ours as unknown as Headers)].flat())
     assert.deepEqual(NodeHeaders.fromParsed({ b: '1', a: ['2', '3'], 'set-cookie': ['x=1', 'y=2'] }).flat(), ['a', '2, 3', 'b', '1', 'set-cookie', 'x=1', 'set-cookie', 'y=2'])
+  })
+
+  it("property: any headers in any order iterate, flatten and join as undici's do", () => {
+    const name = fc.constantFrom('Cookie', 'cookie', 'Set-Cookie', 'set-cookie', 'A', 'a', 'b', 'B-c', 'host', 'x-forwarded-for', 'zz', 'a-')
+    const value = fc.stringMatching(/^[\x21-\x7e]{0,6}$/)
+    fc.assert(
+      fc.property(fc.array(fc.tuple(name, value), { maxLength: 16 }), (pairs) => {
+        const raw = pairs.flat()
+        agree(raw, [])
+        const ours = NodeHeaders.fromRaw(raw)
+        const native = new Headers()
+        for (const [n, v] of pairs) native.append(n, v)
+        assert.deepEqual(ours.flat(), [...native].flat())
+      }),
+      { numRuns: 500 },
+    )
   })
 })
