@@ -5,7 +5,7 @@
 // interleaved rounds; a configuration's "paired" figure is the median over rounds of its ratio to the
 // first configuration in the same round, which holds better than absolute figures on a busy machine.
 //
-//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--chain | --full] [--memory] NAME=EXECUTABLE ...
+//   node scripts/bench-compare.mjs [--rounds=8] [--duration=2] [--warmup=6] [--chain | --full] [--memory] NAME=EXECUTABLE ...
 //   node scripts/bench-compare.mjs --ladder [--rounds=8] [--duration=2]
 //   node scripts/bench-compare.mjs --pieces [--rounds=8] [--duration=2] [EXECUTABLE]
 //
@@ -13,6 +13,8 @@
 //                     after=dist/pillion-linux-x64; --chain gives it timeout, retry, bulkhead, rate limit
 //                     and breaker instead of a bare route; --full `npm run bench`'s full chain (those, JWT and
 //                     an access log to a file), every request carrying its bearer token
+//   --warmup          seconds of load on each before the rounds (JIT, upstream connections), as in
+//                     `npm run bench`
 //   --memory          also each one's RSS split (scripts/bench-lib.mjs memorySplit): idle before the
 //                     warm-up, the median after the rounds' runs, and 5 s after the last
 //   --ladder          the naive Bun proxy (scripts/bench-naive-bun.mjs, compiled like the binary) with 0
@@ -39,6 +41,7 @@ if (args.help || (specs.length === 0 && !args.ladder && !args.pieces)) {
 }
 const ROUNDS = Number(args.rounds ?? 8)
 const DURATION_S = Number(args.duration ?? 2)
+const WARMUP_S = Number(args.warmup ?? 6)
 for (const command of ['wrk', 'nginx']) if (!has(command)) fail(`${command} is missing (apt-get install -y ${command})`)
 
 const work = mkdtempSync(join(tmpdir(), 'pillion-compare-'))
@@ -136,7 +139,7 @@ function wrk(config, seconds) {
 }
 
 const idle = args.memory ? configs.map((config) => memorySplit(config.child.pid)) : []
-for (const config of configs) wrk(config, 1) // warm-up
+for (const config of configs) wrk(config, WARMUP_S) // warm-up
 const samples = configs.map(() => [])
 for (let round = 0; round < ROUNDS; round++) {
   for (let i = 0; i < configs.length; i++) {

@@ -3,8 +3,14 @@
 // Node, measured with wrk on 127.0.0.1 only. Every configuration runs in every round, in a rotating
 // order, so drift on a noisy machine shows as spread instead of as a bias; the median is reported.
 //
-//   node scripts/bench.mjs [--rounds=2] [--duration=2] [--connections=1,32] [--only=binary,node]
+//   node scripts/bench.mjs [--rounds=2] [--duration=2] [--warmup=6] [--connections=1,32] [--only=binary,node]
 //                          [--startups=5] [--websocket | --websocket=off] [--help]
+//
+// Each configuration is first loaded for --warmup seconds (wrk at the largest connection count): its
+// upstream connections open and, on Node, Bun and Deno, the JIT compiles the hot path. On this 2-vCPU
+// machine the compiler threads compete with wrk and the upstream, so a larger program takes longer to
+// reach its steady state: Node's full chain needed 5-7 s under load where http-proxy needed 2-3 s
+// (docs/performance.md). A sidecar runs for days; the rounds measure that state, not the first seconds.
 //
 // What runs (each its own process; the machine's cores are shared with wrk and the upstream):
 //   upstream      NGINX `return 200` with a 100-byte body (a small Bun server if nginx is missing)
@@ -61,10 +67,11 @@ if (args.help) {
   console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
   process.exit(0)
 }
-const known = new Set(['rounds', 'duration', 'connections', 'only', 'startups', 'websocket'])
+const known = new Set(['rounds', 'duration', 'warmup', 'connections', 'only', 'startups', 'websocket'])
 for (const key of Object.keys(args)) if (!known.has(key)) fail(`unknown option --${key} (see --help)`)
 const ROUNDS = positive('rounds', 2)
 const DURATION_S = positive('duration', 2) // wrk takes whole seconds
+const WARMUP_S = positive('warmup', 6)
 const STARTUPS = positive('startups', 5)
 const CONNECTIONS = (args.connections ?? '1,32').split(',').map(Number)
 if (CONNECTIONS.some((c) => !Number.isInteger(c) || c < 1)) fail('--connections takes whole numbers, e.g. 1,32')
@@ -306,11 +313,11 @@ const naiveConfigs = [{ name: 'naive bun', start: startNaiveBun }, { name: 'naiv
 const HTTP_PROXY = wanted('http-proxy') || pillionConfigs.some((c) => c.runtime === 'node')
 const configCount = 1 + (HAVE_NGINX ? 1 : 0) + (HAVE_CADDY ? 1 : 0) + (HTTP_PROXY ? 1 : 0) + naiveConfigs.length + pillionConfigs.length
 const startupWorkers = pillionConfigs.some((c) => c.workers > 1) ? 1 : 0
-const expectedS = configCount * 1 + ROUNDS * CONNECTIONS.length * configCount * (DURATION_S + 0.2) + (startupRuntimes.length + startupWorkers) * STARTUPS * 0.5
+const expectedS = configCount * WARMUP_S + ROUNDS * CONNECTIONS.length * configCount * (DURATION_S + 0.2) + (startupRuntimes.length + startupWorkers) * STARTUPS * 0.5
 
 console.log(
   `bench: ${configCount} configurations × ${CONNECTIONS.join(',')} connections × ${ROUNDS} rounds × ${DURATION_S}s, ` +
-    `plus warm-up and ${STARTUPS} cold starts per runtime: about ${Math.ceil(expectedS)} s` +
+    `plus ${WARMUP_S} s of warm-up each and ${STARTUPS} cold starts per runtime: about ${Math.ceil(expectedS)} s` +
     (WEBSOCKET ? '; then the WebSocket rows (--websocket=off skips them)' : ''),
 )
 console.log(`machine: ${cpus().length} CPUs (${cpus()[0]?.model.trim()}), load ${loadavg().map((l) => l.toFixed(2)).join(' ')}, Linux ${release()}; wrk, the upstream and the proxy share them`)
@@ -353,7 +360,7 @@ for (const config of pillionConfigs) {
 
 for (const config of configs) {
   await check(config)
-  wrk(config, Math.max(...CONNECTIONS), 1) // warm-up: JIT, upstream connections
+  wrk(config, Math.max(...CONNECTIONS), WARMUP_S) // warm-up: JIT, upstream connections
 }
 
 const samples = new Map()
@@ -483,7 +490,7 @@ const report = {
     wrk: version('wrk', ['-v'], /wrk (\S+)/),
   },
   upstream: upstream.kind,
-  settings: { rounds: ROUNDS, durationS: DURATION_S, connections: CONNECTIONS, only: ONLY ?? null, units: { latency: 'µs', rss: 'MB', cpu: 'µs per request' } },
+  settings: { rounds: ROUNDS, durationS: DURATION_S, warmupS: WARMUP_S, connections: CONNECTIONS, only: ONLY ?? null, units: { latency: 'µs', rss: 'MB', cpu: 'µs per request' } },
   results,
   startup,
   targets,
