@@ -1,4 +1,5 @@
 const encoder = new TextEncoder()
+const decoder = new TextDecoder()
 const QUOTE = 0x22
 const BACKSLASH = 0x5c
 const ZERO = 0x30
@@ -117,7 +118,7 @@ export class JsonLine {
 
   /** The line as text (for tests and for callers that want a string). */
   text(): string {
-    return new TextDecoder().decode(this.#bytes.subarray(0, this.length))
+    return decoder.decode(this.#bytes.subarray(0, this.length))
   }
 
   /** A string that needs escapes or is not ASCII: JSON.stringify's text, UTF-8 encoded, from `start` on. */

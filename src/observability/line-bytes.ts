@@ -30,31 +30,32 @@ export class LineBytes {
   append(line: string, maxBytes: number): boolean {
     let written = this.#encode(line)
     if (written < 0) {
-      this.#seal()
-      this.#current = new Uint8Array(Math.max(this.#chunkBytes, line.length * MAX_BYTES_PER_UNIT + 1))
+      this.#startChunk(line.length * MAX_BYTES_PER_UNIT + 1)
       written = this.#encode(line)
     }
     if (this.bytes + written + 1 > maxBytes) return false
-    this.#current![this.#used + written] = NEWLINE
-    this.#used += written + 1
-    this.bytes += written + 1
-    this.lines++
-    return true
+    return this.#ended(written)
   }
 
   /** Appends the first `length` bytes of `line` (UTF-8 already) and a newline, under the same cap as append. */
   appendBytes(line: Uint8Array, length: number, maxBytes: number): boolean {
     if (this.bytes + length + 1 > maxBytes) return false
-    let current = this.#current
-    if (current === undefined || current.byteLength - this.#used < length + 1) {
-      this.#seal()
-      current = this.#current = new Uint8Array(Math.max(this.#chunkBytes, length + 1))
-    }
-    const at = this.#used
-    current.set(line.subarray(0, length), at)
-    current[at + length] = NEWLINE
-    this.#used += length + 1
-    this.bytes += length + 1
+    if (this.#current === undefined || this.#current.byteLength - this.#used < length + 1) this.#startChunk(length + 1)
+    this.#current!.set(line.subarray(0, length), this.#used)
+    return this.#ended(length)
+  }
+
+  /** Seals the current chunk and starts one with room for at least `bytes`. */
+  #startChunk(bytes: number): void {
+    this.#seal()
+    this.#current = new Uint8Array(Math.max(this.#chunkBytes, bytes))
+  }
+
+  /** The line's `written` bytes are in the current chunk: its newline follows, and it counts. */
+  #ended(written: number): true {
+    this.#current![this.#used + written] = NEWLINE
+    this.#used += written + 1
+    this.bytes += written + 1
     this.lines++
     return true
   }
