@@ -56,6 +56,11 @@ export interface UpstreamAnswer {
   body: ReadableStream<Uint8Array> | Uint8Array<ArrayBuffer> | null
   /** HTTP/2 answers: the trailer fields, settled once the body has ended (empty when there were none, or the body failed). */
   trailers?: Promise<Headers>
+  /**
+   * True when `headers` already hold none of the hop-by-hop fields (RFC 9110 §7.6.1) nor those the
+   * answer's Connection named: the client dropped them as it parsed, so the forwarder need not.
+   */
+  endToEnd?: boolean
 }
 
 /** Sends one request upstream. Never follows redirects and never decodes content-encoding. */

@@ -84,7 +84,7 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     upstream.report(endpoint, status < 500 && (answer.trailers === undefined || !isGrpcServerFailure(answer.headers)))
     // The Response's own headers are its copy of the answer's (which may be immutable): edit those.
     const response = new Response(body, { status, statusText: answer.statusText, headers: answer.headers })
-    toDownstream(response.headers, exchange.requestId)
+    toDownstream(response.headers, exchange.requestId, answer.endToEnd)
     if (answer.trailers !== undefined) withTrailers(response, answer.trailers)
     if (body instanceof Uint8Array) {
       exchange.buffered = { response, bytes: body.byteLength }

@@ -1,17 +1,5 @@
 import { copyHeaders, deleteHeaders } from '../core/headers-copy.ts'
-
-/** RFC 9110 §7.6.1 connection-specific headers, plus the non-standard ones proxies traditionally drop. */
-const HOP_BY_HOP: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'proxy-connection',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-])
+import { HOP_BY_HOP } from '../core/hop-by-hop.ts'
 
 /** Host comes from the endpoint's URL; Expect is answered by our own server, never relayed. */
 const NOT_FORWARDED_UPSTREAM: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host', 'expect'])
@@ -63,10 +51,11 @@ export function upstreamRequestHeaders(incoming: Headers, forwarded: ForwardedFo
 
 /**
  * Turns an upstream answer's own headers, in place, into the ones the client sees: its end-to-end
- * headers, bytes untouched (never decoded), plus the request id.
+ * headers, bytes untouched (never decoded), plus the request id. `endToEnd`: the upstream client
+ * left the hop-by-hop ones out already (UpstreamAnswer.endToEnd).
  */
-export function toDownstream(headers: Headers, requestId: string): Headers {
-  deleteHopByHop(headers, HOP_BY_HOP)
+export function toDownstream(headers: Headers, requestId: string, endToEnd = false): Headers {
+  if (!endToEnd) deleteHopByHop(headers, HOP_BY_HOP)
   headers.set('x-request-id', requestId)
   return headers
 }

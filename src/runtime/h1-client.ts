@@ -286,7 +286,7 @@ class Call {
 
   #begin(head: AnswerHead): void {
     this.#head = head
-    const answer: UpstreamAnswer = { status: head.status, statusText: head.statusText, headers: head.headers, body: null }
+    const answer: UpstreamAnswer = { status: head.status, statusText: head.statusText, headers: head.headers, body: null, endToEnd: true }
     const framing = head.framing
     const bufferUpTo = this.#request.bufferUpTo
     if (framing.kind === 'none' || (framing.kind === 'length' && framing.length === 0)) {
@@ -343,7 +343,7 @@ class Call {
   #finish(): void {
     this.#finished = true
     if (this.#collected !== undefined) {
-      const answer = { status: this.#head!.status, statusText: this.#head!.statusText, headers: this.#head!.headers, body: this.#collected }
+      const answer = { status: this.#head!.status, statusText: this.#head!.statusText, headers: this.#head!.headers, body: this.#collected, endToEnd: true }
       this.#settle(answer)
     } else this.#stream?.close()
     if (this.#bodySent) this.#done()

@@ -4,12 +4,15 @@
  * the connection's close (RFC 9112 §6.3).
  */
 
+import { HOP_BY_HOP } from '../core/hop-by-hop.ts'
+
 const encoder = new TextEncoder()
-const ASCII_ONLY = /^[\x00-\x7f]*$/
 
 /** Header values are byte strings (Latin-1); most heads are ASCII and take the encoder's fast path. */
 export function latin1Bytes(text: string): Uint8Array {
-  if (ASCII_ONLY.test(text)) return encoder.encode(text)
+  const utf8 = encoder.encode(text)
+  // Only ASCII encodes to one byte per code unit: the check costs nothing beside a scan of the text.
+  if (utf8.byteLength === text.length) return utf8
   const bytes = new Uint8Array(text.length)
   for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i) & 0xff
   return bytes
@@ -80,6 +83,11 @@ export function headEnd(bytes: Uint8Array, from: number): number {
   return -1
 }
 
+/**
+ * The answer's head. Its hop-by-hop fields, and those its Connection header names, are read for the
+ * framing and left out of `headers` (RFC 9110 §7.6.1): they belong to this connection, never to the
+ * client (UpstreamAnswer.endToEnd).
+ */
 export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
   const lines = decoder.decode(bytes).split('\r\n')
   const statusLine = STATUS_LINE.exec(lines[0] ?? '')
@@ -95,18 +103,24 @@ export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
     if (line === '') continue
     const colon = line.indexOf(':')
     const name = colon > 0 ? line.slice(0, colon) : ''
-    if (!TOKEN.test(name)) throw new ProtocolError(`a malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`)
-    const value = line.slice(colon + 1).trim()
+    const value = withoutHttpWhitespace(line, colon + 1)
+    const known = KNOWN_NAME_LENGTHS.has(name.length) ? name.toLowerCase() : ''
+    if (known === 'content-length') contentLength = joined(contentLength, value)
+    else if (HOP_BY_HOP.has(known)) {
+      if (NOT_IN_A_VALUE.test(value)) throw new ProtocolError(`a header value the answer may not carry (${name})`)
+      if (known === 'connection') connection = joined(connection, value)
+      else if (known === 'transfer-encoding') transferEncoding = joined(transferEncoding, value)
+      continue
+    }
+    // Headers.append checks the name and the value as HTTP does: a refusal says which was wrong.
     try {
       headers.append(name, value)
     } catch {
-      throw new ProtocolError(`a header value the answer may not carry (${name})`)
+      throw new ProtocolError(TOKEN.test(name) ? `a header value the answer may not carry (${name})` : `a malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`)
     }
-    const framing = FRAMING_NAME_LENGTHS.has(name.length) ? name.toLowerCase() : ''
-    if (framing === 'connection') connection = joined(connection, value)
-    else if (framing === 'transfer-encoding') transferEncoding = joined(transferEncoding, value)
-    else if (framing === 'content-length') contentLength = joined(contentLength, value)
   }
+  // "keep-alive", as most answers say, names nothing else to drop.
+  if (connection !== null && !(connection.length === 10 && connection.toLowerCase() === 'keep-alive')) dropConnectionNamed(headers, connection)
   let keepAlive = statusLine[1] === '1' ? !CLOSE.test(connection ?? '') : KEEP_ALIVE.test(connection ?? '')
   let framing: AnswerHead['framing']
   if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) framing = NO_BODY
@@ -118,13 +132,36 @@ export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
   return { status, statusText: statusLine[3] ?? '', headers, framing, keepAlive }
 }
 
+/**
+ * The text from `start` without HTTP whitespace (tab, space, CR, LF) at either end: a value as
+ * Headers.append normalizes it. String.trim would also take bytes such as 0xA0 off a value.
+ */
+function withoutHttpWhitespace(line: string, start: number): string {
+  let end = line.length
+  while (start < end && isHttpWhitespace(line.charCodeAt(start))) start++
+  while (end > start && isHttpWhitespace(line.charCodeAt(end - 1))) end--
+  return line.slice(start, end)
+}
+
+const isHttpWhitespace = (code: number): boolean => code === 32 || code === 9 || code === 13 || code === 10
+
+/** The names a Connection header lists are hop-by-hop for this message. */
+function dropConnectionNamed(headers: Headers, connection: string): void {
+  for (const part of connection.split(',')) {
+    const name = part.trim().toLowerCase()
+    if (name !== '' && !HOP_BY_HOP.has(name) && TOKEN.test(name)) headers.delete(name)
+  }
+}
+
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/
 const CLOSE = /\bclose\b/i
 const KEEP_ALIVE = /\bkeep-alive\b/i
 const CHUNKED_LAST = /(?:^|,)\s*chunked\s*$/i
 const DIGITS = /^\d+$/
-/** The lengths of "connection", "content-length" and "transfer-encoding": other names are not lower-cased to compare. */
-const FRAMING_NAME_LENGTHS = new Set([10, 14, 17])
+/** The lengths of the hop-by-hop names and "content-length": other names are not lower-cased to compare. */
+const KNOWN_NAME_LENGTHS = new Set([...HOP_BY_HOP, 'content-length'].map((name) => name.length))
+/** What Headers.append refuses in a value (WHATWG Fetch), for the hop-by-hop ones it never sees. */
+const NOT_IN_A_VALUE = /[\0\r\n]/
 const NO_BODY: AnswerHead['framing'] = { kind: 'none' }
 const CHUNKED: AnswerHead['framing'] = { kind: 'chunked' }
 const UNTIL_CLOSE: AnswerHead['framing'] = { kind: 'close' }

@@ -177,6 +177,23 @@ describe('HTTP/1.1 answer framing', () => {
     assert.deepEqual([other.framing, other.keepAlive, other.headers.get('content-lengtx')], [{ kind: 'length', length: 2 }, true, '9'])
   })
 
+  it('leaves the hop-by-hop fields and those Connection names out of the headers, in any case', () => {
+    const parsed = head(
+      'HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Hop\r\nKeep-Alive: timeout=5\r\nX-Hop: 1\r\nTE: trailers\r\nTrailer: x\r\nUpgrade: h2c\r\n' +
+        'Proxy-Authenticate: Basic\r\nProxy-Connection: close\r\nProxy-Authorization: x\r\nx-kept: 2\r\ncontent-length: 1\r\nconnection: X-Gone\r\nx-gone: 3\r\n\r\n',
+    )
+    assert.deepEqual([...parsed.headers], [['content-length', '1'], ['x-kept', '2']])
+    assert.equal(parsed.keepAlive, true)
+    const chunked = head('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nconnection: close\r\nclose: 1\r\n\r\n')
+    assert.deepEqual([[...chunked.headers], chunked.framing, chunked.keepAlive], [[], { kind: 'chunked' }, false])
+  })
+
+  it('refuses a value Headers would refuse in a hop-by-hop field it never sees', () => {
+    assert.throws(() => head('HTTP/1.1 200 OK\r\nkeep-alive: a\nb\r\ncontent-length: 0\r\n\r\n'), /may not carry \(keep-alive\)/)
+    assert.throws(() => head('HTTP/1.1 200 OK\r\nx-other: a\0b\r\ncontent-length: 0\r\n\r\n'), /may not carry \(x-other\)/)
+    assert.throws(() => head('HTTP/1.1 200 OK\r\nbad name: 1\r\n\r\n'), /malformed header line/)
+  })
+
   it('refuses conflicting lengths, a bad status line and a bad header line', () => {
     assert.throws(() => head('HTTP/1.1 200 OK\r\ncontent-length: 5, 6\r\n\r\n'), ProtocolError)
     assert.throws(() => head('ICY 200 OK\r\n\r\n'), ProtocolError)
