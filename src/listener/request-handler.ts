@@ -15,6 +15,7 @@ import { requestProblem } from './hygiene.ts'
 import { normalizePath, PathProblem } from './path.ts'
 import type { CaseGuard } from './route-case.ts'
 import { carryTrailers, trailersOf } from '../core/trailers.ts'
+import { CatchAllRouter } from './catch-all-router.ts'
 
 export type ListenerEnv = { Bindings: ClientInfo; Variables: { requestId: string } }
 
@@ -44,7 +45,7 @@ export function createListenerApp(
   security: ListenerSecurity = {},
 ): Hono<ListenerEnv> {
   const context: ListenerContext = { routes, observers, logger, ...security }
-  const app = new Hono<ListenerEnv>()
+  const app = new Hono<ListenerEnv>({ router: new CatchAllRouter() })
   // One handler and no middleware: Hono then calls it directly, without composing a chain.
   app.all('*', (c) => handle(c.req.raw, c.env, requestIdOf(c.req.raw), context))
   app.onError((error, c) => {
