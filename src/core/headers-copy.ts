@@ -5,6 +5,11 @@
  */
 export const COPY_HEADERS = Symbol.for('pillion.copyHeaders')
 
+/** Whether the headers are a runtime's own kind, that copies itself. */
+export function copiesItself(headers: Headers): boolean {
+  return COPY_HEADERS in headers
+}
+
 export function copyHeaders(source: Headers): Headers {
   const copy = (source as { [COPY_HEADERS]?: () => Headers })[COPY_HEADERS]
   return copy === undefined ? new Headers(source) : copy.call(source)

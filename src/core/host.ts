@@ -26,10 +26,18 @@ export interface UpstreamTls {
 }
 
 /** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
+/** Header fields as an HTTP/1.1 client writes them: what a Headers' get and forEach give, maybe without one. */
+export type HeaderFields = Pick<Headers, 'get' | 'forEach'>
+
 export interface UpstreamRequest {
   url: string
   method: string
   headers: Headers
+  /**
+   * The same fields as `headers`, for a client that only writes them out: read this way, the
+   * Headers need not be built (`headers` then builds them on first use).
+   */
+  fields?: HeaderFields
   /** A stream is sent once; bytes (a retry's buffered copy) can be sent again. */
   body: ReadableStream<Uint8Array> | Uint8Array | null
   /** An AbortSignal, or the exchange's own lighter cancellation. */

@@ -1,6 +1,6 @@
 import type { Config, RouteConfig } from '../config/types.ts'
 import type { EventBus } from '../core/events.ts'
-import type { UpstreamClient } from '../core/host.ts'
+import type { UpstreamClient, UpstreamRequest } from '../core/host.ts'
 import type { StateCarrier } from '../core/state-carrier.ts'
 import type { WebSocketConnector } from '../core/websocket.ts'
 import { chainModules, type AnyPolicyModule, type RoutePolicies } from '../policies/index.ts'
@@ -28,8 +28,16 @@ export interface PipelineDeps {
 /** The upstream client, told how to meet an upstream that sets TLS keys (`ca`, `cert`/`key`, `server_name`) and which protocol it speaks (`protocol`). */
 function trusting(upstream: UpstreamConfig, send: UpstreamClient): UpstreamClient {
   const { tls, protocol } = upstream
-  if (protocol !== undefined) return tls === undefined ? (request) => send({ ...request, protocol }) : (request) => send({ ...request, tls, protocol })
-  return tls === undefined ? send : (request) => send({ ...request, tls })
+  if (protocol !== undefined) return tls === undefined ? (request) => send(over(request, { protocol })) : (request) => send(over(request, { tls, protocol }))
+  return tls === undefined ? send : (request) => send(over(request, { tls }))
+}
+
+/**
+ * The request with these settings, as a new object over it rather than a copy: a request may build
+ * its Headers only when asked (forward.ts), and a copy would ask.
+ */
+function over(request: UpstreamRequest, settings: Pick<UpstreamRequest, 'tls' | 'protocol'>): UpstreamRequest {
+  return Object.assign(Object.create(request) as UpstreamRequest, settings)
 }
 
 /** Upstreams whose config did not change keep their endpoints' health, ejections and in-flight counts. */

@@ -1,8 +1,9 @@
 import { GatewayError } from '../core/errors.ts'
-import type { UpstreamAnswer, UpstreamClient } from '../core/host.ts'
+import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from '../core/host.ts'
 import { upgradeResponse, type WebSocketConnector, type WebSocketHandshake } from '../core/websocket.ts'
 import type { Exchange, Step } from './exchange.ts'
-import { toDownstream, upstreamRequestHeaders } from './headers.ts'
+import { ForwardedFields, toDownstream, upstreamRequestHeaders, type ForwardedFor } from './headers.ts'
+import { copiesItself } from '../core/headers-copy.ts'
 import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
 import { UpstreamError } from '../core/upstream-error.ts'
@@ -43,32 +44,25 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     exchange.endpoint = endpoint.url
     exchange.tried?.push(endpoint)
     exchange.attempts++
-    const headers = upstreamRequestHeaders(request.headers, {
-      clientAddress: exchange.client.remoteAddress,
-      proto,
-      host: request.headers.get('host'),
-      requestId: exchange.requestId,
-    })
-    if (exchange.upstreamHeaderEdits !== undefined) {
-      for (const [name, value, mode] of exchange.upstreamHeaderEdits) {
-        if (value === null) headers.delete(name)
-        else if (mode === 'append') headers.append(name, value)
-        else headers.set(name, value)
-      }
-    }
-    if (exchange.grpcDeadline) headers.set('grpc-timeout', `${Math.max(1, Math.ceil(exchange.deadline - performance.now()))}m`)
+    const forwarded = { clientAddress: exchange.client.remoteAddress, proto, host: request.headers.get('host'), requestId: exchange.requestId }
     const stripped = upstreamPath(exchange.path, stripPrefix)
     const url = endpoint.url + (rewrite === undefined ? stripped : rewrite(stripped)) + exchange.search
-    if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, headers)
+    const edited = exchange.upstreamHeaderEdits !== undefined || exchange.grpcDeadline
+    if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, upstreamHeaders(exchange, forwarded))
     const method = request.method
     const signal = exchange.attemptSignal
+    // A runtime's own kind of Headers (Node's) copies and edits itself cheaply: the fields are for the others.
+    const upstreamRequest: UpstreamRequest =
+      edited || copiesItself(request.headers)
+        ? { url, method, headers: upstreamHeaders(exchange, forwarded), body: exchange.body, signal, connectTimeoutMs, bufferUpTo: SMALL_BODY_BYTES }
+        : new FieldsRequest(url, method, new ForwardedFields(request.headers, forwarded), exchange.body, signal, connectTimeoutMs)
     let answer: UpstreamAnswer
     const sentAt = performance.now()
     endpoint.active++
     try {
       // A small body is read whole while the try's signal still guards it: its end is then known, and
       // the final answer needs no stream wrapper (NGINX buffers responses by default too).
-      answer = await send({ url, method, headers, body: exchange.body, signal, connectTimeoutMs, bufferUpTo: SMALL_BODY_BYTES })
+      answer = await send(upstreamRequest)
     } catch (error) {
       endpoint.active--
       const failure = asGatewayError(error, signal, endpoint.url)
@@ -91,6 +85,20 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
       withBodyBytes(response, body)
     }
     return response
+  }
+
+  /** The Headers the upstream sees, with the layers' edits and the gRPC deadline left. */
+  function upstreamHeaders(exchange: Exchange, forwarded: ForwardedFor): Headers {
+    const headers = upstreamRequestHeaders(exchange.request.headers, forwarded)
+    if (exchange.upstreamHeaderEdits !== undefined) {
+      for (const [name, value, mode] of exchange.upstreamHeaderEdits) {
+        if (value === null) headers.delete(name)
+        else if (mode === 'append') headers.append(name, value)
+        else headers.set(name, value)
+      }
+    }
+    if (exchange.grpcDeadline) headers.set('grpc-timeout', `${Math.max(1, Math.ceil(exchange.deadline - performance.now()))}m`)
+    return headers
   }
 
   /** Where a request whose connect failed goes next: only a first try, bodiless and idempotent, to a different endpoint. */
@@ -142,6 +150,32 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
 
 /** Headers of the upstream's 101 that belong to its own handshake; the client's 101 gets its own. */
 const HANDSHAKE_ONLY = ['sec-websocket-accept', 'sec-websocket-extensions', 'content-length']
+
+/** A request sent with its fields as ForwardedFields: its Headers are built only if a client asks for them. */
+class FieldsRequest implements UpstreamRequest {
+  readonly url: string
+  readonly method: string
+  readonly fields: ForwardedFields
+  readonly body: UpstreamRequest['body']
+  readonly signal: Abortable
+  readonly connectTimeoutMs: number
+  readonly bufferUpTo = SMALL_BODY_BYTES
+  /** Not private: the request may be read through an object over it (pipeline.ts). */
+  builtHeaders: Headers | undefined = undefined
+
+  constructor(url: string, method: string, fields: ForwardedFields, body: UpstreamRequest['body'], signal: Abortable, connectTimeoutMs: number) {
+    this.url = url
+    this.method = method
+    this.fields = fields
+    this.body = body
+    this.signal = signal
+    this.connectTimeoutMs = connectTimeoutMs
+  }
+
+  get headers(): Headers {
+    return (this.builtHeaders ??= this.fields.toHeaders())
+  }
+}
 
 /** Bodies up to this size with a declared length are read whole; larger or unsized ones stream. */
 export const SMALL_BODY_BYTES = 64 * 1024

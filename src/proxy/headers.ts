@@ -1,5 +1,6 @@
 import { copyHeaders, deleteHeaders } from '../core/headers-copy.ts'
 import { HOP_BY_HOP } from '../core/hop-by-hop.ts'
+import type { HeaderFields } from '../core/host.ts'
 
 /** Host comes from the endpoint's URL; Expect is answered by our own server, never relayed. */
 const NOT_FORWARDED_UPSTREAM: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host', 'expect'])
@@ -18,12 +19,7 @@ function copyWithout(source: Headers, drop: ReadonlySet<string>): Headers {
 function deleteHopByHop(headers: Headers, drop: ReadonlySet<string>): Headers {
   const connection = headers.get('connection')
   deleteHeaders(headers, drop)
-  if (connection !== null) {
-    for (const part of connection.split(',')) {
-      const name = part.trim().toLowerCase()
-      if (name !== '' && TOKEN.test(name)) headers.delete(name)
-    }
-  }
+  if (connection !== null) for (const name of connectionNames(connection)) headers.delete(name)
   return headers
 }
 
@@ -35,6 +31,84 @@ export interface ForwardedFor {
 }
 
 export const VIA = '1.1 pillion'
+
+/**
+ * The fields upstreamRequestHeaders gives, read straight off the client's headers: get and forEach
+ * answer as that Headers would, in the same order, without copying, deleting and setting natively
+ * (about 9% of the binary's user-space instructions on a bare route). `toHeaders` builds the real one.
+ */
+export class ForwardedFields implements HeaderFields {
+  readonly #incoming: Headers
+  readonly #forwarded: ForwardedFor
+  /** What a proxy adds, by name in ascending order (as Headers iterate): names and values in turn. */
+  readonly #added: string[]
+  /** Names the client's Connection header lists, lower-case: hop-by-hop for this message. */
+  readonly #connectionNamed: string[] | undefined
+
+  constructor(incoming: Headers, forwarded: ForwardedFor) {
+    this.#incoming = incoming
+    this.#forwarded = forwarded
+    const priorFor = incoming.get('x-forwarded-for')
+    const priorVia = incoming.get('via')
+    const added = ['via', priorVia ? `${priorVia}, ${VIA}` : VIA, 'x-forwarded-for', priorFor ? `${priorFor}, ${forwarded.clientAddress}` : forwarded.clientAddress]
+    if (forwarded.host !== null) added.push('x-forwarded-host', forwarded.host)
+    added.push('x-forwarded-proto', forwarded.proto, 'x-request-id', forwarded.requestId)
+    this.#added = added
+    const connection = incoming.get('connection')
+    this.#connectionNamed = connection === null ? undefined : connectionNames(connection)
+  }
+
+  get(name: string): string | null {
+    const value = this.#incoming.get(name)
+    const lower = name.toLowerCase()
+    const added = this.#added
+    for (let i = 0; i < added.length; i += 2) if (added[i] === lower) return added[i + 1]!
+    return this.#dropped(lower) ? null : value
+  }
+
+  forEach(visit: (value: string, name: string, parent: Headers) => void): void {
+    const added = this.#added
+    const incoming = this.#incoming
+    let next = 0
+    let cookiesLast: string[] | undefined
+    incoming.forEach((value, name) => {
+      if (name === 'set-cookie' && SET_COOKIE_LAST) return void (cookiesLast ??= []).push(value)
+      while (next < added.length && added[next]! < name) {
+        visit(added[next + 1]!, added[next]!, incoming)
+        next += 2
+      }
+      if (next < added.length && added[next] === name) return
+      if (!this.#dropped(name)) visit(value, name, incoming)
+    })
+    for (; next < added.length; next += 2) visit(added[next + 1]!, added[next]!, incoming)
+    if (cookiesLast !== undefined && !this.#dropped('set-cookie')) for (const value of cookiesLast) visit(value, 'set-cookie', incoming)
+  }
+
+  /** The same fields as a Headers: for a client, or an edit, that needs one. */
+  toHeaders(): Headers {
+    return upstreamRequestHeaders(this.#incoming, this.#forwarded)
+  }
+
+  #dropped(lower: string): boolean {
+    return NOT_FORWARDED_UPSTREAM.has(lower) || (this.#connectionNamed?.includes(lower) ?? false)
+  }
+}
+
+/** Whether this runtime's Headers iterate Set-Cookie after every other name (Bun's do) rather than in order. */
+const SET_COOKIE_LAST = (() => {
+  let first = ''
+  new Headers([['set-cookie', 'a'], ['z', 'b']]).forEach((_value, name) => (first ||= name))
+  return first === 'z'
+})()
+
+function connectionNames(connection: string): string[] {
+  const names: string[] = []
+  for (const part of connection.split(',')) {
+    const name = part.trim().toLowerCase()
+    if (name !== '' && TOKEN.test(name)) names.push(name)
+  }
+  return names
+}
 
 /** The headers the upstream sees: the client's end-to-end headers plus what a proxy owes it. */
 export function upstreamRequestHeaders(incoming: Headers, forwarded: ForwardedFor): Headers {

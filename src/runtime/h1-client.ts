@@ -211,7 +211,7 @@ class Call {
     const request = this.#request
     const wire = this.#connection!.wire!
     const body = request.body
-    const { head, framing } = requestHead(this.#method, url.path, url.at.host, request.headers, body)
+    const { head, framing } = requestHead(this.#method, url.path, url.at.host, request.fields ?? request.headers, body)
     if (body instanceof Uint8Array && body.byteLength <= JOIN_BODY_BYTES) {
       const joined = new Uint8Array(head.byteLength + body.byteLength)
       joined.set(head)

@@ -5,6 +5,7 @@
  */
 
 import { HOP_BY_HOP } from '../core/hop-by-hop.ts'
+import type { HeaderFields } from '../core/host.ts'
 
 const encoder = new TextEncoder()
 
@@ -24,13 +25,12 @@ export type RequestFraming = 'none' | 'length' | 'chunked'
 /** Methods whose requests carry a body by meaning: without one they say Content-Length: 0 (as undici does). */
 const EXPECTS_BODY = new Set(['POST', 'PUT', 'PATCH'])
 
-export function requestHead(method: string, target: string, authority: string, headers: Headers, body: ReadableStream<Uint8Array> | Uint8Array | null): { head: Uint8Array; framing: RequestFraming } {
+export function requestHead(method: string, target: string, authority: string, headers: HeaderFields, body: ReadableStream<Uint8Array> | Uint8Array | null): { head: Uint8Array; framing: RequestFraming } {
   let head = `${method} ${target} HTTP/1.1\r\n`
-  if (!headers.has('host')) head += `host: ${authority}\r\n`
-  for (const [name, value] of headers) {
-    if (name === 'content-length' || name === 'transfer-encoding') continue
-    head += `${name}: ${value}\r\n`
-  }
+  if (headers.get('host') === null) head += `host: ${authority}\r\n`
+  headers.forEach((value, name) => {
+    if (name !== 'content-length' && name !== 'transfer-encoding') head += `${name}: ${value}\r\n`
+  })
   let framing: RequestFraming
   if (body === null) {
     framing = 'none'
