@@ -24,12 +24,12 @@
 //                     access log written to /dev/null and to a directory other than the policy's, and the
 //                     bare route; every request carries the chain's bearer token
 // Loopback only; needs wrk and nginx.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { CHAIN_PIECES, cpuSeconds, fail, freePort, has, makeToken, median, memorySplit, parseArgs, pillionPolicy, ROOT, rssMb, waitForPort } from './bench-lib.mjs'
+import { benchWorkspace, CHAIN_PIECES, cpuSeconds, fail, freePort, has, makeToken, median, memorySplit, parseArgs, pillionPolicy, ROOT, rssMb, startNginxUpstream, waitForPort } from './bench-lib.mjs'
 
 const argv = process.argv.slice(2)
 const specs = argv.filter((arg) => !arg.startsWith('--'))
@@ -44,29 +44,9 @@ const DURATION_S = Number(args.duration ?? 2)
 const WARMUP_S = Number(args.warmup ?? 6)
 for (const command of ['wrk', 'nginx']) if (!has(command)) fail(`${command} is missing (apt-get install -y ${command})`)
 
-const work = mkdtempSync(join(tmpdir(), 'pillion-compare-'))
-const children = []
-process.on('exit', () => {
-  for (const child of children) child.kill('SIGTERM')
-  rmSync(work, { recursive: true, force: true })
-})
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
-
-function start(command, commandArgs) {
-  const child = spawn(command, commandArgs, { stdio: 'ignore', cwd: work })
-  children.push(child)
-  return child
-}
-
-const upstreamPort = await freePort()
-const nginxConf = join(work, 'nginx.conf')
-writeFileSync(
-  nginxConf,
-  `worker_processes 1; daemon off; pid ${work}/nginx.pid; error_log /dev/null crit; events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:${upstreamPort}; location / { default_type text/plain; return 200 "${'x'.repeat(100)}"; } } }`,
-)
-await waitForPort(upstreamPort, start('nginx', ['-c', nginxConf, '-p', work]), 'upstream nginx')
+const workspace = benchWorkspace('pillion-compare-')
+const { work, start } = workspace
+const upstreamPort = await startNginxUpstream(workspace)
 
 function policy(listen, admin, chain) {
   const route = chain

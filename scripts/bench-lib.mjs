@@ -1,7 +1,8 @@
 // What scripts/bench.mjs, scripts/bench-websocket.mjs and scripts/soak.mjs share: options, ports, the Pillion
 // targets and their policies, and reading a process tree's RSS and CPU time from /proc. Loopback only.
-import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs'
+import { spawn, spawnSync } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { connect, createServer } from 'node:net'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -258,4 +259,38 @@ export function memorySplit(pid) {
     }
   }
   return split
+}
+
+/**
+ * A scratch directory for a bench script and `start`, which runs a command there with its output
+ * ignored; on exit (or Ctrl-C) every process started is killed and the directory removed.
+ */
+export function benchWorkspace(prefix) {
+  const work = mkdtempSync(join(tmpdir(), prefix))
+  const children = []
+  process.on('exit', () => {
+    for (const child of children) child.kill('SIGTERM')
+    rmSync(work, { recursive: true, force: true })
+  })
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => process.exit(130))
+  const start = (command, commandArgs) => {
+    const child = spawn(command, commandArgs, { stdio: 'ignore', cwd: work })
+    children.push(child)
+    return child
+  }
+  return { work, start }
+}
+
+/** NGINX answering `return 200` with a 100-byte body on 127.0.0.1, one worker: the benches' upstream. Resolves with its port. */
+export async function startNginxUpstream({ work, start }) {
+  const port = await freePort()
+  const conf = join(work, 'nginx.conf')
+  writeFileSync(
+    conf,
+    `worker_processes 1; daemon off; pid ${work}/nginx.pid; error_log /dev/null crit; events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${port}; location / { default_type text/plain; return 200 "${'x'.repeat(100)}"; } } }`,
+  )
+  await waitForPort(port, start('nginx', ['-c', conf, '-p', work]), 'upstream nginx')
+  return port
 }
