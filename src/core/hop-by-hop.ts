@@ -10,3 +10,15 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'transfer-encoding',
   'upgrade',
 ])
+
+const LOWER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+
+/** The header names a Connection value lists, lower-case: hop-by-hop for that one message (RFC 9110 §7.6.1). */
+export function connectionNames(connection: string): string[] {
+  const names: string[] = []
+  for (const part of connection.split(',')) {
+    const name = part.trim().toLowerCase()
+    if (name !== '' && LOWER_TOKEN.test(name)) names.push(name)
+  }
+  return names
+}

@@ -25,10 +25,10 @@ export interface UpstreamTls {
   serverName?: string
 }
 
-/** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
 /** Header fields as an HTTP/1.1 client writes them: what a Headers' get and forEach give, maybe without one. */
 export type HeaderFields = Pick<Headers, 'get' | 'forEach'>
 
+/** What the core passes to the upstream client: a ready-to-send request, already sanitised. */
 export interface UpstreamRequest {
   url: string
   method: string

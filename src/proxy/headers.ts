@@ -1,11 +1,9 @@
 import { copyHeaders, deleteHeaders } from '../core/headers-copy.ts'
-import { HOP_BY_HOP } from '../core/hop-by-hop.ts'
+import { connectionNames, HOP_BY_HOP } from '../core/hop-by-hop.ts'
 import type { HeaderFields } from '../core/host.ts'
 
 /** Host comes from the endpoint's URL; Expect is answered by our own server, never relayed. */
 const NOT_FORWARDED_UPSTREAM: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host', 'expect'])
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
 
 /**
  * A copy without the given headers, nor those the message's Connection header names (hop-by-hop
@@ -100,15 +98,6 @@ const SET_COOKIE_LAST = (() => {
   new Headers([['set-cookie', 'a'], ['z', 'b']]).forEach((_value, name) => (first ||= name))
   return first === 'z'
 })()
-
-function connectionNames(connection: string): string[] {
-  const names: string[] = []
-  for (const part of connection.split(',')) {
-    const name = part.trim().toLowerCase()
-    if (name !== '' && TOKEN.test(name)) names.push(name)
-  }
-  return names
-}
 
 /** The headers the upstream sees: the client's end-to-end headers plus what a proxy owes it. */
 export function upstreamRequestHeaders(incoming: Headers, forwarded: ForwardedFor): Headers {

@@ -4,7 +4,7 @@
  * the connection's close (RFC 9112 §6.3).
  */
 
-import { HOP_BY_HOP } from '../core/hop-by-hop.ts'
+import { connectionNames, HOP_BY_HOP } from '../core/hop-by-hop.ts'
 import type { HeaderFields } from '../core/host.ts'
 
 const encoder = new TextEncoder()
@@ -145,12 +145,9 @@ function withoutHttpWhitespace(line: string, start: number): string {
 
 const isHttpWhitespace = (code: number): boolean => code === 32 || code === 9 || code === 13 || code === 10
 
-/** The names a Connection header lists are hop-by-hop for this message. */
+/** The names a Connection header lists are hop-by-hop for this message (those in HOP_BY_HOP were never added). */
 function dropConnectionNamed(headers: Headers, connection: string): void {
-  for (const part of connection.split(',')) {
-    const name = part.trim().toLowerCase()
-    if (name !== '' && !HOP_BY_HOP.has(name) && TOKEN.test(name)) headers.delete(name)
-  }
+  for (const name of connectionNames(connection)) if (!HOP_BY_HOP.has(name)) headers.delete(name)
 }
 
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/
