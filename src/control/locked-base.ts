@@ -9,6 +9,7 @@ import type { Logger } from '../core/log.ts'
 import { besidePolicyFile } from '../core/policy-file.ts'
 import { centralSecrets } from './central-secrets.ts'
 import { policyVersion } from './reloader.ts'
+import { readSettled } from './settled-read.ts'
 import { ControlSource } from './source.ts'
 
 type Host = Pick<Runtime, 'readTextFile' | 'readTextFileSync' | 'writeTextFile' | 'watchFile' | 'env'>
@@ -110,7 +111,7 @@ export async function openLockedBase(control: ControlConfig & { base: string }, 
   const location = control.base
   const fromUrl = isUrl(location)
   const source = fromUrl ? new ControlSource({ url: location, timeoutMs: control.timeoutMs }) : undefined
-  const read = source !== undefined ? () => source.read() : () => host.readTextFile(location)
+  const read = source !== undefined ? () => source.read() : () => readSettled(() => host.readTextFile(location), location)
   const secrets = fromUrl ? centralSecrets(host) : hostSecrets(host)
   const resolveFile = fromUrl ? (path: string) => path : (path: string) => besidePolicyFile(path, location)
   const parse = (text: string) => loadBaseText(text, location, secrets, resolveFile)

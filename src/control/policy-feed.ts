@@ -9,6 +9,7 @@ import type { Runtime } from '../core/host.ts'
 import { centralSecrets } from './central-secrets.ts'
 import { openLockedBase, type LockedBaseFeed } from './locked-base.ts'
 import { startPolling } from './poller.ts'
+import { readSettled } from './settled-read.ts'
 import { ControlSource } from './source.ts'
 
 /** Where the running policy comes from: the local file, or the central source that file names. */
@@ -68,7 +69,7 @@ export async function openPolicyFeed(
       name: path,
       base,
       initial: { config: bootstrapConfig(), text: bootstrap.text, origin: 'file' },
-      read: () => common.readWith(() => host.readTextFile(path)),
+      read: () => common.readWith(() => readSettled(() => host.readTextFile(path), path)),
       load: loadFile,
       fingerprint: common.fingerprint,
       applied: () => base?.committed(),
