@@ -119,9 +119,10 @@ export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
       throw new ProtocolError(TOKEN.test(name) ? `a header value the answer may not carry (${name})` : `a malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`)
     }
   }
-  // "keep-alive", as most answers say, names nothing else to drop.
-  if (connection !== null && !(connection.length === 10 && connection.toLowerCase() === 'keep-alive')) dropConnectionNamed(headers, connection)
-  let keepAlive = statusLine[1] === '1' ? !CLOSE.test(connection ?? '') : KEEP_ALIVE.test(connection ?? '')
+  const named = connectionOptions(connection)
+  if (named !== JUST_KEEP_ALIVE) dropConnectionNamed(headers, named)
+  // Options are whole tokens: "close-me" is not "close".
+  let keepAlive = statusLine[1] === '1' ? !named.includes('close') : named.includes('keep-alive')
   let framing: AnswerHead['framing']
   if (method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200)) framing = NO_BODY
   else if (transferEncoding !== null) {
@@ -145,14 +146,21 @@ function withoutHttpWhitespace(line: string, start: number): string {
 
 const isHttpWhitespace = (code: number): boolean => code === 32 || code === 9 || code === 13 || code === 10
 
+const NO_OPTIONS: readonly string[] = []
+const JUST_KEEP_ALIVE: readonly string[] = ['keep-alive']
+
+/** What the answer's Connection header lists; "keep-alive" alone, as most answers say, without splitting it. */
+function connectionOptions(connection: string | null): readonly string[] {
+  if (connection === null) return NO_OPTIONS
+  return connection.length === 10 && connection.toLowerCase() === 'keep-alive' ? JUST_KEEP_ALIVE : connectionNames(connection)
+}
+
 /** The names a Connection header lists are hop-by-hop for this message (those in HOP_BY_HOP were never added). */
-function dropConnectionNamed(headers: Headers, connection: string): void {
-  for (const name of connectionNames(connection)) if (!HOP_BY_HOP.has(name)) headers.delete(name)
+function dropConnectionNamed(headers: Headers, named: readonly string[]): void {
+  for (const name of named) if (!HOP_BY_HOP.has(name)) headers.delete(name)
 }
 
 const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: (.*))?$/
-const CLOSE = /\bclose\b/i
-const KEEP_ALIVE = /\bkeep-alive\b/i
 const CHUNKED_LAST = /(?:^|,)\s*chunked\s*$/i
 const DIGITS = /^\d+$/
 /** The lengths of the hop-by-hop names and "content-length": other names are not lower-cased to compare. */
