@@ -34,7 +34,7 @@ declare const Deno: {
   pid: number
   resolveDns(host: string, type: 'A' | 'AAAA'): Promise<string[]>
   errors: { NotFound: new (...args: never[]) => Error }
-  watchFs(path: string): AsyncIterable<{ paths: string[] }> & { close(): void }
+  watchFs(path: string): AsyncIterable<{ kind: string; paths: string[] }> & { close(): void }
   addSignalListener(signal: string, listener: () => void): void
   memoryUsage(): { rss: number; heapTotal: number; heapUsed: number }
   serve(
@@ -146,7 +146,11 @@ export function createDenoRuntime(): Runtime {
       const moved = resolvedTargetChange(path, (p) => Deno.realPathSync(p))
       const watcher = Deno.watchFs(dir)
       void (async () => {
-        for await (const event of watcher) if (moved() || event.paths.some((p) => p.endsWith(`/${name}`))) fire()
+        for await (const event of watcher) {
+          // As on Node: another file's writes beside the policy (an access log) cannot move the path.
+          const moves = event.kind !== 'modify' && event.kind !== 'access' && moved()
+          if (moves || event.paths.some((p) => p.endsWith(`/${name}`))) fire()
+        }
       })().catch(() => {})
       return () => watcher.close()
     },

@@ -29,8 +29,10 @@ export function processHost(): ProcessHost {
       const fire = debounce(onChange, 150)
       // A ConfigMap's `..data` swap names no file of ours: see what the path resolves to now.
       const moved = resolvedTargetChange(path, realpathSync)
-      const watcher = watch(dirname(path), (_event, file) => {
-        if (moved() || file === null || file === name) fire()
+      const watcher = watch(dirname(path), (event, file) => {
+        // Only a rename, creation or removal can move the path; an access log written beside it cannot, so it costs no realpath.
+        const moves = event === 'rename' && moved()
+        if (moves || file === null || file === name) fire()
       })
       // An unhandled 'error' (the directory removed) would crash the process; the caller's re-read notices instead.
       watcher.on('error', () => {})
