@@ -161,6 +161,22 @@ describe('jwt layer', () => {
     assert.equal((await rejected('abc')).reason, 'malformed')
   })
 
+  test('a verified token is found again however the header spells Bearer; a header that is not "Bearer <token>" is refused, even around one', async () => {
+    const context = fakeContext('r', fakeGateway())
+    const rejects = record(context.events, 'auth_reject')
+    const step = jwtLayer(policy(), context)(echoStep())
+    const token = await sign(GOOD)
+    const send = (authorization: string) => step(exchangeFor('http://gw/x', { headers: { authorization } }))
+    assert.equal((await send(`Bearer ${token}`)).status, 200)
+    for (const spelled of [`bearer ${token}`, `BEARER   ${token}`, `Bearer ${token}  `]) assert.equal((await send(spelled)).status, 200, spelled)
+    const bad = [`Bearer ${token} x`, `Bearer\t${token}`, `Bearer ${token}!`, `Bearerx${token}`, `Bearer ${token.slice(0, -1)}*`]
+    for (const header of bad) await assert.rejects(send(header), { code: 'unauthorized' }, header)
+    assert.deepEqual(
+      rejects.map((reject) => reject.reason),
+      bad.map(() => 'malformed'),
+    )
+  })
+
   test('expired, not yet valid, and the clock skew between', async () => {
     assert.equal((await rejected(await sign({ ...GOOD, exp: now() - 120 }))).reason, 'expired')
     assert.equal((await call(await sign({ ...GOOD, exp: now() - 10 }))).response?.status, 200, 'within 30s of skew')
