@@ -2,7 +2,7 @@ import { GatewayError } from '../core/errors.ts'
 import type { UpstreamAnswer, UpstreamClient, UpstreamRequest } from '../core/host.ts'
 import { upgradeResponse, type WebSocketConnector, type WebSocketHandshake } from '../core/websocket.ts'
 import type { Exchange, Step } from './exchange.ts'
-import { ForwardedFields, toDownstream, upstreamRequestHeaders, type ForwardedFor } from './headers.ts'
+import { fieldOverrides, ForwardedFields, toDownstream, upstreamRequestHeaders, type ForwardedFor } from './headers.ts'
 import { copiesItself } from '../core/headers-copy.ts'
 import type { Endpoint } from '../upstream/balancer.ts'
 import type { UpstreamRuntime } from '../upstream/upstream.ts'
@@ -47,15 +47,16 @@ export function createForwarder(target: ForwardTarget, send: UpstreamClient, con
     const forwarded = { clientAddress: exchange.client.remoteAddress, proto, host: request.headers.get('host'), requestId: exchange.requestId }
     const stripped = upstreamPath(exchange.path, stripPrefix)
     const url = endpoint.url + (rewrite === undefined ? stripped : rewrite(stripped)) + exchange.search
-    const edited = exchange.upstreamHeaderEdits !== undefined || exchange.grpcDeadline
     if (exchange.websocket !== undefined) return forwardWebSocket(exchange, endpoint, url, upstreamHeaders(exchange, forwarded))
     const method = request.method
     const signal = exchange.attemptSignal
+    const edits = exchange.upstreamHeaderEdits
+    const overrides = edits === undefined ? undefined : fieldOverrides(edits)
     // A runtime's own kind of Headers (Node's) copies and edits itself cheaply: the fields are for the others.
     const upstreamRequest: UpstreamRequest =
-      edited || copiesItself(request.headers)
+      exchange.grpcDeadline || (edits !== undefined && overrides === undefined) || copiesItself(request.headers)
         ? { url, method, headers: upstreamHeaders(exchange, forwarded), body: exchange.body, signal, connectTimeoutMs, bufferUpTo: SMALL_BODY_BYTES }
-        : new FieldsRequest(url, method, new ForwardedFields(request.headers, forwarded), exchange.body, signal, connectTimeoutMs)
+        : new FieldsRequest(url, method, new ForwardedFields(request.headers, forwarded, overrides), exchange.body, signal, connectTimeoutMs)
     let answer: UpstreamAnswer
     const sentAt = performance.now()
     endpoint.active++

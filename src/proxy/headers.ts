@@ -1,6 +1,7 @@
 import { copyHeaders, deleteHeaders } from '../core/headers-copy.ts'
 import { connectionNames, HOP_BY_HOP } from '../core/hop-by-hop.ts'
 import type { HeaderFields } from '../core/host.ts'
+import type { UpstreamHeaderEdit } from './exchange.ts'
 
 /** Host comes from the endpoint's URL; Expect is answered by our own server, never relayed. */
 const NOT_FORWARDED_UPSTREAM: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'host', 'expect'])
@@ -42,15 +43,20 @@ export class ForwardedFields implements HeaderFields {
   readonly #added: string[]
   /** Names the client's Connection header lists, lower-case: hop-by-hop for this message. */
   readonly #connectionNamed: string[] | undefined
+  /** The layers' edits (fieldOverrides), and the names they remove. */
+  readonly #overrides: ReadonlyMap<string, string | null> | undefined
+  readonly #removed: string[] | undefined
 
-  constructor(incoming: Headers, forwarded: ForwardedFor) {
+  constructor(incoming: Headers, forwarded: ForwardedFor, overrides?: ReadonlyMap<string, string | null>) {
     this.#incoming = incoming
     this.#forwarded = forwarded
+    this.#overrides = overrides
     const priorFor = incoming.get('x-forwarded-for')
     const priorVia = incoming.get('via')
     const added = ['via', priorVia ? `${priorVia}, ${VIA}` : VIA, 'x-forwarded-for', priorFor ? `${priorFor}, ${forwarded.clientAddress}` : forwarded.clientAddress]
     if (forwarded.host !== null) added.push('x-forwarded-host', forwarded.host)
     added.push('x-forwarded-proto', forwarded.proto, 'x-request-id', forwarded.requestId)
+    this.#removed = overrides === undefined ? undefined : override(added, overrides)
     this.#added = added
     const connection = incoming.get('connection')
     this.#connectionNamed = connection === null ? undefined : connectionNames(connection)
@@ -84,12 +90,53 @@ export class ForwardedFields implements HeaderFields {
 
   /** The same fields as a Headers, for a client that needs one (HTTP/2, WebSockets). */
   toHeaders(): Headers {
-    return upstreamRequestHeaders(this.#incoming, this.#forwarded)
+    const headers = upstreamRequestHeaders(this.#incoming, this.#forwarded)
+    if (this.#overrides !== undefined) for (const [name, value] of this.#overrides) value === null ? headers.delete(name) : headers.set(name, value)
+    return headers
   }
 
   #dropped(lower: string): boolean {
-    return NOT_FORWARDED_UPSTREAM.has(lower) || (this.#connectionNamed?.includes(lower) ?? false)
+    return NOT_FORWARDED_UPSTREAM.has(lower) || (this.#connectionNamed?.includes(lower) ?? false) || (this.#removed?.includes(lower) ?? false)
   }
+}
+
+/** Puts each override into `added` (names and values in turn, by name): a value replaces, null removes. Returns the removed names. */
+function override(added: string[], overrides: ReadonlyMap<string, string | null>): string[] {
+  const removed: string[] = []
+  for (const [name, value] of overrides) {
+    for (let i = 0; i < added.length; i += 2) {
+      if (added[i] !== name) continue
+      added.splice(i, 2)
+      break
+    }
+    if (value === null) {
+      removed.push(name)
+      continue
+    }
+    let before = 0
+    while (before < added.length && added[before]! < name) before += 2
+    added.splice(before, 0, name, value)
+  }
+  return removed
+}
+
+const LOWER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+/** A value Headers.set keeps as it is: no NUL, CR or LF, no HTTP whitespace at either end, no code unit above 0xFF. */
+const VALUE_KEPT = /^(?:[^\0\t\n\r \u0100-\uffff](?:[^\0\n\r\u0100-\uffff]*[^\0\t\n\r \u0100-\uffff])?)?$/
+
+/**
+ * The layers' header edits as ForwardedFields applies them: each name's last edit, a value or null
+ * (removed), as applying them one by one to a Headers leaves it. Undefined for an edit beyond that
+ * (an 'append', a name not in lower case, a value Headers would change or refuse): that request
+ * builds its Headers, which normalizes or refuses as before.
+ */
+export function fieldOverrides(edits: readonly UpstreamHeaderEdit[]): Map<string, string | null> | undefined {
+  const overrides = new Map<string, string | null>()
+  for (const [name, value, mode] of edits) {
+    if (mode === 'append' || !LOWER_TOKEN.test(name) || (value !== null && !VALUE_KEPT.test(value))) return undefined
+    overrides.set(name, value)
+  }
+  return overrides
 }
 
 /** Whether this runtime's Headers iterate Set-Cookie after every other name (Bun's do) rather than in order. */

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { ForwardedFields, upstreamRequestHeaders, type ForwardedFor } from '../../../src/proxy/headers.ts'
+import { fieldOverrides, ForwardedFields, upstreamRequestHeaders, type ForwardedFor } from '../../../src/proxy/headers.ts'
+import type { UpstreamHeaderEdit } from '../../../src/proxy/exchange.ts'
 
 /** Names a client may send, among them every one the forwarder drops, replaces or reads. */
 const NAMES = [
@@ -38,6 +39,38 @@ describe('ForwardedFields', () => {
         assert.deepEqual(fieldsOf(ours), fieldsOf(expected))
         assert.deepEqual(fieldsOf(ours), [...expected].map(([n, v]) => [n, v]))
         for (const asked of [...NAMES, 'HOST', 'Via', 'X-Forwarded-For']) assert.equal(ours.get(asked), expected.get(asked), asked)
+        assert.deepEqual([...ours.toHeaders()], [...expected])
+      }),
+      { numRuns: 2000 },
+    )
+  })
+
+  it('with the layers’ edits, gives what applying them one by one to that Headers gives; edits it cannot apply as they are are left to Headers', () => {
+    const editValue = fc.oneof(fc.stringMatching(/^[!-~]([ !-~]{0,10}[!-~])?$/), fc.constantFrom('', ' padded ', 'caf\u00e9', 'a\u0100b', 'a\tb', 'nb\u00a0', 'via'))
+    const edit: fc.Arbitrary<UpstreamHeaderEdit> = fc.tuple(
+      fc.oneof(fc.constantFrom(...NAMES), fc.stringMatching(/^[a-z][a-z0-9-]{0,12}$/)),
+      fc.option(editValue, { nil: null }),
+      fc.constantFrom(undefined, undefined, undefined, 'append' as const),
+    ).map(([n, v, mode]) => (mode === undefined || v === null ? [n, v] : [n, v, mode]))
+    fc.assert(
+      fc.property(fc.array(field, { maxLength: 10 }), forwarded, fc.array(edit, { minLength: 1, maxLength: 5 }), (fields, forwardedFor, edits) => {
+        const incoming = new Headers()
+        for (const [n, v] of fields) incoming.append(n, v)
+        const expected = upstreamRequestHeaders(incoming, forwardedFor)
+        let refused = false
+        try {
+          for (const [n, v, mode] of edits) v === null ? expected.delete(n) : mode === 'append' ? expected.append(n, v) : expected.set(n, v)
+        } catch {
+          refused = true
+        }
+        const overrides = fieldOverrides(edits)
+        const asIs = edits.every(([n, v, mode]) => mode === undefined && n === n.toLowerCase() && (v === null || !/^[\t\n\r ]|[\t\n\r ]$|[^\x00-\xff]/.test(v)))
+        assert.equal(overrides !== undefined, asIs, 'taken exactly when every edit is a set or a removal Headers keeps as it is')
+        if (overrides === undefined) return
+        assert.equal(refused, false)
+        const ours = new ForwardedFields(incoming, forwardedFor, overrides)
+        assert.deepEqual(fieldsOf(ours), fieldsOf(expected))
+        for (const asked of [...NAMES, ...edits.map(([n]) => n)]) assert.equal(ours.get(asked), expected.get(asked), asked)
         assert.deepEqual([...ours.toHeaders()], [...expected])
       }),
       { numRuns: 2000 },
