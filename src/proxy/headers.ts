@@ -42,7 +42,7 @@ export class ForwardedFields implements HeaderFields {
   /** What a proxy adds, by name in ascending order (as Headers iterate): names and values in turn. */
   readonly #added: string[]
   /** Names the client's Connection header lists, lower-case: hop-by-hop for this message. */
-  readonly #connectionNamed: string[] | undefined
+  readonly #connectionNamed: readonly string[] | undefined
   /** The layers' edits (fieldOverrides), and the names they remove. */
   readonly #overrides: ReadonlyMap<string, string | null> | undefined
   readonly #removed: string[] | undefined
@@ -127,13 +127,13 @@ const VALUE_KEPT = /^(?:[^\0\t\n\r \u0100-\uffff](?:[^\0\n\r\u0100-\uffff]*[^\0\
 /**
  * The layers' header edits as ForwardedFields applies them: each name's last edit, a value or null
  * (removed), as applying them one by one to a Headers leaves it. Undefined for an edit beyond that
- * (an 'append', a name not in lower case, a value Headers would change or refuse): that request
- * builds its Headers, which normalizes or refuses as before.
+ * (an 'append', a name not in lower case, a value Headers would change or refuse, a Set-Cookie,
+ * which Bun's Headers put last): that request builds its Headers, which normalizes or refuses as before.
  */
 export function fieldOverrides(edits: readonly UpstreamHeaderEdit[]): Map<string, string | null> | undefined {
   const overrides = new Map<string, string | null>()
   for (const [name, value, mode] of edits) {
-    if (mode === 'append' || !LOWER_TOKEN.test(name) || (value !== null && !VALUE_KEPT.test(value))) return undefined
+    if (mode === 'append' || !LOWER_TOKEN.test(name) || (value !== null && (!VALUE_KEPT.test(value) || name === 'set-cookie'))) return undefined
     overrides.set(name, value)
   }
   return overrides
