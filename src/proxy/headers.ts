@@ -18,7 +18,7 @@ function copyWithout(source: Headers, drop: ReadonlySet<string>): Headers {
 function deleteHopByHop(headers: Headers, drop: ReadonlySet<string>): Headers {
   const connection = headers.get('connection')
   deleteHeaders(headers, drop)
-  if (connection !== null) for (const name of connectionNames(connection)) headers.delete(name)
+  if (connection !== null) for (const name of connectionNames(connection)) if (!drop.has(name)) headers.delete(name)
   return headers
 }
 

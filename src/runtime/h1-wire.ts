@@ -119,8 +119,8 @@ export function parseHead(bytes: Uint8Array, method: string): AnswerHead {
       throw new ProtocolError(TOKEN.test(name) ? `a header value the answer may not carry (${name})` : `a malformed header line in the answer: ${JSON.stringify(line.slice(0, 80))}`)
     }
   }
-  const named = connectionOptions(connection)
-  if (named !== JUST_KEEP_ALIVE) dropConnectionNamed(headers, named)
+  const named = connection === null ? NO_OPTIONS : connectionNames(connection)
+  dropConnectionNamed(headers, named)
   // Options are whole tokens: "close-me" is not "close".
   let keepAlive = statusLine[1] === '1' ? !named.includes('close') : named.includes('keep-alive')
   let framing: AnswerHead['framing']
@@ -147,13 +147,6 @@ function withoutHttpWhitespace(line: string, start: number): string {
 const isHttpWhitespace = (code: number): boolean => code === 32 || code === 9 || code === 13 || code === 10
 
 const NO_OPTIONS: readonly string[] = []
-const JUST_KEEP_ALIVE: readonly string[] = ['keep-alive']
-
-/** What the answer's Connection header lists; "keep-alive" alone, as most answers say, without splitting it. */
-function connectionOptions(connection: string | null): readonly string[] {
-  if (connection === null) return NO_OPTIONS
-  return connection.length === 10 && connection.toLowerCase() === 'keep-alive' ? JUST_KEEP_ALIVE : connectionNames(connection)
-}
 
 /** The names a Connection header lists are hop-by-hop for this message (those in HOP_BY_HOP were never added). */
 function dropConnectionNamed(headers: Headers, named: readonly string[]): void {
