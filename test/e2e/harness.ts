@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, writeFileSync, existsSync, readFileSync } from 'node:fs'
 import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
+import { connect, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
@@ -169,13 +169,31 @@ export async function startUpstream(handler: Handler): Promise<Upstream> {
   return upstream
 }
 
-/** A port with nothing listening on it, for connection-refused cases. */
+/** Below the kernel's ephemeral ports (32768 and up on Linux), with room for Redis Cluster's bus port (port + 10000). */
+const CLOSED_PORTS = { from: 10_000, to: 22_767 }
+
+/**
+ * A port with nothing listening on it, for connection-refused cases (and for servers a test starts
+ * there later). Not an ephemeral port freed a moment ago: another test's listener on port 0 could be
+ * given it, or the connection that tries it could get it as its own local port and reach itself.
+ */
 export async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as AddressInfo).port
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
+  for (let tries = 0; tries < 50; tries++) {
+    const port = CLOSED_PORTS.from + Math.floor(Math.random() * (CLOSED_PORTS.to - CLOSED_PORTS.from + 1))
+    if (await refused(port)) return port
+  }
+  throw new Error(`no closed port found in ${CLOSED_PORTS.from}-${CLOSED_PORTS.to}`)
+}
+
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port })
+    socket.once('connect', () => {
+      socket.destroy()
+      resolve(false)
+    })
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code === 'ECONNREFUSED'))
+  })
 }
 
 export function readBody(req: IncomingMessage): Promise<Buffer> {
