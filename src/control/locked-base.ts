@@ -111,7 +111,7 @@ export async function openLockedBase(control: ControlConfig & { base: string }, 
   const location = control.base
   const fromUrl = isUrl(location)
   const source = fromUrl ? new ControlSource({ url: location, timeoutMs: control.timeoutMs }) : undefined
-  const read = source !== undefined ? () => source.read() : () => readSettled(() => host.readTextFile(location), location)
+  const read = source !== undefined ? () => source.read() : () => readSettled(() => host.readTextFile(location))
   const secrets = fromUrl ? centralSecrets(host) : hostSecrets(host)
   const resolveFile = fromUrl ? (path: string) => path : (path: string) => besidePolicyFile(path, location)
   const parse = (text: string) => loadBaseText(text, location, secrets, resolveFile)

@@ -69,7 +69,7 @@ export async function openPolicyFeed(
       name: path,
       base,
       initial: { config: bootstrapConfig(), text: bootstrap.text, origin: 'file' },
-      read: () => common.readWith(() => readSettled(() => host.readTextFile(path), path)),
+      read: () => common.readWith(() => readSettled(() => host.readTextFile(path))),
       load: loadFile,
       fingerprint: common.fingerprint,
       applied: () => base?.committed(),

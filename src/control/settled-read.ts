@@ -13,7 +13,7 @@ const MOST_READS = 20
  * once two reads SETTLE_MS apart agree. A file that never settles fails this reload; the watch
  * fires again once the writer is done.
  */
-export async function readSettled(read: () => Promise<string>, path: string, timers: Pick<Timers, 'setTimeout'> = systemTimers): Promise<string> {
+export async function readSettled(read: () => Promise<string>, timers: Pick<Timers, 'setTimeout'> = systemTimers): Promise<string> {
   let text = await read()
   for (let reads = 1; reads < MOST_READS; reads++) {
     await new Promise<void>((resolve) => timers.setTimeout(resolve, SETTLE_MS))
@@ -21,5 +21,6 @@ export async function readSettled(read: () => Promise<string>, path: string, tim
     if (again === text) return text
     text = again
   }
-  throw new Error(`${path} kept changing while it was read (${MOST_READS} reads ${SETTLE_MS} ms apart); it is read again at its next change`)
+  // The caller names the file ("cannot read pillion.toml: …").
+  throw new Error(`it kept changing while it was read (${MOST_READS} reads ${SETTLE_MS} ms apart); it is read again at its next change`)
 }

@@ -37,21 +37,21 @@ ${limits ? `limits = { max_body = "${maxBody}" }\n` : ''}`
 describe('reading a policy file that may be written in place', () => {
   it('a text counts once two reads agree', async () => {
     const file = reads('a = 1\n')
-    assert.equal(await readSettled(file.read, '/etc/pillion.toml', immediate), 'a = 1\n')
+    assert.equal(await readSettled(file.read, immediate), 'a = 1\n')
     assert.equal(file.count, 2)
   })
 
   it('a read that lands mid-write is read past: the text that settles is the one returned', async () => {
     const file = reads('a = 1\n', 'a = 2\nb', 'a = 2\nb = 3\n')
-    assert.equal(await readSettled(file.read, '/etc/pillion.toml', immediate), 'a = 2\nb = 3\n')
+    assert.equal(await readSettled(file.read, immediate), 'a = 2\nb = 3\n')
     assert.equal(file.count, 4)
   })
 
-  it('a file that never settles fails the read, naming the file', async () => {
+  it('a file that never settles fails the read', async () => {
     let n = 0
     await assert.rejects(
-      readSettled(async () => `a = ${n++}\n`, '/etc/pillion.toml', immediate),
-      /^Error: \/etc\/pillion\.toml kept changing while it was read \(20 reads 10 ms apart\); it is read again at its next change$/,
+      readSettled(async () => `a = ${n++}\n`, immediate),
+      /^Error: it kept changing while it was read \(20 reads 10 ms apart\); it is read again at its next change$/,
     )
     assert.equal(n, 20)
   })
