@@ -11,7 +11,8 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'upgrade',
 ])
 
-const LOWER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+/** An HTTP token (RFC 9110 §5.6.2) in lower case: a header name as Headers keeps it. */
+export const LOWER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
 
 /** "keep-alive" alone, as nearly every HTTP/1.1 message that has a Connection header says. */
 const JUST_KEEP_ALIVE: readonly string[] = Object.freeze(['keep-alive'])

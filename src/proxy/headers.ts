@@ -1,5 +1,5 @@
 import { copyHeaders, deleteHeaders } from '../core/headers-copy.ts'
-import { connectionNames, HOP_BY_HOP } from '../core/hop-by-hop.ts'
+import { connectionNames, HOP_BY_HOP, LOWER_TOKEN } from '../core/hop-by-hop.ts'
 import type { HeaderFields } from '../core/host.ts'
 import type { UpstreamHeaderEdit } from './exchange.ts'
 
@@ -120,7 +120,6 @@ function override(added: string[], overrides: ReadonlyMap<string, string | null>
   return removed
 }
 
-const LOWER_TOKEN = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
 /** A value Headers.set keeps as it is: no NUL, CR or LF, no HTTP whitespace at either end, no code unit above 0xFF. */
 const VALUE_KEPT = /^(?:[^\0\t\n\r \u0100-\uffff](?:[^\0\n\r\u0100-\uffff]*[^\0\t\n\r \u0100-\uffff])?)?$/
 
