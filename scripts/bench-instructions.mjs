@@ -69,7 +69,7 @@ async function count(executable, requests) {
   writeFileSync(policy, pillionPolicy({ listen, admin, upstreamPort, chain: args.chain !== undefined, jwk, accessLog: join(work, 'access.log') }))
   const out = join(work, 'cachegrind.out')
   rmSync(out, { force: true })
-  const grind = ['--tool=cachegrind', '--cache-sim=no', '--smc-check=all-non-file', `--cachegrind-out-file=${out}`, executable, 'run', '-c', policy]
+  const grind = ['--tool=cachegrind', '--cache-sim=no', '--trace-children=yes', '--smc-check=all-non-file', `--cachegrind-out-file=${out}`, executable, 'run', '-c', policy]
   const child = start('valgrind', grind)
   const exited = new Promise((resolve) => child.once('exit', resolve))
   await listening(listen, child, `${executable} under valgrind`)
