@@ -1,7 +1,7 @@
 import { systemTimers, type Timers } from '../core/timers.ts'
 
 /** Two reads this far apart must agree before a policy text counts. */
-export const SETTLE_MS = 10
+const SETTLE_MS = 10
 /** How many reads a file that keeps changing gets before this reload gives up on it. */
 const MOST_READS = 20
 

@@ -43,9 +43,8 @@ export class ForwardedFields implements HeaderFields {
   readonly #added: string[]
   /** Names the client's Connection header lists, lower-case: hop-by-hop for this message. */
   readonly #connectionNamed: readonly string[] | undefined
-  /** The layers' edits (fieldOverrides), and the names they remove. */
+  /** The layers' edits (fieldOverrides): no client field of these names goes through. */
   readonly #overrides: ReadonlyMap<string, string | null> | undefined
-  readonly #removed: string[] | undefined
 
   constructor(incoming: Headers, forwarded: ForwardedFor, overrides?: ReadonlyMap<string, string | null>) {
     this.#incoming = incoming
@@ -56,7 +55,7 @@ export class ForwardedFields implements HeaderFields {
     const added = ['via', priorVia ? `${priorVia}, ${VIA}` : VIA, 'x-forwarded-for', priorFor ? `${priorFor}, ${forwarded.clientAddress}` : forwarded.clientAddress]
     if (forwarded.host !== null) added.push('x-forwarded-host', forwarded.host)
     added.push('x-forwarded-proto', forwarded.proto, 'x-request-id', forwarded.requestId)
-    this.#removed = overrides === undefined ? undefined : override(added, overrides)
+    if (overrides !== undefined) override(added, overrides)
     this.#added = added
     const connection = incoming.get('connection')
     this.#connectionNamed = connection === null ? undefined : connectionNames(connection)
@@ -96,28 +95,23 @@ export class ForwardedFields implements HeaderFields {
   }
 
   #dropped(lower: string): boolean {
-    return NOT_FORWARDED_UPSTREAM.has(lower) || (this.#connectionNamed?.includes(lower) ?? false) || (this.#removed?.includes(lower) ?? false)
+    return NOT_FORWARDED_UPSTREAM.has(lower) || (this.#connectionNamed?.includes(lower) ?? false) || (this.#overrides?.has(lower) ?? false)
   }
 }
 
-/** Puts each override into `added` (names and values in turn, by name): a value replaces, null removes. Returns the removed names. */
-function override(added: string[], overrides: ReadonlyMap<string, string | null>): string[] {
-  const removed: string[] = []
+/** Puts each override into `added` (names and values in turn, by name): a value replaces, null removes. */
+function override(added: string[], overrides: ReadonlyMap<string, string | null>): void {
   for (const [name, value] of overrides) {
     for (let i = 0; i < added.length; i += 2) {
       if (added[i] !== name) continue
       added.splice(i, 2)
       break
     }
-    if (value === null) {
-      removed.push(name)
-      continue
-    }
+    if (value === null) continue
     let before = 0
     while (before < added.length && added[before]! < name) before += 2
     added.splice(before, 0, name, value)
   }
-  return removed
 }
 
 /** A value Headers.set keeps as it is: no NUL, CR or LF, no HTTP whitespace at either end, no code unit above 0xFF. */
