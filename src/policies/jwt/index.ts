@@ -228,6 +228,23 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext): Layer {
     throw error
   }
 
+  /** The payload of a token not found as sent: the header checked by BEARER, then the cache again, then the signature. */
+  const payloadOf = async (authorization: string, sent: string | undefined, now: number): Promise<Record<string, unknown>> => {
+    const token = BEARER.exec(authorization)?.[1]
+    if (token === undefined) return reject('malformed', 'the Authorization header is not "Bearer <token>"')
+    const cached = token === sent ? undefined : verified.get(token, now)
+    if (cached !== undefined) return cached
+    let payload: Record<string, unknown>
+    try {
+      payload = (await verify(token)).payload
+    } catch (error) {
+      const { reason, description } = failureOf(error)
+      return reject(reason, description)
+    }
+    verified.remember(token, payload, Date.now(), skewMs)
+    return payload
+  }
+
   return (next: Step) =>
     async function jwt(exchange: Exchange): Promise<Response> {
       const authorization = exchange.request.headers.get('authorization')
@@ -235,21 +252,7 @@ export function jwtLayer(policy: JwtPolicy, context: RouteContext): Layer {
       const now = Date.now()
       // Every verified token passed BEARER once: the header as clients send it is looked up without the regex over its ~1 KB.
       const sent = asSent(authorization)
-      let payload = sent === undefined ? undefined : verified.get(sent, now)
-      if (payload === undefined) {
-        const token = BEARER.exec(authorization)?.[1]
-        if (token === undefined) return reject('malformed', 'the Authorization header is not "Bearer <token>"')
-        payload = token === sent ? undefined : verified.get(token, now)
-        if (payload === undefined) {
-          try {
-            payload = (await verify(token)).payload
-          } catch (error) {
-            const { reason, description } = failureOf(error)
-            return reject(reason, description)
-          }
-          verified.remember(token, payload, Date.now(), skewMs)
-        }
-      }
+      const payload = (sent === undefined ? undefined : verified.get(sent, now)) ?? (await payloadOf(authorization, sent, now))
       exchange.claims = payload
       for (const [header, claim] of forwardClaims) exchange.setUpstreamHeader(header, asHeaderValue(payload[claim]))
       if (!forwardToken) exchange.setUpstreamHeader('authorization', null)
