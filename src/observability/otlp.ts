@@ -2,7 +2,8 @@ import type { Logger } from '../core/log.ts'
 import { discardBody } from '../core/body.ts'
 import type { UpstreamClient } from '../core/host.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
-import type { AttributeValue, FinishedSpan } from './tracing.ts'
+import { OtlpJson } from './otlp-json.ts'
+import type { FinishedSpan } from './tracing.ts'
 import type { TracesConfig } from './config.ts'
 
 /** OpenTelemetry's BatchSpanProcessor: at most this many spans per export request. */
@@ -28,19 +29,19 @@ export interface ExporterDeps extends FlushTimers {
 export class OtlpExporter {
   readonly #settings: TracesConfig
   readonly #deps: ExporterDeps
-  readonly #resource: unknown
-  readonly #scope: { name: string; version: string }
+  readonly #json: OtlpJson
   readonly #flush: BatchFlush
   readonly #failure = new FailureNote()
-  #queue: FinishedSpan[] = []
+  /** Each span's OTLP/JSON, written when it was queued: no span object waits here for the collector. */
+  #queue: Uint8Array[] = []
 
   constructor(settings: TracesConfig, deps: ExporterDeps) {
     this.#settings = settings
     this.#deps = deps
     const state = { pending: () => this.#queue.length > 0, full: () => this.#queue.length >= MAX_BATCH }
     this.#flush = new BatchFlush(() => this.#export(this.#queue.splice(0, MAX_BATCH)), state, settings.flushMs, deps)
-    this.#resource = { attributes: encodeAttributes([['service.name', settings.serviceName], ['telemetry.sdk.name', 'pillion'], ['telemetry.sdk.language', 'js']]) }
-    this.#scope = { name: 'pillion', version: deps.version }
+    const resource: Array<[string, string]> = [['service.name', settings.serviceName], ['telemetry.sdk.name', 'pillion'], ['telemetry.sdk.language', 'js']]
+    this.#json = new OtlpJson(resource, { name: 'pillion', version: deps.version })
   }
 
   get endpoint(): string {
@@ -57,7 +58,7 @@ export class OtlpExporter {
       this.#deps.dropped(1, 'queue_full')
       return
     }
-    this.#queue.push(span)
+    this.#queue.push(this.#json.span(span))
     this.#flush.added()
   }
 
@@ -66,10 +67,10 @@ export class OtlpExporter {
     return this.#flush.flush()
   }
 
-  async #export(batch: FinishedSpan[]): Promise<void> {
+  async #export(batch: Uint8Array[]): Promise<void> {
     const headers = new Headers(this.#settings.headers)
     headers.set('content-type', 'application/json')
-    const body = new TextEncoder().encode(JSON.stringify(this.encode(batch)))
+    const body = this.#json.request(batch)
     try {
       const response = await this.#deps.send({
         url: this.#settings.otlp,
@@ -89,48 +90,4 @@ export class OtlpExporter {
       if (reason !== undefined) this.#deps.logger.log('warn', 'trace export failed; dropping spans', { otlp: this.#settings.otlp, error: reason, spans: batch.length })
     }
   }
-
-  /** The OTLP/JSON ExportTraceServiceRequest for a batch (ids in hex, times as decimal strings). */
-  encode(batch: readonly FinishedSpan[]): unknown {
-    return {
-      resourceSpans: [
-        {
-          resource: this.#resource,
-          scopeSpans: [
-            {
-              scope: this.#scope,
-              spans: batch.map((span) => ({
-                traceId: span.traceId,
-                spanId: span.spanId,
-                ...(span.parentSpanId !== undefined ? { parentSpanId: span.parentSpanId } : {}),
-                name: span.name,
-                kind: span.kind,
-                startTimeUnixNano: unixNanos(span.startMs),
-                endTimeUnixNano: unixNanos(span.endMs),
-                attributes: encodeAttributes(span.attributes),
-                status: span.status,
-              })),
-            },
-          ],
-        },
-      ],
-    }
-  }
-}
-
-function encodeAttributes(attributes: ReadonlyArray<[string, AttributeValue]>): unknown[] {
-  return attributes.map(([key, value]) => ({ key, value: encodeValue(value) }))
-}
-
-function encodeValue(value: AttributeValue): unknown {
-  if (typeof value === 'string') return { stringValue: value }
-  if (typeof value === 'boolean') return { boolValue: value }
-  // OTLP/JSON writes 64-bit integers as strings.
-  return Number.isInteger(value) ? { intValue: String(value) } : { doubleValue: value }
-}
-
-/** Epoch milliseconds (fractional) as a decimal string of nanoseconds, exact past 2^53. */
-export function unixNanos(ms: number): string {
-  const whole = Math.floor(ms)
-  return (BigInt(whole) * 1_000_000n + BigInt(Math.round((ms - whole) * 1e6))).toString()
 }

@@ -6,10 +6,16 @@ import { ROOT } from './harness.ts'
 
 /**
  * Unit files whose subject behaves by the runtime's own web classes (Headers' order, the URL parser,
- * TextDecoder): `npm test` runs them under Node; here they run again under Bun's and Deno's own test
+ * TextDecoder, JSON.stringify): `npm test` runs them under Node; here they run again under Bun's and Deno's own test
  * runners, which take node:test and node:assert.
  */
-const FILES = ['test/unit/proxy/forwarded-fields.property.test.ts', 'test/unit/runtime/h1-client.test.ts', 'test/unit/runtime/upstream-url.property.test.ts']
+const FILES = [
+  'test/unit/proxy/forwarded-fields.property.test.ts',
+  'test/unit/runtime/h1-client.test.ts',
+  'test/unit/runtime/upstream-url.property.test.ts',
+  // The spans' bytes against the runtime's own JSON.stringify and TextEncoder.
+  'test/unit/observability/otlp-json.property.test.ts',
+]
 const BIN = join(ROOT, 'node_modules/.bin')
 const RUNNERS = [
   { name: 'bun', command: [join(BIN, 'bun'), 'test', '--timeout=60000'] },
