@@ -13,12 +13,18 @@ const MAX_BYTES_PER_UNIT = 3
  * bytes are what JSON.stringify of the same object would give. One line is written at a time.
  */
 export class JsonLine {
-  #bytes = new Uint8Array(1024)
+  #bytes: Uint8Array
+
   /** Bytes written so far of the current line. */
   length = 0
   /** timestamp()'s last second, and its text up to the millis as bytes. */
   #second = Number.NaN
   #secondBytes = new Uint8Array(0)
+
+  /** `capacity`: the bytes to start with; it grows by doubling past them. */
+  constructor(capacity = 1024) {
+    this.#bytes = new Uint8Array(capacity)
+  }
 
   /** The line's bytes, valid until the next start(). */
   get bytes(): Uint8Array {

@@ -5,6 +5,7 @@ const encoder = new TextEncoder()
 
 /** Each key with the punctuation before it, as bytes made once. */
 const TRACE_ID = asciiBytes('{"traceId":')
+const NEXT_TRACE_ID = asciiBytes(',{"traceId":')
 const SPAN_ID = asciiBytes(',"spanId":')
 const PARENT_SPAN_ID = asciiBytes(',"parentSpanId":')
 const NAME = asciiBytes(',"name":')
@@ -28,19 +29,31 @@ const RESOURCE = asciiBytes('{"resourceSpans":[{"resource":{"attributes":[')
 const SCOPE = asciiBytes(']},"scopeSpans":[{"scope":')
 const SPANS = asciiBytes(',"spans":[')
 
+/** Spans written into one request body, in the order they came; at most MAX_BATCH of them. */
+export class SpanBatch {
+  readonly line: JsonLine
+  count = 0
+
+  constructor(capacity: number) {
+    this.line = new JsonLine(capacity)
+  }
+}
+
 /**
- * Spans as OTLP/JSON bytes: each span is written once, as it is queued, into a buffer kept from span
- * to span, and a batch is the request's head, its spans joined by commas, and its end. The text is
- * what JSON.stringify of ExportTraceServiceRequest's objects gives (ids in hex, 64-bit integers as
- * decimal strings), without those objects, the whole string, or an encode pass over it.
+ * Spans as OTLP/JSON bytes: each span is written once, as it is queued, straight into the body of
+ * the request that will carry it (the request's head, then spans joined by commas), and ending the
+ * batch writes the request's end. The text is what JSON.stringify of ExportTraceServiceRequest's
+ * objects gives (ids in hex, 64-bit integers as decimal strings), without those objects, the whole
+ * string, an encode pass over it, or a copy per span.
  */
 export class OtlpJson {
-  readonly #line = new JsonLine()
   /** `{"resourceSpans":[{"resource":…,"scopeSpans":[{"scope":…,"spans":[` */
   readonly #head: Uint8Array
+  /** The last ended batch's size: the next starts with that much room, and rarely grows. */
+  #lastBytes = 1024
 
   constructor(resource: ReadonlyArray<[string, AttributeValue]>, scope: { name: string; version: string }) {
-    const line = this.#line
+    const line = new JsonLine()
     line.start()
     line.raw(RESOURCE)
     attributes(line, resource)
@@ -50,11 +63,22 @@ export class OtlpJson {
     this.#head = line.bytes.slice(0, line.length)
   }
 
-  /** One span's JSON object, as bytes of its own. */
-  span(span: FinishedSpan): Uint8Array {
-    const line = this.#line
-    line.start()
-    line.raw(TRACE_ID)
+  /** A request body with nothing in it yet but its head. */
+  batch(): SpanBatch {
+    const batch = new SpanBatch(this.#lastBytes)
+    batch.line.start()
+    batch.line.raw(this.#head)
+    return batch
+  }
+
+  /** Writes one span's JSON object into the batch. */
+  add(batch: SpanBatch, span: FinishedSpan): void {
+    // Before the first byte: were either to throw, the batch would stay whole.
+    const start = unixNanos(span.startMs)
+    const end = unixNanos(span.endMs)
+    const line = batch.line
+    line.raw(batch.count === 0 ? TRACE_ID : NEXT_TRACE_ID)
+    batch.count++
     line.string(span.traceId)
     line.raw(SPAN_ID)
     line.string(span.spanId)
@@ -67,9 +91,9 @@ export class OtlpJson {
     line.raw(KIND)
     line.number(span.kind)
     line.raw(START)
-    line.string(unixNanos(span.startMs))
+    line.string(start)
     line.raw(END)
-    line.string(unixNanos(span.endMs))
+    line.string(end)
     line.raw(ATTRIBUTES)
     attributes(line, span.attributes)
     line.raw(STATUS)
@@ -79,23 +103,13 @@ export class OtlpJson {
       line.string(span.status.message)
     }
     line.raw(CLOSE_TWO)
-    return line.bytes.slice(0, line.length)
   }
 
-  /** The ExportTraceServiceRequest of a batch of spans made by span(). */
-  request(spans: readonly Uint8Array[]): Uint8Array {
-    let total = this.#head.byteLength + SPANS_END.byteLength + Math.max(spans.length - 1, 0)
-    for (const span of spans) total += span.byteLength
-    const bytes = new Uint8Array(total)
-    bytes.set(this.#head)
-    let at = this.#head.byteLength
-    for (let i = 0; i < spans.length; i++) {
-      if (i > 0) bytes[at++] = 0x2c // ,
-      bytes.set(spans[i]!, at)
-      at += spans[i]!.byteLength
-    }
-    bytes.set(SPANS_END, at)
-    return bytes
+  /** The batch's ExportTraceServiceRequest, ended; the batch takes no more spans. */
+  end(batch: SpanBatch): Uint8Array {
+    batch.line.raw(SPANS_END)
+    this.#lastBytes = Math.max(this.#lastBytes, batch.line.length)
+    return batch.line.bytes.subarray(0, batch.line.length)
   }
 }
 

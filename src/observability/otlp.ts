@@ -2,7 +2,7 @@ import type { Logger } from '../core/log.ts'
 import { discardBody } from '../core/body.ts'
 import type { UpstreamClient } from '../core/host.ts'
 import { BatchFlush, FailureNote, type FlushTimers } from './batch-flush.ts'
-import { OtlpJson } from './otlp-json.ts'
+import { OtlpJson, type SpanBatch } from './otlp-json.ts'
 import type { FinishedSpan } from './tracing.ts'
 import type { TracesConfig } from './config.ts'
 
@@ -32,14 +32,15 @@ export class OtlpExporter {
   readonly #json: OtlpJson
   readonly #flush: BatchFlush
   readonly #failure = new FailureNote()
-  /** Each span's OTLP/JSON, written when it was queued: no span object waits here for the collector. */
-  #queue: Uint8Array[] = []
+  /** Request bodies being filled, oldest first; spans are written into them as they come, so no span object waits here. */
+  #batches: SpanBatch[] = []
+  #queued = 0
 
   constructor(settings: TracesConfig, deps: ExporterDeps) {
     this.#settings = settings
     this.#deps = deps
-    const state = { pending: () => this.#queue.length > 0, full: () => this.#queue.length >= MAX_BATCH }
-    this.#flush = new BatchFlush(() => this.#export(this.#queue.splice(0, MAX_BATCH)), state, settings.flushMs, deps)
+    const state = { pending: () => this.#queued > 0, full: () => this.#queued >= MAX_BATCH }
+    this.#flush = new BatchFlush(() => this.#sendOldest(), state, settings.flushMs, deps)
     const resource: Array<[string, string]> = [['service.name', settings.serviceName], ['telemetry.sdk.name', 'pillion'], ['telemetry.sdk.language', 'js']]
     this.#json = new OtlpJson(resource, { name: 'pillion', version: deps.version })
   }
@@ -50,16 +51,27 @@ export class OtlpExporter {
 
   /** Spans waiting to be sent. */
   get queued(): number {
-    return this.#queue.length
+    return this.#queued
   }
 
   enqueue(span: FinishedSpan): void {
-    if (this.#queue.length >= this.#settings.maxQueue) {
+    if (this.#queued >= this.#settings.maxQueue) {
       this.#deps.dropped(1, 'queue_full')
       return
     }
-    this.#queue.push(this.#json.span(span))
+    let batch = this.#batches.at(-1)
+    if (batch === undefined || batch.count >= MAX_BATCH) this.#batches.push((batch = this.#json.batch()))
+    this.#json.add(batch, span)
+    this.#queued++
     this.#flush.added()
+  }
+
+  /** Takes the oldest batch out of the queue and sends it; a flush with nothing queued sends nothing. */
+  #sendOldest(): Promise<void> {
+    const batch = this.#batches.shift()
+    if (batch === undefined) return Promise.resolve()
+    this.#queued -= batch.count
+    return this.#export(batch)
   }
 
   /** Sends everything queued, one batch after another; resolves when the queue is empty. */
@@ -67,10 +79,10 @@ export class OtlpExporter {
     return this.#flush.flush()
   }
 
-  async #export(batch: Uint8Array[]): Promise<void> {
+  async #export(batch: SpanBatch): Promise<void> {
     const headers = new Headers(this.#settings.headers)
     headers.set('content-type', 'application/json')
-    const body = this.#json.request(batch)
+    const body = this.#json.end(batch)
     try {
       const response = await this.#deps.send({
         url: this.#settings.otlp,
@@ -82,12 +94,12 @@ export class OtlpExporter {
       })
       await discardBody(response.body, 0)
       if (response.status < 200 || response.status > 299) throw new Error(`collector answered ${response.status}`)
-      this.#deps.exported(batch.length)
+      this.#deps.exported(batch.count)
       this.#failure.cleared()
     } catch (error) {
-      this.#deps.dropped(batch.length, 'export_failed')
+      this.#deps.dropped(batch.count, 'export_failed')
       const reason = this.#failure.changed(error)
-      if (reason !== undefined) this.#deps.logger.log('warn', 'trace export failed; dropping spans', { otlp: this.#settings.otlp, error: reason, spans: batch.length })
+      if (reason !== undefined) this.#deps.logger.log('warn', 'trace export failed; dropping spans', { otlp: this.#settings.otlp, error: reason, spans: batch.count })
     }
   }
 }

@@ -58,7 +58,9 @@ describe('OTLP/JSON spans written as bytes', () => {
     fc.assert(
       fc.property(fc.array(attribute, { maxLength: 4 }), text, fc.array(span, { maxLength: 6 }), (resource, version, spans) => {
         const json = new OtlpJson(resource, { name: 'pillion', version })
-        const written = new TextDecoder().decode(json.request(spans.map((each) => json.span(each))))
+        const batch = json.batch()
+        for (const each of spans) json.add(batch, each)
+        const written = new TextDecoder().decode(json.end(batch))
         assert.equal(written, reference(resource, { name: 'pillion', version }, spans))
       }),
       { numRuns: 1000 },

@@ -303,6 +303,35 @@ describe('OTLP exporter', () => {
     assert.equal(t.bodies[0].json.resourceSpans[0].scopeSpans[0].spans.length, MAX_BATCH)
   })
 
+  test('spans past a full batch, and spans queued while it is sent, go in the next request, in order', async () => {
+    let release!: () => void
+    const held = new Promise<void>((resolve) => (release = resolve))
+    const t = exporterWith({}, async () => {
+      await held
+      return new Response('{}')
+    })
+    for (let i = 0; i < MAX_BATCH + 2; i++) t.exporter.enqueue(span(i + 1))
+    t.exporter.enqueue(span(MAX_BATCH + 3))
+    assert.equal(t.exporter.queued, 3, 'the full batch is out; three wait')
+    release()
+    await t.exporter.flush()
+    const ids = t.bodies.map((body) => body.json.resourceSpans[0].scopeSpans[0].spans.map((each: { spanId: string }) => parseInt(each.spanId, 16)))
+    assert.deepEqual(ids.map((list) => list.length), [MAX_BATCH, 3])
+    assert.deepEqual(ids.flat(), Array.from({ length: MAX_BATCH + 3 }, (_, i) => i + 1))
+    assert.equal(t.counts.exported, MAX_BATCH + 3)
+    assert.equal(t.exporter.queued, 0)
+  })
+
+  test('a flush with nothing queued sends nothing (shutdown, reload)', async () => {
+    const t = exporterWith({}, async () => new Response('{}'))
+    await t.exporter.flush()
+    t.exporter.enqueue(span(1))
+    await t.exporter.flush()
+    await t.exporter.flush()
+    assert.equal(t.bodies.length, 1)
+    assert.equal(t.counts.exported, 1)
+  })
+
   test('the queue is bounded: spans beyond max_queue are dropped and counted', async () => {
     const t = exporterWith({ maxQueue: 3 }, async () => new Response('{}'))
     for (let i = 0; i < 5; i++) t.exporter.enqueue(span(i + 1))
