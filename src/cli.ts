@@ -7,7 +7,7 @@ import { openPolicyFeed, type PolicyFeed } from './control/policy-feed.ts'
 import { openLockedBase } from './control/locked-base.ts'
 import { createReloader, type Reloader } from './control/reloader.ts'
 import { startGateway, type RunningGateway } from './gateway/start.ts'
-import { jsonLogger } from './core/log.ts'
+import { jsonLogger, type Logger } from './core/log.ts'
 import type { Runtime } from './core/host.ts'
 import { VERSION } from './core/version.ts'
 import { supervise, workerRole, WORKERS_ENV } from './gateway/workers.ts'
@@ -249,7 +249,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
   const watching = feed.watch((trigger) => reloader!.reload(trigger))
   runtime.onSignal('SIGHUP', () => void reloader!.reload('signal'))
   runtime.writeOut(`pillion: ${config.gateway.service} ready in ${Math.round(performance.now())}ms (${runtime.name} ${runtime.version})`)
-  if (app !== undefined) return runApp(runtime, app, gateway, watching)
+  if (app !== undefined) return runApp(runtime, app, gateway, watching, logger)
   return new Promise<number>((resolve) => {
     let stopping = false
     const stop = async () => {
@@ -257,9 +257,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
       stopping = true
       watching()
       runtime.writeOut('pillion: shutting down, draining in-flight requests')
-      const drained = await gateway.shutdown()
-      runtime.writeOut(drained ? 'pillion: stopped' : 'pillion: stopped after shutdown grace')
-      resolve(0)
+      resolve(await drain(gateway, runtime, logger))
     }
     runtime.onSignal('SIGTERM', stop)
     runtime.onSignal('SIGINT', stop)
@@ -275,7 +273,7 @@ async function run(runtime: Runtime, allArgs: string[]): Promise<number> {
  * egress; then it drains, and Pillion exits with the app's code (128 + n after signal n; 127 if the
  * app could not be started).
  */
-async function runApp(runtime: Runtime, command: string[], gateway: RunningGateway, watching: () => void): Promise<number> {
+async function runApp(runtime: Runtime, command: string[], gateway: RunningGateway, watching: () => void, logger: Logger): Promise<number> {
   const [program, ...args] = command as [string, ...string[]]
   const child = runtime.spawn(program, args)
   runtime.onSignal('SIGTERM', () => child.kill('SIGTERM'))
@@ -290,9 +288,24 @@ async function runApp(runtime: Runtime, command: string[], gateway: RunningGatew
     code = 127
   }
   watching()
-  const drained = await gateway.shutdown()
-  runtime.writeOut(drained ? 'pillion: stopped' : 'pillion: stopped after shutdown grace')
-  return code
+  const stopped = await drain(gateway, runtime, logger)
+  return code === 0 ? stopped : code
+}
+
+/**
+ * Drains and stops the gateway: 0 once stopped, 1 when a step of the shutdown failed. A failure is
+ * logged and still ends the run, so the process exits instead of staying up with its listeners
+ * closed, deaf to the next SIGTERM (it had taken the first).
+ */
+export async function drain(gateway: Pick<RunningGateway, 'shutdown'>, runtime: Pick<Runtime, 'writeOut'>, logger: Logger): Promise<number> {
+  try {
+    const drained = await gateway.shutdown()
+    runtime.writeOut(drained ? 'pillion: stopped' : 'pillion: stopped after shutdown grace')
+    return 0
+  } catch (error) {
+    logger.log('error', 'shutdown failed', { error: error instanceof Error ? error.message : String(error) })
+    return 1
+  }
 }
 
 const DEFAULT_HEALTH_URL = 'http://127.0.0.1:9901/healthz'

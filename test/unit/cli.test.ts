@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import { asksForHelp, COMMAND_HELP } from '../../src/cli-help.ts'
-import { runCli, unreachable } from '../../src/cli.ts'
+import { drain, runCli, unreachable } from '../../src/cli.ts'
 import type { Runtime } from '../../src/core/host.ts'
 
 /** runCli on the given arguments, with what it printed; only what help and health touch is real. */
@@ -137,5 +137,28 @@ describe('pillion health says why, in its own words', () => {
     assert.equal(unreachable(Object.assign(new TypeError('getaddrinfo ENOTFOUND x.invalid'), { code: 'ENOTFOUND' })), 'host not found')
     assert.equal(unreachable(new DOMException('The operation timed out.', 'TimeoutError')), 'no answer within 2s')
     assert.equal(unreachable(Object.assign(new TypeError('fetch failed'), { cause: new Error('something odd') })), 'something odd')
+  })
+})
+
+describe('drain (pillion run on SIGTERM, or once its app has exited)', () => {
+  const outcome = async (shutdown: () => Promise<boolean>) => {
+    const out: string[] = []
+    const logged: Array<{ level: string; msg: string; fields?: Record<string, unknown> }> = []
+    const code = await drain({ shutdown }, { writeOut: (text) => void out.push(text) }, { log: (level, msg, fields) => void logged.push({ level, msg, fields }) })
+    return { code, out, logged }
+  }
+
+  it('says how the gateway stopped, and exits 0', async () => {
+    assert.deepEqual(await outcome(async () => true), { code: 0, out: ['pillion: stopped'], logged: [] })
+    assert.deepEqual((await outcome(async () => false)).out, ['pillion: stopped after shutdown grace'])
+  })
+
+  it('a shutdown step that throws is logged and still ends the run, with 1', async () => {
+    const { code, out, logged } = await outcome(async () => {
+      throw new TypeError("Cannot read properties of undefined (reading 'count')")
+    })
+    assert.equal(code, 1)
+    assert.deepEqual(out, [])
+    assert.deepEqual(logged, [{ level: 'error', msg: 'shutdown failed', fields: { error: "Cannot read properties of undefined (reading 'count')" } }])
   })
 })
