@@ -29,6 +29,8 @@ const RESOURCE = asciiBytes('{"resourceSpans":[{"resource":{"attributes":[')
 const SCOPE = asciiBytes(']},"scopeSpans":[{"scope":')
 const SPANS = asciiBytes(',"spans":[')
 
+const MIN_BATCH_BYTES = 1024
+
 /** Spans written into one request body, in the order they came; at most MAX_BATCH of them. */
 export class SpanBatch {
   readonly line: JsonLine
@@ -49,8 +51,8 @@ export class SpanBatch {
 export class OtlpJson {
   /** `{"resourceSpans":[{"resource":…,"scopeSpans":[{"scope":…,"spans":[` */
   readonly #head: Uint8Array
-  /** The last ended batch's size: the next starts with that much room, and rarely grows. */
-  #lastBytes = 1024
+  /** The last ended batch's size: the next starts with that much room, so a steady stream of full batches never grows one. */
+  #lastBytes = MIN_BATCH_BYTES
 
   constructor(resource: ReadonlyArray<[string, AttributeValue]>, scope: { name: string; version: string }) {
     const line = new JsonLine()
@@ -108,7 +110,7 @@ export class OtlpJson {
   /** The batch's ExportTraceServiceRequest, ended; the batch takes no more spans. */
   end(batch: SpanBatch): Uint8Array {
     batch.line.raw(SPANS_END)
-    this.#lastBytes = Math.max(this.#lastBytes, batch.line.length)
+    this.#lastBytes = Math.max(MIN_BATCH_BYTES, batch.line.length)
     return batch.line.bytes.subarray(0, batch.line.length)
   }
 }
