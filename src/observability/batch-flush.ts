@@ -28,7 +28,7 @@ export class BatchFlush {
   /** flush() calls waiting: sends go on until nothing is left. */
   #everything = 0
 
-  /** `send` takes what is waiting (up to a batch) and sends it; it never throws. */
+  /** `send` takes what is waiting (up to a batch) and sends it; it is called only when something waits, and never throws. */
   constructor(send: () => Promise<void>, state: BatchState, flushMs: number, timers: FlushTimers) {
     this.#send = send
     this.#state = state
@@ -49,6 +49,8 @@ export class BatchFlush {
       ;(this.#timers.clearTimer ?? ((handle) => clearTimeout(handle as ReturnType<typeof setTimeout>)))(this.#timer)
       this.#timer = undefined
     }
+    // Nothing waiting, nothing in flight: nothing to send (a flush at shutdown, a reload).
+    if (this.#running === undefined && !this.#state.pending()) return Promise.resolve()
     this.#running ??= this.#run()
     return this.#running
   }

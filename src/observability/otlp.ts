@@ -66,10 +66,9 @@ export class OtlpExporter {
     this.#flush.added()
   }
 
-  /** Takes the oldest batch out of the queue and sends it; a flush with nothing queued sends nothing. */
+  /** Takes the oldest batch out of the queue and sends it (BatchFlush calls it only with spans queued). */
   #sendOldest(): Promise<void> {
-    const batch = this.#batches.shift()
-    if (batch === undefined) return Promise.resolve()
+    const batch = this.#batches.shift()!
     this.#queued -= batch.count
     return this.#export(batch)
   }

@@ -155,6 +155,16 @@ describe('line writer', () => {
     assert.deepEqual(sink.writes, ['{"a":1}\n{"a":2}\n'])
   })
 
+  test('a flush or close with nothing buffered writes nothing', async () => {
+    const sink = new MemorySink()
+    const { writer } = writerFor(sink)
+    await writer.flush()
+    writer.push('{"a":1}')
+    await writer.flush()
+    await writer.close()
+    assert.deepEqual(sink.writes, ['{"a":1}\n'])
+  })
+
   test('a large buffer is written at once, without waiting for the timer', async () => {
     const sink = new MemorySink()
     const { writer, timers } = writerFor(sink, { flushBytes: 16 })
