@@ -20,8 +20,8 @@ const NEXT_KEY = asciiBytes(',{"key":')
 const STRING_VALUE = asciiBytes(',"value":{"stringValue":')
 const INT_VALUE = asciiBytes(',"value":{"intValue":')
 const DOUBLE_VALUE = asciiBytes(',"value":{"doubleValue":')
-const TRUE_VALUE = asciiBytes(',"value":{"boolValue":true}}')
-const FALSE_VALUE = asciiBytes(',"value":{"boolValue":false}}')
+const TRUE_VALUE = asciiBytes(',"value":{"boolValue":true')
+const FALSE_VALUE = asciiBytes(',"value":{"boolValue":false')
 const QUOTE = asciiBytes('"')
 const CLOSE_TWO = asciiBytes('}}')
 const SPANS_END = asciiBytes(']}]}]}')
@@ -131,7 +131,7 @@ function attributeValue(line: JsonLine, value: AttributeValue): void {
     line.raw(STRING_VALUE)
     line.string(value)
   } else if (typeof value === 'boolean') {
-    return line.raw(value ? TRUE_VALUE : FALSE_VALUE)
+    line.raw(value ? TRUE_VALUE : FALSE_VALUE)
   } else if (Number.isInteger(value)) {
     line.raw(INT_VALUE)
     if (value >= 0 && value <= 0x7fffffff) {
