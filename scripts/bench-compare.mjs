@@ -29,7 +29,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { benchWorkspace, CHAIN_PIECES, cpuSeconds, fail, freePort, has, makeToken, median, memorySplit, parseArgs, pillionPolicy, ROOT, rssMb, startNginxUpstream, waitForPort } from './bench-lib.mjs'
+import { benchWorkspace, CHAIN_PIECES, cpuSeconds, fail, freePort, has, makeToken, median, memorySplit, parseArgs, pillionPolicy, ROOT, roundOrder, rssMb, startNginxUpstream, waitForPort } from './bench-lib.mjs'
 
 const argv = process.argv.slice(2)
 const specs = argv.filter((arg) => !arg.startsWith('--'))
@@ -122,10 +122,7 @@ const idle = args.memory ? configs.map((config) => memorySplit(config.child.pid)
 for (const config of configs) wrk(config, WARMUP_S) // warm-up
 const samples = configs.map(() => [])
 for (let round = 0; round < ROUNDS; round++) {
-  for (let i = 0; i < configs.length; i++) {
-    const at = (i + round) % configs.length
-    samples[at][round] = wrk(configs[at], DURATION_S)
-  }
+  for (const at of roundOrder([...configs.keys()], round)) samples[at][round] = wrk(configs[at], DURATION_S)
 }
 console.log(`CPU µs per request, wrk -c32, ${ROUNDS} interleaved rounds of ${DURATION_S}s (medians; paired: median of each round's ratio to the first row)`)
 for (const [i, config] of configs.entries()) {

@@ -22,7 +22,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, fail, fmt, freePort, has, median, missingTargets, parseArgs, pillionPolicy, ratio, ROOT, RUNTIMES, waitForPort } from './bench-lib.mjs'
+import { cpuSeconds, fail, fmt, freePort, has, median, missingTargets, parseArgs, pillionPolicy, ratio, ROOT, roundOrder, RUNTIMES, waitForPort } from './bench-lib.mjs'
 
 const args = parseArgs(process.argv.slice(2))
 if (args.help) {
@@ -106,7 +106,7 @@ for (const runtime of ['binary', 'bun', 'node', 'deno']) {
 const samples = new Map()
 const add = (key, value) => samples.set(key, [...(samples.get(key) ?? []), value])
 for (let round = 0; round < ROUNDS; round++) {
-  const order = configs.map((_, i) => configs[(i + round) % configs.length])
+  const order = roundOrder(configs, round)
   for (const config of order) {
     for (const connections of CONNECTIONS) {
       const cpuBefore = config.pid === undefined ? 0 : cpuSeconds(config.pid)

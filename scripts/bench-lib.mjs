@@ -210,6 +210,16 @@ export function cpuSeconds(pid) {
   return ticks / 100 // USER_HZ is 100 on Linux
 }
 
+/**
+ * The order of one round of interleaved measurements: rotated by the round, and reversed every other
+ * round, so that a configuration is measured after a different one from round to round (a rotation
+ * alone keeps every configuration's predecessor).
+ */
+export function roundOrder(items, round) {
+  const rotated = items.map((_, i) => items[(i + round) % items.length])
+  return round % 2 === 1 ? rotated.reverse() : rotated
+}
+
 export function median(values) {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
   if (sorted.length === 0) return NaN

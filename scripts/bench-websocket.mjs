@@ -31,7 +31,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
-import { cpuSeconds, fail, fmt, freePort, machineBusySeconds, median, missingTargets, parseArgs, pillionPolicy, quantile, ratio, ROOT, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
+import { cpuSeconds, fail, fmt, freePort, machineBusySeconds, median, missingTargets, parseArgs, pillionPolicy, quantile, ratio, ROOT, roundOrder, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
 
 const PEER = join(ROOT, 'scripts/bench-websocket-peer.mjs')
 
@@ -347,7 +347,7 @@ for (const config of configs) await measure(config, upstream, CONNECTIONS, WINDO
 
 const samples = new Map()
 for (let round = 0; round < ROUNDS; round++) {
-  const order = configs.map((_, i) => configs[(i + round) % configs.length])
+  const order = roundOrder(configs, round)
   for (const c of CASES) {
     for (const config of order) {
       const key = `${config.name}@${c.key}`

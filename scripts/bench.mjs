@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm run bench`: Pillion side by side with the upstream alone, NGINX as a proxy and `http-proxy` on
-// Node, measured with wrk on 127.0.0.1 only. Every configuration runs in every round, in a rotating
-// order, so drift on a noisy machine shows as spread instead of as a bias; the median is reported.
+// Node, measured with wrk on 127.0.0.1 only. Every configuration runs in every round, in an order that
+// changes from round to round (rotated, and reversed every other round), so drift on a noisy machine
+// shows as spread instead of as a bias; the median is reported.
 //
 //   node scripts/bench.mjs [--rounds=2] [--duration=2] [--warmup=6] [--connections=1,32] [--only=binary,node]
 //                          [--startups=5] [--websocket | --websocket=off] [--help]
@@ -51,7 +52,7 @@ import { request } from 'node:http'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { BIN, cpuSeconds, fail, fmt, freePort, has, makeToken, median, missingTargets, parseArgs, pillionPolicy, ratio, ROOT, RUNTIMES, rssMb, waitForPort } from './bench-lib.mjs'
+import { BIN, cpuSeconds, fail, fmt, freePort, has, makeToken, median, missingTargets, parseArgs, pillionPolicy, ratio, ROOT, roundOrder, RUNTIMES, rssMb, waitForPort } from './bench-lib.mjs'
 
 // ---------------------------------------------------------------------------------------------- options
 const args = parseArgs(process.argv.slice(2))
@@ -365,8 +366,7 @@ for (const config of configs) {
 
 const samples = new Map()
 for (let round = 0; round < ROUNDS; round++) {
-  // Rotate the order each round: a configuration is not always measured right after the same one.
-  const order = configs.map((_, i) => configs[(i + round) % configs.length])
+  const order = roundOrder(configs, round)
   for (const connections of CONNECTIONS) {
     for (const config of order) {
       const sample = wrk(config, connections, DURATION_S)
