@@ -2,12 +2,16 @@
 // `npm run soak -- --minutes 30`: Pillion under a steady, modest load for a long time, to show whether
 // memory, file descriptors or latency creep. Not part of CI. Loopback only.
 //
-//   npm run soak -- [--minutes=30] [--target=binary|bun|node|deno] [--rate=300] [--interval=5] [--help]
+//   npm run soak -- [--minutes=30] [--target=binary|bun|node|deno] [--rate=300] [--interval=5] [--observers] [--help]
 //   npm run soak -- --chart reports/soak-binary.csv [--title TEXT]   only draws the chart again, beside the CSV
 //
 // What runs (each its own process): an upstream (node:http, 100-byte answers) and Pillion with the
 // bench's full chain (scripts/bench-lib.mjs: JWT RS256, local rate limit, timeout, retry, circuit
-// breaker, bulkhead, metrics, access log to a file). This process sends --rate GETs per second on
+// breaker, bulkhead, metrics, access log to a file). --observers adds traces at sample = 1 and an [audit]
+// trail, both sent to a collector in this process, and at the end checks that nothing was lost: after
+// the load the gateway is stopped (SIGTERM, so it sends what it still holds) and every request it
+// counted in pillion_requests_total must have arrived as one span and one audit record; the report is
+// then reports/soak-<target>-observers.*. This process sends --rate GETs per second on
 // keep-alive connections, paced evenly (open loop: a slow answer does not slow the sending; past 1,000
 // waiting, requests are skipped and counted), and every --interval seconds samples:
 //   RSS           VmRSS of the gateway's process tree, from /proc/PID/status
@@ -23,7 +27,7 @@
 // early and still writes the report.
 import { spawn, spawnSync } from 'node:child_process'
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { Agent, request } from 'node:http'
+import { Agent, createServer, request } from 'node:http'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -37,13 +41,14 @@ if (args.help) {
   console.log(lines.slice(0, lines.findIndex((line) => !line.startsWith('//'))).map((line) => line.replace(/^\/\/ ?/, '')).join('\n'))
   process.exit(0)
 }
-const known = new Set(['minutes', 'target', 'rate', 'interval', 'chart', 'title'])
+const known = new Set(['minutes', 'target', 'rate', 'interval', 'chart', 'title', 'observers'])
 for (const key of Object.keys(args)) if (!known.has(key)) fail(`unknown option --${key} (see --help)`)
 if (args.chart !== undefined) process.exit(await redraw(args.chart, args.title))
 const MINUTES = positive('minutes', 30)
 const RATE = positive('rate', 300)
 const INTERVAL_S = positive('interval', 5)
 const TARGET = args.target ?? 'binary'
+const OBSERVERS = args.observers !== undefined
 if (!(TARGET in RUNTIMES)) fail(`--target must be one of ${Object.keys(RUNTIMES).join(', ')}`)
 const MAX_WAITING = 1000
 const BODY = 'x'.repeat(100)
@@ -85,11 +90,12 @@ async function startUpstream() {
   return { port, child }
 }
 
-async function startPillion(upstreamPort, jwk) {
+async function startPillion(upstreamPort, jwk, collectorPort) {
   const listen = await freePort()
   const admin = await freePort()
   const file = join(work, 'soak.toml')
-  writeFileSync(file, pillionPolicy({ listen, admin, upstreamPort, chain: true, jwk, accessLog: join(work, 'access.log') }))
+  const policy = pillionPolicy({ listen, admin, upstreamPort, chain: true, jwk, accessLog: join(work, 'access.log') })
+  writeFileSync(file, collectorPort === undefined ? policy : policy + observerTables(collectorPort))
   const stderrTo = join(work, 'pillion.stderr.log')
   const [program, ...rest] = command
   const child = start(program, [...rest, 'run', '-c', file], stderrTo)
@@ -101,6 +107,50 @@ async function startPillion(upstreamPort, jwk) {
   return { listen, admin, child, stderrTo }
 }
 
+/** --observers: every request traced, and audited, to the collector. */
+function observerTables(collectorPort) {
+  return `
+[observability.traces]
+otlp = "http://127.0.0.1:${collectorPort}/v1/traces"
+sample = 1
+
+[audit]
+sink = "http://127.0.0.1:${collectorPort}/audit"
+`
+}
+
+/** Receives OTLP/JSON spans and audit batches, counting what arrives; answers 200. */
+async function startCollector() {
+  const received = { spans: 0, auditRecords: 0, posts: 0, unreadable: 0 }
+  const server = createServer((req, res) => {
+    const chunks = []
+    req.on('data', (chunk) => chunks.push(chunk))
+    req.on('end', () => {
+      received.posts++
+      try {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+        if (req.url === '/v1/traces') {
+          for (const resource of body.resourceSpans ?? []) for (const scope of resource.scopeSpans ?? []) received.spans += scope.spans?.length ?? 0
+        } else if (req.url === '/audit') received.auditRecords += body.length
+        else received.unreadable++
+      } catch {
+        received.unreadable++
+      }
+      res.end()
+    })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return { port: server.address().port, received, close: () => server.close() }
+}
+
+/** The gateway's own count of what it answered, from the admin /metrics: every series of a counter, summed. */
+async function counterTotal(adminPort, name) {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
+  let total = 0
+  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(match[1])
+  return total
+}
+
 // ---------------------------------------------------------------------------------------------- load
 let stopping = false
 const agent = new Agent({ keepAlive: true, maxSockets: 32 })
@@ -108,6 +158,7 @@ let interval = { latencies: [], errors: 0, skipped: 0 }
 let waiting = 0
 let sent = 0
 let answered = 0
+let drained
 
 function send(port, authorization) {
   if (waiting >= MAX_WAITING) {
@@ -119,6 +170,7 @@ function send(port, authorization) {
   const path = `/items/${sent++ % 1000}`
   const done = (ok) => {
     waiting--
+    if (waiting === 0) drained?.()
     if (ok) {
       interval.latencies.push(performance.now() - begun)
       answered++
@@ -226,16 +278,18 @@ async function redraw(csvFile, title) {
 
 // ---------------------------------------------------------------------------------------------- run
 const version = (command) => spawnSync(command[0], [...command.slice(1), '--version'], { encoding: 'utf8' }).stdout.trim().split('\n')[0]
+const what = OBSERVERS ? 'full chain, traces and audit' : 'full chain'
 console.log(
-  `soak: ${TARGET} (${version(command)}), full chain, ${RATE} req/s for ${MINUTES} min, a sample every ${INTERVAL_S} s; ` +
+  `soak: ${TARGET} (${version(command)}), ${what}, ${RATE} req/s for ${MINUTES} min, a sample every ${INTERVAL_S} s; ` +
     `${cpus().length} CPUs, load ${loadavg().map((l) => l.toFixed(2)).join(' ')}`,
 )
 const { jwk, token } = await makeToken()
 const authorization = `Bearer ${token}`
 const upstream = await startUpstream()
-const pillion = await startPillion(upstream.port, jwk)
+const collector = OBSERVERS ? await startCollector() : undefined
+const pillion = await startPillion(upstream.port, jwk, collector?.port)
 mkdirSync(join(ROOT, 'reports'), { recursive: true })
-const prefix = join(ROOT, 'reports', `soak-${TARGET}`)
+const prefix = join(ROOT, 'reports', `soak-${TARGET}${OBSERVERS ? '-observers' : ''}`)
 
 const samples = []
 const stopLoad = paceLoad(pillion.listen, authorization)
@@ -277,7 +331,7 @@ agent.destroy()
 const formatMinutes = (minutes) => String(Number(minutes.toFixed(minutes < 10 ? 1 : 0)))
 if (samples.length === 0) fail('stopped before the first sample; nothing to report')
 const windowS = growthWindowS(samples.at(-1).elapsedS)
-const title = `Pillion soak: ${TARGET}, full chain, ${RATE} req/s, ${formatMinutes(samples.at(-1).elapsedS / 60)} min (${new Date().toISOString().slice(0, 10)})`
+const title = `Pillion soak: ${TARGET}, ${what}, ${RATE} req/s, ${formatMinutes(samples.at(-1).elapsedS / 60)} min (${new Date().toISOString().slice(0, 10)})`
 writeFileSync(`${prefix}.svg`, soakChartSvg(samples, title))
 const converter = await writePng(`${prefix}.svg`, `${prefix}.png`)
 const totals = samples.reduce((sum, s) => ({ errors: sum.errors + s.errors, skipped: sum.skipped + s.skipped }), { errors: 0, skipped: 0 })
@@ -291,5 +345,26 @@ console.log(`  RSS      ${show(rss, 1, ' MB')}`)
 console.log(`  JS heap  ${Number.isFinite(heap.first) ? show(heap, 1, ' MB') : 'not measured (no pillion_heap_used_bytes in /metrics)'}`)
 console.log(`  fds      ${show(fds, 1, '')}`)
 console.log(`  ${answered} answers of ${sent} sent; ${totals.errors} errors; ${totals.skipped} skipped`)
+const lost = collector === undefined ? 0 : await observersLost(collector, pillion)
 console.log(`\nwrote ${relative(ROOT, `${prefix}.csv`)}, ${relative(ROOT, `${prefix}.svg`)}${converter ? ` and ${relative(ROOT, `${prefix}.png`)} (${converter})` : ' (no PNG: install librsvg2-bin or chromium)'}`)
-process.exit(totals.errors > 0 ? 1 : 0)
+process.exit(totals.errors > 0 || lost > 0 ? 1 : 0)
+
+/**
+ * --observers: once the last answers are in, what the gateway counted against what reached the
+ * collector after it stopped. Returns how many spans and audit records went missing.
+ */
+async function observersLost(collector, gateway) {
+  if (waiting > 0) await Promise.race([new Promise((resolve) => (drained = resolve)), new Promise((resolve) => setTimeout(resolve, 30_000))])
+  const requests = await counterTotal(gateway.admin, 'pillion_requests_total')
+  const spansDropped = await counterTotal(gateway.admin, 'pillion_trace_spans_dropped_total')
+  const auditDropped = await counterTotal(gateway.admin, 'pillion_audit_dropped_total')
+  const exited = new Promise((resolve) => gateway.child.once('exit', resolve))
+  gateway.child.kill('SIGTERM')
+  await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 30_000))])
+  collector.close()
+  const { spans, auditRecords, posts, unreadable } = collector.received
+  console.log(`  observers: the gateway counted ${requests} requests; the collector got ${spans} spans and ${auditRecords} audit records in ${posts} POSTs (${unreadable} unreadable); dropped, by the gateway's count: ${spansDropped} spans, ${auditDropped} audit records`)
+  const lost = Math.abs(requests - spans) + Math.abs(requests - auditRecords) + unreadable
+  if (lost > 0) console.log(`  observers: LOST ${requests - spans} spans and ${requests - auditRecords} audit records`)
+  return lost
+}
