@@ -271,6 +271,17 @@ function exporterWith(settings: Partial<TracesConfig>, answer: (request: Upstrea
   return { exporter, timers, logger, counts, bodies }
 }
 
+/** An exporter whose collector answers 200 only once release() is called: for spans queued during a send. */
+function heldExporter() {
+  let release!: () => void
+  const held = new Promise<void>((resolve) => (release = resolve))
+  const t = exporterWith({}, async () => {
+    await held
+    return new Response('{}')
+  })
+  return { ...t, release }
+}
+
 describe('OTLP exporter', () => {
   test('waits for the flush timer, then sends one OTLP/JSON request with the batch', async () => {
     const t = exporterWith({}, async () => new Response('{}'))
@@ -304,16 +315,11 @@ describe('OTLP exporter', () => {
   })
 
   test('spans past a full batch, and spans queued while it is sent, go in the next request, in order', async () => {
-    let release!: () => void
-    const held = new Promise<void>((resolve) => (release = resolve))
-    const t = exporterWith({}, async () => {
-      await held
-      return new Response('{}')
-    })
+    const t = heldExporter()
     for (let i = 0; i < MAX_BATCH + 2; i++) t.exporter.enqueue(span(i + 1))
     t.exporter.enqueue(span(MAX_BATCH + 3))
     assert.equal(t.exporter.queued, 3, 'the full batch is out; three wait')
-    release()
+    t.release()
     await t.exporter.flush()
     const ids = t.bodies.map((body) => body.json.resourceSpans[0].scopeSpans[0].spans.map((each: { spanId: string }) => parseInt(each.spanId, 16)))
     assert.deepEqual(ids.map((list) => list.length), [MAX_BATCH, 3])
@@ -352,16 +358,11 @@ describe('OTLP exporter', () => {
   })
 
   test('spans that arrive during an export go in the next request', async () => {
-    let release!: () => void
-    const gate = new Promise<void>((resolve) => (release = resolve))
-    const t = exporterWith({}, async () => {
-      await gate
-      return new Response('{}')
-    })
+    const t = heldExporter()
     t.exporter.enqueue(span(1))
     const flushing = t.exporter.flush()
     t.exporter.enqueue(span(2))
-    release()
+    t.release()
     await flushing
     assert.equal(t.bodies.length, 2)
     assert.equal(t.counts.exported, 2)
