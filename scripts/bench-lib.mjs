@@ -210,6 +210,14 @@ export function cpuSeconds(pid) {
   return ticks / 100 // USER_HZ is 100 on Linux
 }
 
+/** A metric on the admin listener's /metrics, every series of it summed (labels or not). */
+export async function metricSum(adminPort, name) {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
+  let sum = 0
+  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(match[1])
+  return sum
+}
+
 /**
  * The order of one round of interleaved measurements: rotated by the round, and reversed every other
  * round, so that a configuration is measured after a different one from round to round (a rotation

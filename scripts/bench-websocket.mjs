@@ -31,7 +31,7 @@ import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { WebSocket } from 'ws'
-import { cpuSeconds, fail, fmt, freePort, machineBusySeconds, median, missingTargets, parseArgs, pillionPolicy, quantile, ratio, ROOT, roundOrder, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
+import { cpuSeconds, fail, fmt, freePort, machineBusySeconds, median, metricSum, missingTargets, parseArgs, pillionPolicy, quantile, ratio, ROOT, roundOrder, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
 
 const PEER = join(ROOT, 'scripts/bench-websocket-peer.mjs')
 
@@ -134,10 +134,7 @@ async function startPillion(runtime, upstreamPort, name) {
 /** The sum of pillion_websocket_connections on the admin listener's /metrics. */
 async function openGauge(admin) {
   try {
-    const text = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text()
-    let sum = 0
-    for (const match of text.matchAll(/^pillion_websocket_connections(?:\{[^}]*\})? (\d+(?:\.\d+)?)$/gm)) sum += Number(match[1])
-    return sum
+    return await metricSum(admin, 'pillion_websocket_connections')
   } catch {
     return NaN
   }

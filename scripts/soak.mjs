@@ -31,7 +31,7 @@ import { Agent, createServer, request } from 'node:http'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { cpuSeconds, fail, freePort, has, makeToken, parseArgs, pillionPolicy, processTree, quantile, ROOT, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
+import { cpuSeconds, fail, freePort, has, makeToken, metricSum, parseArgs, pillionPolicy, processTree, quantile, ROOT, RUNTIMES, rssKb, waitForPort } from './bench-lib.mjs'
 import { growth, growthWindowS, soakChartSvg, soakCsv, soakSamplesFromCsv } from './soak-report.ts'
 
 // ---------------------------------------------------------------------------------------------- options
@@ -141,14 +141,6 @@ async function startCollector() {
   })
   await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
   return { port: server.address().port, received, close: () => server.close() }
-}
-
-/** The gateway's own count of what it answered, from the admin /metrics: every series of a counter, summed. */
-async function counterTotal(adminPort, name) {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
-  let total = 0
-  for (const match of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(match[1])
-  return total
 }
 
 // ---------------------------------------------------------------------------------------------- load
@@ -357,9 +349,9 @@ async function observersLost(collector, gateway) {
   if (waiting > 0) await Promise.race([new Promise((resolve) => (drained = resolve)), new Promise((resolve) => setTimeout(resolve, 30_000))])
   let requests, spansDropped, auditDropped
   try {
-    requests = await counterTotal(gateway.admin, 'pillion_requests_total')
-    spansDropped = await counterTotal(gateway.admin, 'pillion_trace_spans_dropped_total')
-    auditDropped = await counterTotal(gateway.admin, 'pillion_audit_dropped_total')
+    requests = await metricSum(gateway.admin, 'pillion_requests_total')
+    spansDropped = await metricSum(gateway.admin, 'pillion_trace_spans_dropped_total')
+    auditDropped = await metricSum(gateway.admin, 'pillion_audit_dropped_total')
   } catch (error) {
     // Ctrl-C reaches the gateway as well: it may be gone before its counters can be read.
     console.log(`  observers: not compared, the gateway's /metrics did not answer (${error.message})`)
